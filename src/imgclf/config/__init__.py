@@ -1,0 +1,34 @@
+"""Typed, frozen configuration: the source of truth that YAML files and CLI flags are views of.
+
+Precedence: dataclass defaults < the model's data config (for fields left unset) < YAML < ``--set`` / keyword
+arguments. Unknown keys and bad values raise :class:`~imgclf.errors.ConfigError` with the closest valid key.
+"""
+
+from imgclf.config._io import from_dict, load_config, parse_set, to_dict, to_yaml, update
+from imgclf.config._schema import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    DataConfig,
+    DataSourceConfig,
+    ModelConfig,
+    OptimConfig,
+    RunConfig,
+    TrainConfig,
+)
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "DataConfig",
+    "DataSourceConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "RunConfig",
+    "TrainConfig",
+    "from_dict",
+    "load_config",
+    "parse_set",
+    "to_dict",
+    "to_yaml",
+    "update",
+]

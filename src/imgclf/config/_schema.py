@@ -1,0 +1,202 @@
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+from imgclf.errors import ConfigError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+AUGMENT_PRESETS = ("none", "light", "standard", "strong")
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
+
+
+def _choice(section: str, key: str, value: object, choices: tuple) -> None:
+    if value not in choices:
+        raise ConfigError(f"{section}.{key}={value!r} is not valid; choose one of {', '.join(map(str, choices))}")
+
+
+def _positive(section: str, key: str, value: float | int | None, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    if (value < 0) if allow_zero else (value <= 0):
+        raise ConfigError(f"{section}.{key}={value!r} must be {'>= 0' if allow_zero else '> 0'}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How a model wants its input: the eval preprocessing stored in every bundle.
+
+    Images are resized so the shorter side is ``resize_size``, center-cropped to ``input_size`` and normalised.
+
+    >>> DataConfig(input_size=224, resize_size=256).with_size(32).resize_size
+    37
+    """
+
+    input_size: int = 224
+    resize_size: int = 256
+    interpolation: str = "bilinear"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def __post_init__(self) -> None:
+        _positive("preprocessing", "input_size", self.input_size)
+        if self.resize_size < self.input_size:
+            raise ConfigError(
+                f"preprocessing.resize_size={self.resize_size} is smaller than input_size={self.input_size}"
+            )
+        _choice("preprocessing", "interpolation", self.interpolation, INTERPOLATIONS)
+        if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):
+            raise ConfigError("preprocessing.mean and .std need three values each, std > 0")
+
+    @property
+    def crop_pct(self) -> float:
+        return self.input_size / self.resize_size
+
+    def with_size(self, size: int, crop_pct: float | None = None) -> DataConfig:
+        """The same preprocessing at another input size, keeping the crop fraction unless one is given."""
+        pct = self.crop_pct if crop_pct is None else crop_pct
+        if not 0 < pct <= 1:
+            raise ConfigError(f"data.crop_pct={pct} must be in (0, 1]")
+        return replace(self, input_size=size, resize_size=max(size, math.floor(size / pct + 1e-6)))
+
+
+@dataclass(frozen=True)
+class DataSourceConfig:
+    """Where the images come from and how they are fed to the model."""
+
+    source: str = ""
+    img_size: int | None = None
+    crop_pct: float | None = None
+    batch_size: int = 64
+    workers: int | None = None
+    augment: str = "standard"
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    sampler: str = "shuffle"
+    strict: bool = False
+    max_per_class: int | None = None
+
+    def __post_init__(self) -> None:
+        _positive("data", "img_size", self.img_size)
+        _positive("data", "batch_size", self.batch_size)
+        _positive("data", "workers", self.workers, allow_zero=True)
+        _positive("data", "mixup", self.mixup, allow_zero=True)
+        _positive("data", "cutmix", self.cutmix, allow_zero=True)
+        _positive("data", "max_per_class", self.max_per_class)
+        _choice("data", "augment", self.augment, AUGMENT_PRESETS)
+        _choice("data", "sampler", self.sampler, ("shuffle", "balanced"))
+        for key in ("val_fraction", "test_fraction"):
+            if not 0 <= getattr(self, key) < 1:
+                raise ConfigError(f"data.{key}={getattr(self, key)} must be in [0, 1)")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ConfigError("data.val_fraction + data.test_fraction must be below 1")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which architecture, which starting weights, what to train.
+
+    ``weights``: ``None`` for random initialisation, ``"pretrained"`` for the architecture's default
+    pretrained weights (timm's loader; needs the network), or a path to a ``.safetensors`` file.
+    """
+
+    name: str = "resnet18"
+    weights: str | None = None
+    freeze: str = "none"
+    drop_rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ConfigError("model.name is empty; see `imgclf models` for names")
+        _choice("model", "freeze", self.freeze, ("none", "backbone"))
+        if not 0 <= self.drop_rate < 1:
+            raise ConfigError(f"model.drop_rate={self.drop_rate} must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimizer and learning-rate schedule. ``lr``/``weight_decay`` of ``None`` pick per-optimizer defaults."""
+
+    optimizer: str = "adamw"
+    lr: float | None = None
+    weight_decay: float | None = None
+    momentum: float = 0.9
+    backbone_lr_scale: float = 0.1
+    schedule: str = "cosine"
+    warmup_epochs: float = 1.0
+    step_epochs: int = 30
+    step_gamma: float = 0.1
+
+    def __post_init__(self) -> None:
+        _choice("optim", "optimizer", self.optimizer, ("adamw", "sgd"))
+        _choice("optim", "schedule", self.schedule, ("cosine", "step", "constant"))
+        _positive("optim", "lr", self.lr)
+        _positive("optim", "weight_decay", self.weight_decay, allow_zero=True)
+        _positive("optim", "warmup_epochs", self.warmup_epochs, allow_zero=True)
+        _positive("optim", "step_epochs", self.step_epochs)
+        if not 0 < self.backbone_lr_scale <= 1:
+            raise ConfigError(f"optim.backbone_lr_scale={self.backbone_lr_scale} must be in (0, 1]")
+
+    @property
+    def resolved_lr(self) -> float:
+        return self.lr if self.lr is not None else (1e-3 if self.optimizer == "adamw" else 0.05)
+
+    @property
+    def resolved_weight_decay(self) -> float:
+        if self.weight_decay is not None:
+            return self.weight_decay
+        return 0.05 if self.optimizer == "adamw" else 5e-4
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training loop: length, precision, regularisation, stopping, output."""
+
+    epochs: int = 10
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "auto"
+    channels_last: bool = False
+    label_smoothing: float = 0.1
+    loss: str = "ce"
+    focal_gamma: float = 2.0
+    class_weights: str = "none"
+    ema: bool = True
+    ema_decay: float = 0.999
+    grad_clip: float | None = None
+    accumulate: int = 1
+    patience: int | None = 10
+    monitor: str = "val_acc"
+    out: str = "runs"
+    name: str | None = None
+    save_every_steps: int | None = None
+    calibrate: bool = True
+
+    def __post_init__(self) -> None:
+        _positive("train", "epochs", self.epochs)
+        _choice("train", "amp", self.amp, ("auto", "off", "bf16", "fp16"))
+        _choice("train", "loss", self.loss, ("ce", "focal"))
+        _choice("train", "class_weights", self.class_weights, ("none", "balanced"))
+        _choice("train", "monitor", self.monitor, ("val_acc", "val_loss"))
+        _positive("train", "accumulate", self.accumulate)
+        _positive("train", "grad_clip", self.grad_clip)
+        _positive("train", "patience", self.patience)
+        _positive("train", "save_every_steps", self.save_every_steps)
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"train.label_smoothing={self.label_smoothing} must be in [0, 1)")
+        if not 0 < self.ema_decay < 1:
+            raise ConfigError(f"train.ema_decay={self.ema_decay} must be in (0, 1)")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one training run needs, one section per concern."""
+
+    data: DataSourceConfig = field(default_factory=DataSourceConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)

@@ -1,0 +1,16 @@
+"""Core helpers with no imgclf dependencies: atomic files, hashing, seeding, optional imports."""
+
+from imgclf.utils._files import atomic_write_bytes, atomic_write_text, sha256_bytes, sha256_file
+from imgclf.utils._imports import optional_import
+from imgclf.utils._seed import seed_everything
+from imgclf.utils._suggest import closest
+
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "sha256_bytes",
+    "sha256_file",
+    "optional_import",
+    "seed_everything",
+    "closest",
+]
