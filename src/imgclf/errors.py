@@ -15,6 +15,7 @@ __all__ = [
     "MissingDependencyError",
     "TrainingError",
     "NotFittedError",
+    "TrainingInterrupted",
 ]
 
 
@@ -64,3 +65,9 @@ class NotFittedError(ImgclfError, AttributeError):
     """An estimator was used before ``fit``; the message names the call to make."""
 
     exit_code = 2
+
+
+class TrainingInterrupted(ImgclfError):
+    """Training stopped on SIGTERM / Ctrl-C after saving a resumable checkpoint (the message says how to resume)."""
+
+    exit_code = 130

@@ -1,0 +1,204 @@
+"""The user-facing estimator: ``Classifier``, ``fit``, ``load`` and predictions."""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from imgclf import data as D
+from imgclf import engine as E
+from imgclf.bundle import Bundle, BundleMeta, load_bundle, save_bundle
+from imgclf.config import RunConfig, load_config, parse_set, update
+from imgclf.errors import DataError, NotFittedError
+from imgclf.evaluation import apply_temperature
+
+from imgclf.api._fit import FitResult, train_run
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One input's answer: top-1 label and score, the top-k, or the error that kept it from being read."""
+
+    path: str
+    label: str | None
+    score: float | None
+    topk: tuple[tuple[str, float], ...] = ()
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"path": self.path, "label": self.label, "score": self.score,
+                               "topk": [{"label": lab, "score": s} for lab, s in self.topk]}  # fmt: skip
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+def expand_inputs(inputs: Iterable[str | Path]) -> list[str]:
+    """Files as given, folders walked recursively for images, globs expanded; order kept, duplicates dropped.
+
+    A name that matches nothing raises DataError naming it.
+    """
+    out: list[str] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = D.list_images(p)
+        elif p.exists():
+            found = [p]
+        else:
+            found = sorted(Path(x) for x in glob.glob(str(item), recursive=True))
+            if not found:
+                raise DataError(f"{item}: no such file, folder or matching glob; check the path")
+        out += [str(f) for f in found]
+    return list(dict.fromkeys(out))
+
+
+class Classifier:
+    """An image classifier: train with :meth:`fit`, or load a bundle with :func:`load`, then predict.
+
+    ``__init__`` only stores settings: a config (object or YAML path), shortcuts (``model``, ``epochs``,
+    ``batch_size``, ``img_size``, ``seed``, ``out``, ``name``, ``weights``) and ``sets`` (``section.key=value``).
+
+    >>> # clf = Classifier(model="lenet5", epochs=5).fit("digits"); clf.predict(["img.png"])[0].label
+    """
+
+    def __init__(self, config: RunConfig | str | Path | None = None, *, sets: Sequence[str] = (), **overrides: Any):
+        self.config = config if isinstance(config, RunConfig) or config is None else load_config(config)
+        self.overrides: dict[str, Any] = {"sets": list(sets), **overrides}
+        self.model_: torch.nn.Module | None = None
+        self.meta_: BundleMeta | None = None
+        self.result_: FitResult | None = None
+
+    def __repr__(self) -> str:
+        state = f"{self.meta_.architecture}, {self.meta_.num_classes} classes" if self.meta_ else "not fitted"
+        return f"Classifier({state})"
+
+    # -- training -----------------------------------------------------------------------------------------
+    def resolved_config(self, data: str | None = None) -> RunConfig:
+        """Defaults < config < keyword shortcuts (model, epochs, ...) < ``sets`` (``section.key=value``)."""
+        cfg = self.config or RunConfig()
+        kw = {k: v for k, v in self.overrides.items() if k != "sets" and v is not None}
+        short = {"model": ("model", "name"), "epochs": ("train", "epochs"), "batch_size": ("data", "batch_size"),
+                 "img_size": ("data", "img_size"), "seed": ("train", "seed"), "out": ("train", "out"),
+                 "name": ("train", "name"), "weights": ("model", "weights")}  # fmt: skip
+        changes: dict[str, dict[str, Any]] = {}
+        if data is not None:
+            changes.setdefault("data", {})["source"] = str(data)
+        for key, value in kw.items():
+            if key not in short:
+                from imgclf.errors import ConfigError
+                from imgclf.utils import closest
+
+                raise ConfigError(f"unknown option {key!r}.{closest(key, short)} Use sets=['section.key=value']")
+            section, name = short[key]
+            changes.setdefault(section, {})[name] = value
+        cfg = update(cfg, changes)
+        sets = parse_set(self.overrides.get("sets", []))
+        return update(cfg, sets) if sets else cfg
+
+    def fit(self, data: str | Path | None = None, *, resume: str | Path | None = None,
+            console: Console | None = None) -> Classifier:  # fmt: skip
+        """Train on ``data`` (folder, CSV or built-in name), write the run directory, load the bundle."""
+        cfg = None if resume else self.resolved_config(None if data is None else str(data))
+        if cfg is not None and not cfg.data.source:
+            raise DataError("no data given: pass a folder, a CSV manifest or a built-in name such as 'digits'")
+        result = train_run(cfg, resume=Path(resume) if resume else None, console=console)
+        self.result_ = result
+        if result.bundle_dir.is_dir():
+            self._set(load_bundle(result.bundle_dir))
+        return self
+
+    def _set(self, bundle: Bundle) -> None:
+        self.model_, self.meta_ = bundle.model, bundle.meta
+
+    # -- using it -----------------------------------------------------------------------------------------
+    def _require(self) -> tuple[torch.nn.Module, BundleMeta]:
+        if self.model_ is None or self.meta_ is None:
+            raise NotFittedError("this Classifier has no model yet: call .fit(data) or use imgclf.load(bundle_dir)")
+        return self.model_, self.meta_
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self._require()[1].classes
+
+    def predict_logits(self, inputs: Iterable[str | Path], *, batch_size: int = 32
+                       ) -> tuple[list[str], np.ndarray, dict[str, str]]:  # fmt: skip
+        """Logits ``(N, C)`` of the readable inputs, their paths, and ``{path: reason}`` for the unreadable.
+
+        Inputs are files, folders or globs (see :func:`expand_inputs`).
+        """
+        model, meta = self._require()
+        paths = expand_inputs(inputs)
+        transform = D.build_eval_transform(meta.preprocessing)
+        device = next(model.parameters()).device
+        ok, tensors, errors = [], [], {}
+        for path in paths:
+            try:
+                tensors.append(transform(D.open_image(path)))
+                ok.append(path)
+            except DataError as exc:
+                errors[path] = getattr(exc, "reason", str(exc))
+        batches = (
+            D.Batch(torch.stack(tensors[i : i + batch_size]), torch.zeros(len(tensors[i : i + batch_size]),
+                    dtype=torch.long), torch.arange(i, i + len(tensors[i : i + batch_size])), 0)
+            for i in range(0, len(tensors), batch_size)
+        )  # fmt: skip
+        out = E.predict_logits(model, batches, device)
+        logits = out.logits if len(ok) else np.zeros((0, meta.num_classes), np.float32)
+        return ok, logits, errors
+
+    def predict_proba(self, inputs: Iterable[str | Path]) -> np.ndarray:
+        """Calibrated class probabilities ``(N, C)`` of the readable inputs (unreadable ones raise DataError)."""
+        paths, logits, errors = self.predict_logits(inputs)
+        if errors:
+            path, reason = next(iter(errors.items()))
+            raise DataError(f"{path}: {reason}")
+        return apply_temperature(logits, self._require()[1].temperature or 1.0)
+
+    def predict(self, inputs: Iterable[str | Path], *, top_k: int = 5, raw: bool = False) -> list[Prediction]:
+        """Top-k predictions per input, in input order; unreadable inputs get ``error`` instead of labels.
+
+        ``raw=True`` uses uncalibrated probabilities (temperature 1).
+        """
+        _, meta = self._require()
+        order = expand_inputs(inputs)
+        paths, logits, errors = self.predict_logits(order)
+        probs = apply_temperature(logits, 1.0 if raw else meta.temperature or 1.0)
+        by_path = {}
+        k = min(top_k, meta.num_classes)
+        for path, row in zip(paths, probs):
+            order = np.argsort(-row)[:k]
+            topk = tuple((meta.classes[j], float(row[j])) for j in order)
+            by_path[path] = Prediction(path, topk[0][0], topk[0][1], topk)
+        for path, reason in errors.items():
+            by_path[path] = Prediction(path, None, None, (), reason)
+        return [by_path[p] for p in order]
+
+    def save(self, directory: str | Path) -> Path:
+        """Write this classifier as a bundle directory."""
+        model, meta = self._require()
+        return save_bundle(directory, model, meta)
+
+
+def load(path: str | Path, *, device: str = "cpu") -> Classifier:
+    """Load a bundle directory written by ``imgclf train`` (weights checked against their sha256).
+
+    >>> # clf = imgclf.load("runs/x/bundle"); clf.classes
+    """
+    clf = Classifier()
+    clf._set(load_bundle(path, device=device))
+    return clf
+
+
+def fit(data: str | Path, **kwargs: Any) -> Classifier:
+    """Train a classifier on ``data`` and return it (keyword arguments as for :class:`Classifier`)."""
+    console = kwargs.pop("console", None)
+    resume = kwargs.pop("resume", None)
+    return Classifier(**kwargs).fit(data, resume=resume, console=console)

@@ -1,0 +1,56 @@
+"""Run directories: naming, resolved config, environment record."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+from datetime import datetime
+from pathlib import Path
+
+import torch
+
+from imgclf.bundle import library_versions
+from imgclf.config import RunConfig, to_yaml
+from imgclf.engine import DistInfo
+from imgclf.utils import atomic_write_text
+
+
+def run_name(cfg: RunConfig) -> str:
+    """``<data>-<model>-<timestamp>`` unless ``train.name`` is set."""
+    if cfg.train.name:
+        return cfg.train.name
+    data = Path(cfg.data.source.rstrip("/")).stem or "data"
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{data}-{cfg.model.name}").strip("-")
+    return f"{slug}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def git_sha() -> str | None:
+    """The git commit of the imgclf source tree, when it is a checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def write_run_files(run_dir: Path, cfg: RunConfig, device: torch.device, dist: DistInfo) -> None:
+    """``config.yaml`` (resolved) and ``env.json`` (versions, git sha, device)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
+    env = {
+        "versions": library_versions(),
+        "git_sha": git_sha(),
+        "device": str(device),
+        "cuda": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "world_size": dist.world_size,
+        "platform": platform.platform(),
+        "started": datetime.now().isoformat(timespec="seconds"),
+    }
+    atomic_write_text(run_dir / "env.json", json.dumps(env, indent=2) + "\n")

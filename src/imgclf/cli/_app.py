@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import typer
+
+from imgclf.cli import _demo, _predict, _train
+from imgclf.cli._common import DEBUG
+
+app = typer.Typer(
+    name="imgclf",
+    help="From a folder of labelled images to a classifier you can trust and ship.\n\n"
+    "Start with `imgclf demo`, then `imgclf train DATA` and `imgclf predict RUN_DIR/bundle IMAGES`.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
+)
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks instead of one-line errors.")) -> None:
+    DEBUG["on"] = debug
+
+
+app.command("train")(_train.train)
+app.command("predict")(_predict.predict)
+app.command("models")(_train.models)
+app.command("demo")(_demo.demo)
+
+
+def main() -> None:
+    """Entry point of the ``imgclf`` console script."""
+    app()

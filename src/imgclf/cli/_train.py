@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from imgclf.api import Classifier
+from imgclf.cli._common import console, friendly_errors
+
+
+@friendly_errors
+def train(
+    data: str = typer.Argument(None, help="Image-folder tree, CSV manifest (path,label) or built-in name (digits, "
+                               "mnist, fashion-mnist, cifar10, cifar100). Not needed with --resume."),
+    model: str = typer.Option(None, "--model", "-m", help="Architecture (see `imgclf models`). Default resnet18."),
+    epochs: int = typer.Option(None, "--epochs", "-e", help="Number of epochs (default 10)."),
+    batch_size: int = typer.Option(None, "--batch-size", "-b", help="Images per batch and process (default 64)."),
+    img_size: int = typer.Option(None, "--img-size", help="Input size in pixels (default: the model's, or the "
+                                 "images' own size when they are much smaller)."),
+    weights: str = typer.Option(None, "--weights", help="'pretrained' (timm/torchvision, needs the network) or a "
+                                "FILE.safetensors to start from; default random init."),
+    freeze: bool = typer.Option(False, "--freeze-backbone", help="Train only the new head (linear probe)."),
+    out: str = typer.Option(None, "--out", help="Parent folder of run directories (default runs/)."),
+    name: str = typer.Option(None, "--name", help="Run directory name (default <data>-<model>-<time>)."),
+    seed: int = typer.Option(None, "--seed", help="Random seed; the same seed repeats a run on the same machine."),
+    config: Path = typer.Option(None, "--config", "-c", help="YAML config (e.g. a run's config.yaml)."),
+    sets: list[str] = typer.Option([], "--set", "-s", help="Override any config key: --set optim.lr=3e-4 "
+                                   "--set train.amp=bf16 (sections: data, model, optim, train)."),
+    resume: Path = typer.Option(None, "--resume", help="Continue an interrupted run from RUN_DIR exactly."),
+) -> None:
+    """Train a classifier and write RUN_DIR with checkpoints, metrics and a bundle.
+
+    Examples:
+
+        imgclf train path/to/images --model resnet18 --epochs 5
+
+        imgclf train data.csv --model convnext_tiny --weights pretrained --freeze-backbone
+
+        imgclf train digits --model lenet5 --set train.amp=bf16 --set train.channels_last=true
+
+        imgclf train --resume runs/images-resnet18-20260101-120000
+
+    Multi-GPU / multi-node: torchrun --nproc-per-node 4 -m imgclf train DATA ...
+    """
+    if data is None and resume is None:
+        raise typer.BadParameter("give DATA (a folder, CSV or built-in name) or --resume RUN_DIR")
+    extra = ["model.freeze=backbone"] if freeze else []
+    clf = Classifier(config, sets=[*extra, *sets], model=model, epochs=epochs, batch_size=batch_size,
+                     img_size=img_size, weights=weights, out=out, name=name, seed=seed)  # fmt: skip
+    clf.fit(data, resume=resume, console=console)
+    if clf.result_ is not None:
+        console.print(f"next: imgclf predict {clf.result_.bundle_dir} IMAGES...")
+
+
+@friendly_errors
+def models(
+    filter: str = typer.Option(None, "--filter", "-f", help="Glob or substring, e.g. '*resnet*' or vit."),
+) -> None:
+    """List architecture names: built-in classics, every timm model, torchvision models as tv/NAME."""
+    from imgclf.models import describe_model, list_models
+
+    names = list_models(filter)
+    table = Table("name", "source", "default input", title=f"{len(names)} models")
+    for n in names[:500] if filter is None else names:
+        d = describe_model(n)
+        table.add_row(n, str(d.get("source", "")), str(d.get("input_size", "")))
+    console.print(table)
+    if filter is None and len(names) > 500:
+        console.print(f"... {len(names) - 500} more; narrow with --filter")

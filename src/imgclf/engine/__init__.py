@@ -1,0 +1,59 @@
+"""The training loop and its callbacks, checkpoints, distributed set-up, and the batched inference loop."""
+
+from imgclf.engine._callbacks import Callback
+from imgclf.engine._callbacks_builtin import (
+    BatchMix,
+    Checkpointer,
+    EarlyStopping,
+    GracefulStop,
+    MetricsLogger,
+    capture_state,
+    improved,
+    restore_state,
+)
+from imgclf.engine._checkpoint import load_checkpoint, save_checkpoint, unprefixed
+from imgclf.engine._device import (
+    DistInfo,
+    barrier,
+    cleanup_distributed,
+    cpu_supports_bf16,
+    init_distributed,
+    local_device,
+    resolve_amp,
+    resolve_device,
+)
+from imgclf.engine._ema import EMA
+from imgclf.engine._inference import InferenceOutput, autocast, predict_logits
+from imgclf.engine._loop import Trainer
+from imgclf.engine._progress import ProgressBar
+from imgclf.engine._state import TrainState
+
+__all__ = [
+    "Callback",
+    "BatchMix",
+    "Checkpointer",
+    "EarlyStopping",
+    "GracefulStop",
+    "MetricsLogger",
+    "ProgressBar",
+    "EMA",
+    "Trainer",
+    "TrainState",
+    "DistInfo",
+    "InferenceOutput",
+    "autocast",
+    "barrier",
+    "capture_state",
+    "cleanup_distributed",
+    "cpu_supports_bf16",
+    "improved",
+    "init_distributed",
+    "load_checkpoint",
+    "local_device",
+    "predict_logits",
+    "resolve_amp",
+    "resolve_device",
+    "restore_state",
+    "save_checkpoint",
+    "unprefixed",
+]

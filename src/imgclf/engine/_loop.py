@@ -1,0 +1,143 @@
+"""The training loop: move, forward, loss, backward, step, log. Everything else is a callback."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from imgclf.engine._callbacks import Callback
+from imgclf.engine._inference import autocast
+from imgclf.engine._state import TrainState
+from imgclf.errors import TrainingError
+
+
+class Trainer:
+    """Runs :class:`TrainState` for ``state.epochs`` epochs, calling ``callbacks`` at fixed hooks.
+
+    >>> # Trainer(state, [EMA(0.999), Checkpointer(run_dir)]).fit()  # see imgclf.api.fit for the full set-up
+    """
+
+    def __init__(self, state: TrainState, callbacks: Sequence[Callback] = ()) -> None:
+        self.state = state
+        self.callbacks = list(callbacks)
+
+    def _call(self, hook: str, *args: Any) -> None:
+        for cb in self.callbacks:
+            getattr(cb, hook)(self.state, *args)
+
+    def fit(self) -> TrainState:
+        s = self.state
+        self._call("on_fit_start")
+        while s.epoch < s.epochs and not s.stop:
+            self._call("on_epoch_start")
+            train_metrics = self._train_epoch()
+            if s.interrupted:
+                self._call("on_interrupt")
+                s.stop, s.stop_reason = True, "interrupted"
+                break
+            metrics = {"epoch": s.epoch + 1, **train_metrics, **self.validate()}
+            s.epoch, s.batch_in_epoch = s.epoch + 1, 0
+            s.history.append(metrics)
+            self._call("on_epoch_end", metrics)
+        self._call("on_fit_end")
+        return s
+
+    def _train_epoch(self) -> dict[str, float]:
+        s = self.state
+        s.sampler.set_epoch(s.epoch)
+        s.sampler.skip(s.batch_in_epoch * s.batch_size)
+        s.model.train()
+        total_loss, correct, seen, start = 0.0, 0, 0, time.perf_counter()
+        n_batches = len(s.train_loader)
+        for batch in s.train_loader:
+            s.skipped_images += batch.skipped
+            if batch.images.shape[0] == 0:
+                s.batch_in_epoch += 1
+                continue
+            images = batch.images.to(s.device, non_blocking=True)  # (B, C, H, W)
+            labels = batch.labels.to(s.device, non_blocking=True)  # (B,)
+            if s.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            targets = labels
+            for cb in self.callbacks:
+                images, targets = cb.on_batch_start(s, images, targets)
+            with autocast(s.device, s.amp_dtype):
+                logits = s.model(images)  # (B, num_classes)
+                loss = s.loss_fn(logits, targets)
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"the loss became {loss.item()} at epoch {s.epoch + 1}, batch {s.batch_in_epoch + 1}; "
+                    "training stopped and the last good checkpoint was kept. Lower the learning rate "
+                    "(--set optim.lr=...), enable gradient clipping (--set train.grad_clip=1.0) or turn off amp."
+                )
+            backward_loss = loss / s.accumulate
+            (s.scaler.scale(backward_loss) if s.scaler else backward_loss).backward()
+            s.batch_in_epoch += 1
+            batch_correct = (logits.argmax(1) == labels).sum().item()
+            total_loss += loss.item() * labels.shape[0]
+            correct += batch_correct
+            seen += labels.shape[0]
+            if s.batch_in_epoch % s.accumulate == 0 or s.batch_in_epoch == n_batches:
+                self._optimizer_step()
+                stats = {"loss": loss.item(), "acc": batch_correct / labels.shape[0], "images": labels.shape[0]}
+                self._call("on_step_end", stats)
+            if s.interrupted and s.batch_in_epoch % s.accumulate == 0:
+                break
+        elapsed = max(time.perf_counter() - start, 1e-9)
+        return {
+            "train_loss": total_loss / max(seen, 1),
+            "train_acc": correct / max(seen, 1),
+            "lr": s.optimizer.param_groups[-1]["lr"],
+            "images_per_s": seen / elapsed,
+            "epoch_time_s": elapsed,
+        }
+
+    def _optimizer_step(self) -> None:
+        s = self.state
+        if s.scaler:
+            s.scaler.unscale_(s.optimizer)
+        if s.grad_clip:
+            torch.nn.utils.clip_grad_norm_(s.raw_model.parameters(), s.grad_clip)
+        if s.scaler:
+            s.scaler.step(s.optimizer)
+            s.scaler.update()
+        else:
+            s.optimizer.step()
+        s.optimizer.zero_grad(set_to_none=True)
+        s.scheduler.step()
+        s.step += 1
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Plain cross-entropy and accuracy of the eval model on the validation loader (every rank, full set)."""
+        s = self.state
+        if s.val_loader is None:
+            return {}
+        model = s.model_for_eval()
+        was_training = model.training
+        model.eval()
+        total_loss, correct, seen = 0.0, 0, 0
+        for batch in s.val_loader:
+            if batch.images.shape[0] == 0:
+                continue
+            images = batch.images.to(s.device)
+            if s.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            labels = batch.labels.to(s.device)
+            ctx = autocast(s.device, s.amp_dtype) if s.amp_dtype else nullcontext()
+            with ctx:
+                logits = model(images).float()
+            total_loss += F.cross_entropy(logits, labels, reduction="sum").item()
+            correct += (logits.argmax(1) == labels).sum().item()
+            seen += labels.shape[0]
+        model.train(was_training)
+        if seen == 0:
+            return {}
+        val_loss = total_loss / seen
+        return {"val_loss": val_loss if math.isfinite(val_loss) else float("inf"), "val_acc": correct / seen}

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from imgclf.engine._device import DistInfo
+
+
+@dataclass
+class TrainState:
+    """Everything the loop and its callbacks share. Callbacks read and write it; the loop owns the order.
+
+    ``model`` is what the loop trains (maybe DDP-wrapped); ``raw_model`` the bare module; ``eval_model`` what
+    validation and the final bundle use (the EMA copy when EMA is on).
+    """
+
+    model: nn.Module
+    raw_model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    loss_fn: nn.Module
+    train_loader: Any
+    sampler: Any
+    val_loader: Any | None
+    epochs: int
+    batch_size: int
+    device: torch.device
+    amp_dtype: torch.dtype | None = None
+    scaler: torch.amp.GradScaler | None = None
+    channels_last: bool = False
+    grad_clip: float | None = None
+    accumulate: int = 1
+    dist: DistInfo = field(default_factory=DistInfo)
+    eval_model: nn.Module | None = None
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    skipped_images: int = 0
+    stop: bool = False
+    stop_reason: str = ""
+    interrupted: bool = False
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, len(self.train_loader) // self.accumulate)
+
+    def model_for_eval(self) -> nn.Module:
+        return self.eval_model if self.eval_model is not None else self.raw_model

@@ -1,0 +1,5 @@
+"""Optimizers and per-step learning-rate schedules built from :class:`~imgclf.config.OptimConfig`."""
+
+from imgclf.optim._build import build_optimizer, build_scheduler, lr_factor
+
+__all__ = ["build_optimizer", "build_scheduler", "lr_factor"]

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from imgclf.config import OptimConfig
+
+
+def _decay_groups(params: Sequence[nn.Parameter], lr: float, wd: float) -> list[dict]:
+    """Split parameters so biases and norm weights (ndim <= 1) get no weight decay."""
+    decay = [p for p in params if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in params if p.requires_grad and p.ndim <= 1]
+    return [g for g in ({"params": decay, "lr": lr, "weight_decay": wd},
+                        {"params": no_decay, "lr": lr, "weight_decay": 0.0}) if g["params"]]  # fmt: skip
+
+
+def build_optimizer(
+    backbone: Sequence[nn.Parameter], head: Sequence[nn.Parameter], cfg: OptimConfig, *, backbone_lr_scale: float = 1.0
+) -> torch.optim.Optimizer:
+    """AdamW or SGD (Nesterov) over backbone and head parameters.
+
+    The backbone's learning rate is ``lr * backbone_lr_scale`` (pass ``cfg.backbone_lr_scale`` when
+    fine-tuning pretrained weights); frozen parameters are left out.
+
+    >>> from torch import nn
+    >>> m = nn.Linear(2, 2)
+    >>> type(build_optimizer([], list(m.parameters()), OptimConfig())).__name__
+    'AdamW'
+    """
+    lr, wd = cfg.resolved_lr, cfg.resolved_weight_decay
+    groups = _decay_groups(backbone, lr * backbone_lr_scale, wd) + _decay_groups(head, lr, wd)
+    if not groups:
+        raise ValueError("no trainable parameters")
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+    return torch.optim.AdamW(groups, lr=lr)
+
+
+def lr_factor(step: int, cfg: OptimConfig, steps_per_epoch: int, epochs: int) -> float:
+    """Multiplier of the base learning rate at optimizer step ``step`` (linear warmup, then the schedule).
+
+    >>> lr_factor(0, OptimConfig(warmup_epochs=0), 10, 5)
+    1.0
+    """
+    total = max(1, steps_per_epoch * epochs)
+    warmup = min(int(round(cfg.warmup_epochs * steps_per_epoch)), total - 1)
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    if cfg.schedule == "constant":
+        return 1.0
+    if cfg.schedule == "step":
+        return cfg.step_gamma ** (step // max(1, cfg.step_epochs * steps_per_epoch))
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: OptimConfig, steps_per_epoch: int, epochs: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """A per-step LambdaLR following :func:`lr_factor`; call ``.step()`` after each optimizer step."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg, steps_per_epoch, epochs))
