@@ -17,7 +17,7 @@ from imgclf import engine as E
 from imgclf.bundle import Bundle, BundleMeta, load_bundle, save_bundle
 from imgclf.config import RunConfig, load_config, parse_set, update
 from imgclf.errors import DataError, NotFittedError
-from imgclf.evaluation import apply_temperature
+from imgclf.metrics import apply_temperature
 
 from imgclf.api._fit import FitResult, train_run
 
@@ -174,8 +174,8 @@ class Classifier:
         by_path = {}
         k = min(top_k, meta.num_classes)
         for path, row in zip(paths, probs):
-            order = np.argsort(-row)[:k]
-            topk = tuple((meta.classes[j], float(row[j])) for j in order)
+            best = np.argsort(-row)[:k]
+            topk = tuple((meta.classes[j], float(row[j])) for j in best)
             by_path[path] = Prediction(path, topk[0][0], topk[0][1], topk)
         for path, reason in errors.items():
             by_path[path] = Prediction(path, None, None, (), reason)

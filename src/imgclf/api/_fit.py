@@ -17,7 +17,7 @@ from imgclf import engine as E
 from imgclf.bundle import BundleMeta, save_bundle
 from imgclf.config import DataConfig, RunConfig, load_config, to_dict
 from imgclf.errors import DataError, TrainingInterrupted
-from imgclf.evaluation import apply_temperature, fit_temperature
+from imgclf.metrics import apply_temperature, fit_temperature
 from imgclf.losses import balanced_class_weights, build_loss
 from imgclf.models import create_model, freeze_backbone, model_data_config, split_parameters
 from imgclf.optim import build_optimizer, build_scheduler
@@ -33,9 +33,11 @@ class FitResult:
     run_dir: Path
     bundle_dir: Path
     metrics: dict[str, Any]
+    config: RunConfig
 
     def to_dict(self) -> dict[str, Any]:
-        return {"run_dir": str(self.run_dir), "bundle_dir": str(self.bundle_dir), "metrics": self.metrics}
+        return {"run_dir": str(self.run_dir), "bundle_dir": str(self.bundle_dir), "metrics": self.metrics,
+                "config": to_dict(self.config)}
 
 
 def auto_img_size(samples: D.SampleList, default: int, pretrained: bool, console: Console) -> int:
@@ -154,7 +156,7 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
     if mix is not None:
         callbacks.append(E.BatchMix(mix))
     if cfg.train.ema:
-        callbacks.append(E.EMA(model, cfg.train.ema_decay))
+        callbacks.append(E.EMA(model, cfg.train.ema_decay, total_steps=steps * cfg.train.epochs))
     monitor = cfg.train.monitor if val_loader is not None else "train_loss"
     if cfg.train.patience and val_loader is not None:
         callbacks.append(E.EarlyStopping(cfg.train.monitor, cfg.train.patience))
@@ -175,7 +177,7 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
     result = _finish(cfg, state, splits, pre, run_dir, checkpointer, console) if info.is_main else None
     E.barrier(info)
     E.cleanup_distributed(info)
-    return result or FitResult(run_dir, run_dir / "bundle", {})
+    return result or FitResult(run_dir, run_dir / "bundle", {}, cfg)
 
 
 def _summarise_data(splits: D.Splits, console: Console) -> None:
@@ -230,4 +232,4 @@ def _finish(cfg: RunConfig, state: E.TrainState, splits: D.Splits, pre: DataConf
     bundle_dir = save_bundle(run_dir / "bundle", model, meta)
     summary = "  ".join(f"{k} acc {v['acc']:.4f}" for k, v in metrics.items() if k in ("val", "test"))
     console.print(f"[green]done[/green]: {summary}  bundle: {bundle_dir}")
-    return FitResult(run_dir, bundle_dir, metrics)
+    return FitResult(run_dir, bundle_dir, metrics, cfg)

@@ -14,16 +14,19 @@ from imgclf.engine._state import TrainState
 class EMA(Callback):
     """Exponential moving average of the weights; validation and the final bundle use the average.
 
-    The decay warms up as ``min(decay, (1 + n) / (10 + n))`` over ``n`` updates, so short runs are not
-    dominated by the random initialisation.
+    The decay warms up as ``min(decay, (1 + n) / (10 + n))`` over ``n`` updates, and when ``total_steps`` is
+    given it is capped so the average spans at most a tenth of the run: short runs are not dominated by
+    early weights.
 
-    >>> ema = EMA(nn.Linear(2, 2), decay=0.99)
+    >>> ema = EMA(nn.Linear(2, 2), decay=0.999, total_steps=1000)
+    >>> ema.decay
+    0.99
     """
 
     name = "ema"
 
-    def __init__(self, model: nn.Module, decay: float = 0.999) -> None:
-        self.decay = decay
+    def __init__(self, model: nn.Module, decay: float = 0.999, total_steps: int | None = None) -> None:
+        self.decay = min(decay, 1 - 10 / total_steps) if total_steps else decay
         self.updates = 0
         self.module = copy.deepcopy(model).eval()
         for p in self.module.parameters():

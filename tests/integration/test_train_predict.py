@@ -1,0 +1,101 @@
+"""Whole flows on generated images: train -> run dir -> bundle -> predict, through the API and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import imgclf
+from imgclf import data as D
+from imgclf import engine as E
+from imgclf.bundle import load_bundle, read_meta
+from imgclf.errors import BundleError, DataError, NotFittedError
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> imgclf.Classifier:
+    root = tmp_path_factory.mktemp("data")
+    src = D.make_synthetic_dataset(root / "shapes", per_class=40, size=32, layout="flat", seed=1)
+    out = tmp_path_factory.mktemp("runs")
+    return imgclf.fit(src, model="test_cnn", epochs=4, img_size=32, out=str(out), name="run",
+                      sets=["data.workers=0", "optim.lr=3e-3", "data.augment=light"])  # fmt: skip
+
+
+def test_run_directory_has_everything(trained: imgclf.Classifier) -> None:
+    run = trained.result_.run_dir
+    for name in ("config.yaml", "env.json", "metrics.jsonl", "metrics.csv", "split.json",
+                 "checkpoints/last.safetensors", "checkpoints/best.safetensors",
+                 "bundle/model.safetensors", "bundle/imgclf.json"):  # fmt: skip
+        assert (run / name).exists(), name
+    assert any((run / "tensorboard").iterdir())
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in lines] == [1, 2, 3, 4]
+    split = json.loads((run / "split.json").read_text())
+    assert "stratified" in json.dumps(split)
+
+
+def test_bundle_metadata_and_accuracy(trained: imgclf.Classifier) -> None:
+    meta = read_meta(trained.result_.bundle_dir)
+    assert meta.classes == ("blue", "green", "red")
+    assert meta.preprocessing.input_size == 32
+    assert meta.temperature is not None and meta.temperature > 0
+    assert meta.versions["torch"] == torch.__version__
+    assert len(meta.weights_sha256) == 64
+    assert meta.metrics["test"]["acc"] >= 0.8  # easy synthetic classes
+
+
+def test_predict_folder_and_bad_file(trained: imgclf.Classifier, tmp_path: Path) -> None:
+    root = D.make_synthetic_dataset(tmp_path / "new", per_class=3, size=40, layout="flat", seed=7)
+    (root / "red" / "broken.png").write_bytes(b"not an image")
+    preds = trained.predict([str(root)], top_k=2)
+    bad = [p for p in preds if p.error]
+    assert len(bad) == 1 and bad[0].path.endswith("broken.png")
+    good = [p for p in preds if not p.error]
+    assert len(good) == 9
+    assert all(len(p.topk) == 2 and abs(sum(s for _, s in p.topk) - 1) < 1.0 for p in good)
+    hits = sum(p.label == Path(p.path).parent.name for p in good)
+    assert hits >= 7
+    d = good[0].to_dict()
+    assert set(d) == {"path", "label", "score", "topk"} and set(d["topk"][0]) == {"label", "score"}
+
+
+def test_predict_and_evaluation_pass_give_same_logits(trained: imgclf.Classifier) -> None:
+    bundle = load_bundle(trained.result_.bundle_dir)
+    source = trained.result_.config.data.source
+    splits = D.load_source(source, seed=0)  # the same seeded split training used
+    samples = splits.test
+    loader = D.make_loader(D.IndexedDataset(samples, D.build_eval_transform(bundle.meta.preprocessing)),
+                           D.ResumableSampler(samples.labels, seed=0, shuffle=False), 8, workers=0)  # fmt: skip
+    eval_out = E.predict_logits(bundle.model, loader)
+    paths = [samples.describe(int(i)) for i in eval_out.indices]
+    got_paths, logits, errors = trained.predict_logits(paths)
+    assert got_paths == paths and not errors
+    np.testing.assert_allclose(logits, eval_out.logits, rtol=1e-5, atol=1e-5)
+
+
+def test_tampered_weights_are_refused(trained: imgclf.Classifier, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(trained.result_.bundle_dir, copy)
+    raw = bytearray((copy / "model.safetensors").read_bytes())
+    raw[-1] ^= 0xFF
+    (copy / "model.safetensors").write_bytes(bytes(raw))
+    with pytest.raises(BundleError, match="sha256"):
+        imgclf.load(copy)
+    with pytest.raises(BundleError, match="imgclf.json is missing"):
+        imgclf.load(tmp_path)
+
+
+def test_unfitted_and_empty_inputs() -> None:
+    with pytest.raises(NotFittedError, match=r"\.fit\(data\)"):
+        imgclf.Classifier().predict(["x.png"])
+
+
+def test_missing_input_is_named(trained: imgclf.Classifier) -> None:
+    with pytest.raises(DataError, match="nope.png"):
+        trained.predict(["nope.png"])
