@@ -87,3 +87,11 @@ def barrier(info: DistInfo) -> None:
 def cleanup_distributed(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@torch.no_grad()
+def sync_buffers(model: torch.nn.Module, info: DistInfo) -> None:
+    """Give every rank rank 0's buffers (BatchNorm running statistics drift apart under DDP)."""
+    if info.enabled and dist.is_initialized():
+        for buf in model.buffers():
+            dist.broadcast(buf, src=0)

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from imgclf.engine._callbacks import Callback
+from imgclf.engine._device import sync_buffers
 from imgclf.engine._inference import autocast
 from imgclf.engine._state import TrainState
 from imgclf.errors import TrainingError
@@ -37,6 +38,7 @@ class Trainer:
         while s.epoch < s.epochs and not s.stop:
             self._call("on_epoch_start")
             train_metrics = self._train_epoch()
+            sync_buffers(s.raw_model, s.dist)
             if s.interrupted:
                 self._call("on_interrupt")
                 s.stop, s.stop_reason = True, "interrupted"
