@@ -1,0 +1,36 @@
+"""Models: one registry, one factory over builtins, timm and torchvision, one contract for all of them.
+
+Every model from :func:`create_model` has ``forward(x) -> (B, num_classes)``, ``forward_features(x)`` (unpooled),
+``forward_head(feats, pre_logits=False)``, ``reset_classifier(n)``, ``get_classifier()``, ``num_features`` and
+``num_classes``; :func:`model_data_config` gives its preprocessing and :func:`target_layer` the layer that
+attribution methods read. Builtins are registered on import.
+
+>>> model = create_model("resnet20_cifar", num_classes=10)
+>>> model_data_config(model).input_size
+32
+"""
+
+from imgclf.models import _classics, _tiny  # noqa: F401  (importing registers the builtins)
+from imgclf.models._adapters import TorchvisionAdapter
+from imgclf.models._factory import create_model, describe_model, list_models
+from imgclf.models._inspect import count_parameters, freeze_backbone, model_data_config, split_parameters
+from imgclf.models._registry import ModelEntry, register_model
+from imgclf.models._target import TargetLayer, target_layer
+from imgclf.models._weights import LoadReport, load_weights
+
+__all__ = [
+    "LoadReport",
+    "ModelEntry",
+    "TargetLayer",
+    "TorchvisionAdapter",
+    "count_parameters",
+    "create_model",
+    "describe_model",
+    "freeze_backbone",
+    "list_models",
+    "load_weights",
+    "model_data_config",
+    "register_model",
+    "split_parameters",
+    "target_layer",
+]

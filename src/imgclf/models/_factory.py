@@ -1,0 +1,183 @@
+"""One factory over three sources: builtins first, then timm, then torchvision (``tv/NAME``).
+
+``timm/NAME`` forces timm where a builtin shadows a timm name (``test_vit``). Unknown names raise a
+:class:`~imgclf.errors.ModelError` listing close matches.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from dataclasses import dataclass
+
+from torch import nn
+
+from imgclf.errors import ModelError
+from imgclf.models._adapters import build_torchvision, torchvision_data_config, torchvision_names
+from imgclf.models._registry import builtin_entry, builtin_names
+from imgclf.models._weights import PRETRAINED, load_weights_file, parse_weights, pretrained_error
+from imgclf.utils import closest
+
+TV_PREFIX = "tv/"
+TIMM_PREFIX = "timm/"
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Where a model name comes from: ``source`` in builtin / timm / torchvision, and the name there."""
+
+    source: str
+    arch: str
+
+
+def _timm():
+    import timm
+
+    return timm
+
+
+def resolve(name: str) -> Resolved:
+    """Resolve ``name`` to its source, or raise ModelError with close matches."""
+    if not isinstance(name, str) or not name:
+        raise ModelError(f"model name must be a non-empty string, got {name!r}. See `imgclf models --filter`.")
+    if name.startswith(TV_PREFIX):
+        arch = name[len(TV_PREFIX) :]
+        if arch in torchvision_names():
+            return Resolved("torchvision", arch)
+    elif name.startswith(TIMM_PREFIX):
+        arch = name[len(TIMM_PREFIX) :]
+        if _timm().is_model(arch):
+            return Resolved("timm", arch)
+    elif builtin_entry(name) is not None:
+        return Resolved("builtin", name)
+    elif _timm().is_model(name):
+        return Resolved("timm", name)
+    hint = closest(name, list_models())
+    raise ModelError(
+        f"unknown model {name!r}.{hint} List names with `imgclf models --filter PATTERN` "
+        "(builtins, every timm architecture, torchvision classifiers as tv/NAME)."
+    )
+
+
+def _check_args(num_classes: int, drop_rate: float) -> None:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ModelError(f"num_classes={num_classes!r} must be an integer >= 2 (a classifier needs two classes)")
+    if not 0.0 <= drop_rate < 1.0:
+        raise ModelError(f"drop_rate={drop_rate!r} must be in [0, 1)")
+
+
+def _build_timm(name: str, arch: str, num_classes: int, pretrained: bool, drop_rate: float) -> nn.Module:
+    kwargs = {"num_classes": num_classes, "pretrained": pretrained}
+    if drop_rate:
+        kwargs["drop_rate"] = drop_rate
+    try:
+        return _timm().create_model(arch, **kwargs)
+    except TypeError as exc:  # an architecture that does not take one of the arguments
+        raise ModelError(f"timm model {name} cannot be built with {kwargs} ({exc})") from exc
+    except Exception as exc:  # timm's loaders raise many types (hub, HTTP, file, RuntimeError) when offline
+        if pretrained:
+            raise pretrained_error(name, exc) from exc
+        raise
+
+
+def create_model(
+    name: str, num_classes: int, *, weights: str | os.PathLike | None = None, drop_rate: float = 0.0
+) -> nn.Module:
+    """Build a classifier meeting the imgclf model contract.
+
+    ``name``: a builtin (``resnet20_cifar``), any timm architecture (``resnet18``, ``timm/test_vit``) or a
+    torchvision classifier (``tv/resnet18``). ``weights``: ``None`` (random init), ``"pretrained"`` (the library's
+    default weights; needs the network or a cache) or a ``.safetensors`` file whose classifier is replaced when its
+    class count differs. The returned model has ``forward``, ``forward_features``, ``forward_head(x, pre_logits)``,
+    ``reset_classifier``, ``get_classifier``, ``num_features`` and ``num_classes``.
+
+    >>> model = create_model("test_cnn", num_classes=3)
+    >>> model(torch.zeros(2, 3, 32, 32)).shape  # doctest: +SKIP
+    torch.Size([2, 3])
+    """
+    _check_args(num_classes, drop_rate)
+    resolved = resolve(name)
+    choice = parse_weights(weights)
+    pretrained = choice == PRETRAINED
+    if resolved.source == "builtin":
+        entry = builtin_entry(resolved.arch)
+        if pretrained:
+            raise ModelError(
+                f"builtin model {name} has no pretrained weights; train it from scratch (weights=None) "
+                "or pass --weights FILE.safetensors"
+            )
+        model = entry.builder(num_classes, drop_rate=drop_rate)
+        model.imgclf_data_config = entry.data_config  # read by model_data_config
+    elif resolved.source == "timm":
+        model = _build_timm(name, resolved.arch, num_classes, pretrained, drop_rate)
+    else:
+        try:
+            model = build_torchvision(resolved.arch, num_classes, pretrained=pretrained, drop_rate=drop_rate)
+        except ModelError:
+            raise
+        except Exception as exc:  # torchvision's downloader raises URLError, HTTPError, RuntimeError ...
+            if pretrained:
+                raise pretrained_error(name, exc) from exc
+            raise
+    if choice is not None and choice != PRETRAINED:
+        load_weights_file(model, choice, name)
+    return model
+
+
+SOURCES = ("builtin", "timm", "torchvision")
+
+
+def list_models(pattern: str | None = None, *, source: str | None = None) -> list[str]:
+    """Every model name ``create_model`` accepts: builtins, timm architectures, then ``tv/`` classifiers.
+
+    ``pattern`` is an fnmatch glob (``*resnet*``) or, without glob characters, a case-insensitive substring;
+    ``source`` keeps one of "builtin", "timm", "torchvision". A timm name shadowed by a builtin is listed as
+    ``timm/NAME``.
+
+    >>> list_models("resnet*_cifar")
+    ['resnet20_cifar', 'resnet56_cifar']
+    """
+    if source is not None and source not in SOURCES:
+        raise ModelError(f"source={source!r} is not one of {', '.join(SOURCES)}")
+    names: list[str] = []
+    builtins = builtin_names()
+    if source in (None, "builtin"):
+        names += builtins
+    if source in (None, "timm"):
+        taken = set(builtins)
+        names += [f"{TIMM_PREFIX}{n}" if n in taken else n for n in _timm().list_models()]
+    if source in (None, "torchvision"):
+        names += [f"{TV_PREFIX}{n}" for n in torchvision_names()]
+    if not pattern:
+        return names
+    pat = pattern.lower()
+    if any(c in pat for c in "*?["):
+        return [n for n in names if fnmatch.fnmatchcase(n.lower(), pat)]
+    return [n for n in names if pat in n.lower()]
+
+
+def describe_model(name: str) -> dict:
+    """Source, one-line description, default input size and pretrained availability of ``name`` (for listings).
+
+    >>> describe_model("resnet20_cifar")["source"]
+    'builtin'
+    """
+    r = resolve(name)
+    if r.source == "builtin":
+        entry = builtin_entry(r.arch)
+        return {
+            "name": name, "source": "builtin", "description": entry.description,
+            "input_size": entry.data_config.input_size, "pretrained": False,
+        }  # fmt: skip
+    if r.source == "timm":
+        cfg = _timm().models.get_pretrained_cfg(r.arch)
+        has_weights = bool(cfg and (cfg.hf_hub_id or cfg.url or cfg.file))
+        tag = f", default weights {cfg.architecture}.{cfg.tag}" if has_weights and cfg.tag else ""
+        return {
+            "name": name, "source": "timm", "description": f"timm architecture {r.arch}{tag}",
+            "input_size": int(cfg.input_size[-1]) if cfg else 224, "pretrained": has_weights,
+        }  # fmt: skip
+    return {
+        "name": name, "source": "torchvision", "description": f"torchvision classifier {r.arch} (adapted)",
+        "input_size": torchvision_data_config(r.arch).input_size, "pretrained": True,
+    }  # fmt: skip
