@@ -14,12 +14,11 @@ from rich.console import Console
 
 from imgclf import data as D
 from imgclf import engine as E
+from imgclf.api._fit import FitResult, train_run
 from imgclf.bundle import Bundle, BundleMeta, load_bundle, save_bundle
 from imgclf.config import RunConfig, load_config, parse_set, update
 from imgclf.errors import DataError, NotFittedError
 from imgclf.metrics import apply_temperature
-
-from imgclf.api._fit import FitResult, train_run
 
 
 @dataclass(frozen=True)

@@ -14,16 +14,15 @@ from rich.console import Console
 
 from imgclf import data as D
 from imgclf import engine as E
+from imgclf.api._run import run_name, write_run_files
 from imgclf.bundle import BundleMeta, save_bundle
 from imgclf.config import DataConfig, RunConfig, load_config, to_dict
 from imgclf.errors import DataError, TrainingInterrupted
-from imgclf.metrics import apply_temperature, fit_temperature
 from imgclf.losses import balanced_class_weights, build_loss
+from imgclf.metrics import apply_temperature, fit_temperature
 from imgclf.models import create_model, freeze_backbone, model_data_config, split_parameters
 from imgclf.optim import build_optimizer, build_scheduler
 from imgclf.utils import seed_everything
-
-from imgclf.api._run import run_name, write_run_files
 
 
 @dataclass(frozen=True)
@@ -142,7 +141,8 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
     amp = E.resolve_amp(cfg.train.amp, device)
     wrapped = model
     if info.enabled:
-        wrapped = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        ids = [device.index] if device.type == "cuda" else None
+        wrapped = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
     state = E.TrainState(
         model=wrapped, raw_model=model, optimizer=optimizer, scheduler=scheduler, loss_fn=loss_fn,
         train_loader=train_loader, sampler=sampler, val_loader=val_loader, epochs=cfg.train.epochs,

@@ -17,7 +17,7 @@ app = typer.Typer(
 
 
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks instead of one-line errors.")) -> None:
+def _root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks, not one-line errors.")) -> None:
     DEBUG["on"] = debug
 
 

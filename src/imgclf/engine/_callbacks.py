@@ -12,10 +12,11 @@ from imgclf.engine._state import TrainState
 class Callback:
     """Base class: override the hooks you need. All receive the shared :class:`TrainState`.
 
-    Hooks, in the order the loop calls them: ``on_fit_start``, per epoch ``on_epoch_start``, per batch
-    ``on_batch_start`` (may replace the inputs/targets, e.g. MixUp) and ``on_step_end`` (after an optimizer
-    step, with the batch's loss, accuracy and size), ``on_epoch_end`` (with the epoch's metrics), ``on_interrupt`` (SIGTERM / Ctrl-C, mid-epoch) and
-    ``on_fit_end``. ``state_dict`` / ``load_state_dict`` carry a callback's state through checkpoints.
+    Hooks, in the order the loop calls them: ``on_fit_start``; per epoch ``on_epoch_start``; per batch
+    ``on_batch_start`` (may replace the inputs/targets, e.g. MixUp) and ``on_step_end`` (after an
+    optimizer step, with the batch's loss, accuracy and size); ``on_epoch_end`` (with the epoch's metrics);
+    ``on_interrupt`` (SIGTERM / Ctrl-C, mid-epoch); ``on_fit_end``. ``state_dict`` / ``load_state_dict``
+    carry a callback's state through checkpoints.
     """
 
     name: str = "callback"
