@@ -20,7 +20,8 @@ def train(
                                  "images' own size when they are much smaller)."),
     weights: str = typer.Option(None, "--weights", help="'pretrained' (timm/torchvision, needs the network) or a "
                                 "FILE.safetensors to start from; default random init."),
-    freeze: bool = typer.Option(False, "--freeze-backbone", help="Train only the new head (linear probe)."),
+    freeze: str = typer.Option(None, "--freeze", help="'backbone': train only the new head (a linear probe); "
+                               "default 'none' (full fine-tuning, backbone at a 10x lower learning rate)."),
     out: str = typer.Option(None, "--out", help="Parent folder of run directories (default runs/)."),
     name: str = typer.Option(None, "--name", help="Run directory name (default <data>-<model>-<time>)."),
     seed: int = typer.Option(None, "--seed", help="Random seed; the same seed repeats a run on the same machine."),
@@ -35,7 +36,7 @@ def train(
 
         imgclf train path/to/images --model resnet18 --epochs 5
 
-        imgclf train data.csv --model convnext_tiny --weights pretrained --freeze-backbone
+        imgclf train data.csv --model convnext_tiny --weights pretrained --freeze backbone
 
         imgclf train digits --model lenet5 --set train.amp=bf16 --set train.channels_last=true
 
@@ -45,7 +46,7 @@ def train(
     """
     if data is None and resume is None:
         raise typer.BadParameter("give DATA (a folder, CSV or built-in name) or --resume RUN_DIR")
-    extra = ["model.freeze=backbone"] if freeze else []
+    extra = [f"model.freeze={freeze}"] if freeze else []
     clf = Classifier(config, sets=[*extra, *sets], model=model, epochs=epochs, batch_size=batch_size,
                      img_size=img_size, weights=weights, out=out, name=name, seed=seed)  # fmt: skip
     clf.fit(data, resume=resume, console=console)

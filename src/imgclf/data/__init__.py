@@ -1,0 +1,54 @@
+"""Data: sources (image folders, CSV manifests, built-in datasets), safe decoding, transforms, resumable loading.
+
+>>> from imgclf import data
+>>> splits = data.load_source("digits", seed=0)          # or a folder / a .csv manifest
+>>> image, label = splits.train[0]                       # PIL RGB image, int label
+>>> # loader = data.make_loader(data.IndexedDataset(splits.train, data.build_eval_transform(cfg)),
+>>> #                           data.ResumableSampler(splits.train.labels, seed=0), batch_size=64)
+"""
+
+from imgclf.data._builtin import BUILTIN_DATASETS
+from imgclf.data._decode import IMAGE_EXTENSIONS, BadImageError, DataWarning, check_image, open_image
+from imgclf.data._loader import (
+    Batch,
+    IndexedDataset,
+    class_counts,
+    collate_skip_bad,
+    default_workers,
+    imbalance_ratio,
+    make_loader,
+)
+from imgclf.data._sampler import ResumableSampler
+from imgclf.data._samples import SampleList, Splits
+from imgclf.data._scan import list_images
+from imgclf.data._sources import load_source
+from imgclf.data._split import write_split
+from imgclf.data._synthetic import make_synthetic_dataset
+from imgclf.data._transforms import AUGMENT_PRESETS, build_eval_transform, build_train_transform, mixup_cutmix
+
+__all__ = [
+    "AUGMENT_PRESETS",
+    "BUILTIN_DATASETS",
+    "IMAGE_EXTENSIONS",
+    "BadImageError",
+    "Batch",
+    "DataWarning",
+    "IndexedDataset",
+    "ResumableSampler",
+    "SampleList",
+    "Splits",
+    "build_eval_transform",
+    "build_train_transform",
+    "check_image",
+    "class_counts",
+    "collate_skip_bad",
+    "default_workers",
+    "imbalance_ratio",
+    "list_images",
+    "load_source",
+    "make_loader",
+    "make_synthetic_dataset",
+    "mixup_cutmix",
+    "open_image",
+    "write_split",
+]
