@@ -13,7 +13,7 @@ LAYERS = {
     "engine": 2, "bundle": 2,
     "evaluation": 3, "explain": 3, "robustness": 3, "export": 3, "monitor": 3,
     "api": 4,
-    "cli": 5, "serve": 5, "__main__": 6,
+    "serve": 5, "cli": 5.5, "__main__": 6,  # cli may import serve (the `serve` verb); serve never imports cli
 }  # fmt: skip
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from rich.console import Console
 
 from imgclf import data as D
@@ -127,31 +128,48 @@ class Classifier:
     def classes(self) -> tuple[str, ...]:
         return self._require()[1].classes
 
+    def _run(self, images: Sequence[Image.Image], batch_size: int, features: bool) -> np.ndarray:
+        model, meta = self._require()
+        transform = D.build_eval_transform(meta.preprocessing)
+        device = next(model.parameters()).device
+        forward = (lambda x: model.forward_head(model.forward_features(x), pre_logits=True)) if features else None
+        batches = (
+            D.Batch(torch.stack([transform(im.convert("RGB")) for im in images[i : i + batch_size]]),
+                    torch.zeros(len(images[i : i + batch_size]), dtype=torch.long),
+                    torch.arange(i, i + len(images[i : i + batch_size])), 0)
+            for i in range(0, len(images), batch_size)
+        )  # fmt: skip
+        out = E.predict_logits(model, batches, device, forward=forward)
+        width = getattr(model, "num_features", 0) if features else meta.num_classes
+        return out.logits if len(images) else np.zeros((0, width), np.float32)
+
+    def logits_from_images(self, images: Sequence[Image.Image], *, batch_size: int = 32) -> np.ndarray:
+        """Uncalibrated logits ``(N, C)`` of in-memory PIL images, with the bundle's preprocessing."""
+        return self._run(images, batch_size, features=False)
+
+    def embed_images(self, images: Sequence[Image.Image], *, batch_size: int = 32) -> np.ndarray:
+        """Pooled pre-logit features ``(N, num_features)`` of in-memory PIL images (for drift / OOD scores)."""
+        return self._run(images, batch_size, features=True)
+
     def predict_logits(self, inputs: Iterable[str | Path], *, batch_size: int = 32
                        ) -> tuple[list[str], np.ndarray, dict[str, str]]:  # fmt: skip
         """Logits ``(N, C)`` of the readable inputs, their paths, and ``{path: reason}`` for the unreadable.
 
-        Inputs are files, folders or globs (see :func:`expand_inputs`).
+        Inputs are files, folders or globs (see :func:`expand_inputs`); images are decoded a batch at a time.
         """
-        model, meta = self._require()
+        _, meta = self._require()
+        ok, chunks, errors = [], [np.zeros((0, meta.num_classes), np.float32)], {}
         paths = expand_inputs(inputs)
-        transform = D.build_eval_transform(meta.preprocessing)
-        device = next(model.parameters()).device
-        ok, tensors, errors = [], [], {}
-        for path in paths:
-            try:
-                tensors.append(transform(D.open_image(path)))
-                ok.append(path)
-            except DataError as exc:
-                errors[path] = getattr(exc, "reason", str(exc))
-        batches = (
-            D.Batch(torch.stack(tensors[i : i + batch_size]), torch.zeros(len(tensors[i : i + batch_size]),
-                    dtype=torch.long), torch.arange(i, i + len(tensors[i : i + batch_size])), 0)
-            for i in range(0, len(tensors), batch_size)
-        )  # fmt: skip
-        out = E.predict_logits(model, batches, device)
-        logits = out.logits if len(ok) else np.zeros((0, meta.num_classes), np.float32)
-        return ok, logits, errors
+        for start in range(0, len(paths), batch_size):
+            images = []
+            for path in paths[start : start + batch_size]:
+                try:
+                    images.append(D.open_image(path))
+                    ok.append(path)
+                except DataError as exc:
+                    errors[path] = getattr(exc, "reason", str(exc))
+            chunks.append(self.logits_from_images(images, batch_size=batch_size))
+        return ok, np.concatenate(chunks), errors
 
     def predict_proba(self, inputs: Iterable[str | Path]) -> np.ndarray:
         """Calibrated class probabilities ``(N, C)`` of the readable inputs (unreadable ones raise DataError)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
@@ -39,8 +39,11 @@ def predict_logits(
     *,
     amp_dtype: torch.dtype | None = None,
     channels_last: bool = False,
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> InferenceOutput:
     """Run ``model`` in eval mode over batches (objects with ``images``, ``labels``, ``indices``, ``skipped``).
+
+    ``forward`` replaces ``model(x)`` (e.g. to return pooled features); its output lands in ``logits``.
 
     >>> # out = predict_logits(model, loader); out.logits.shape == (len(dataset), num_classes)
     """
@@ -57,7 +60,7 @@ def predict_logits(
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(device, amp_dtype):
-                out = model(x)
+                out = model(x) if forward is None else forward(x)
             logits.append(out.float().cpu())
             labels.append(batch.labels)
             indices.append(batch.indices)
