@@ -15,6 +15,7 @@ from rich.console import Console
 
 from imgclf import data as D
 from imgclf import engine as E
+from imgclf.api._explain import ExplainReport, explain_files
 from imgclf.api._fit import FitResult, train_run
 from imgclf.bundle import Bundle, BundleMeta, load_bundle, save_bundle
 from imgclf.config import RunConfig, load_config, parse_set, update
@@ -197,6 +198,14 @@ class Classifier:
         for path, reason in errors.items():
             by_path[path] = Prediction(path, None, None, (), reason)
         return [by_path[p] for p in order]
+
+    def explain(self, inputs: Iterable[str | Path], out_dir: str | Path, *, method: str = "gradcam",
+                target: str | None = None, faithfulness: bool = False) -> ExplainReport:  # fmt: skip
+        """Attribution overlays (PNG, input and heatmap side by side) for image files; see :func:`explain_files`.
+
+        >>> # clf.explain(["cat.jpg"], "explanations", method="gradcam").images[0].overlay
+        """
+        return explain_files(self, inputs, out_dir, method=method, target=target, faithfulness=faithfulness)
 
     def save(self, directory: str | Path) -> Path:
         """Write this classifier as a bundle directory."""

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import typer
 
-from imgclf.cli import _demo, _predict, _train
+from imgclf.cli import _demo, _explain, _predict, _train
 from imgclf.cli._common import DEBUG
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ app.command("train")(_train.train)
 app.command("predict")(_predict.predict)
 app.command("models")(_train.models)
 app.command("demo")(_demo.demo)
+app.command("explain")(_explain.explain)
 
 
 def main() -> None:
