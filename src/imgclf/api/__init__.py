@@ -1,11 +1,29 @@
 """The Python API mirroring the CLI verbs: ``fit``, ``load``, ``Classifier``."""
 
 from imgclf.api._classifier import Classifier, Prediction, expand_inputs, fit, load
+from imgclf.api._evaluate import (
+    CalibrationResult,
+    Evaluation,
+    analyse,
+    calibrate,
+    compare,
+    evaluate,
+    split_logits,
+    summary_rows,
+)
 from imgclf.api._explain import ExplainedImage, ExplainReport, explain_files
 from imgclf.api._fit import FitResult, train_run
 
 __all__ = [
+    "CalibrationResult",
     "Classifier",
+    "Evaluation",
+    "analyse",
+    "calibrate",
+    "compare",
+    "evaluate",
+    "split_logits",
+    "summary_rows",
     "ExplainReport",
     "ExplainedImage",
     "FitResult",

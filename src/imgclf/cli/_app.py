@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import typer
 
-from imgclf.cli import _demo, _explain, _predict, _train
+from imgclf.cli import _demo, _evaluate, _explain, _predict, _train
 from imgclf.cli._common import DEBUG
 
 app = typer.Typer(
@@ -26,6 +26,9 @@ app.command("predict")(_predict.predict)
 app.command("models")(_train.models)
 app.command("demo")(_demo.demo)
 app.command("explain")(_explain.explain)
+app.command("evaluate")(_evaluate.evaluate_cmd)
+app.command("calibrate")(_evaluate.calibrate_cmd)
+app.command("compare")(_evaluate.compare_cmd)
 
 
 def main() -> None:

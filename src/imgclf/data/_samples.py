@@ -88,6 +88,24 @@ class SampleList:
             return SampleList(labels, paths=[self._paths[i] for i in idx], name=self.name)
         return SampleList(labels, images=self._images, keys=[self._keys[i] for i in idx], name=self.name)
 
+    def relabel(self, mapping: Sequence[int]) -> SampleList:
+        """The same samples with label ``l`` replaced by ``mapping[l]`` (e.g. onto a model's class order)."""
+        labels = [int(mapping[lab]) for lab in self._labels]
+        if self._paths is not None:
+            return SampleList(labels, paths=self._paths, name=self.name)
+        return SampleList(labels, images=self._images, keys=self._keys, name=self.name)
+
+    @classmethod
+    def concat(cls, lists: Sequence[SampleList]) -> SampleList:
+        """One list of all samples in ``lists`` (all file-backed, or in-memory views of the same array)."""
+        labels = [lab for part in lists for lab in part._labels]
+        if all(part._paths is not None for part in lists):
+            return cls(labels, paths=[p for part in lists for p in part._paths], name=lists[0].name)
+        if all(part._images is lists[0]._images for part in lists):
+            return cls(labels, images=lists[0]._images, keys=[k for part in lists for k in part._keys],
+                       name=lists[0].name)  # fmt: skip
+        raise ValueError("SampleList.concat needs all file-backed lists or views of the same in-memory array")
+
     def __repr__(self) -> str:
         kind = "files" if self._paths is not None else f"in-memory {self.name}"
         return f"SampleList({len(self)} {kind})"

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from imgclf.api import calibrate, compare, evaluate
+from imgclf.cli._common import console, friendly_errors
+
+
+@friendly_errors
+def evaluate_cmd(
+    model: Path = typer.Argument(..., help="A bundle directory (RUN_DIR/bundle)."),
+    data: str = typer.Argument(..., help="Image-folder tree, CSV manifest or built-in dataset name."),
+    split: str = typer.Option(None, "--split", help="test, val, train or all (default: test, else val)."),
+    as_json: bool = typer.Option(False, "--json", help="Print every figure as JSON."),
+    out: Path = typer.Option(None, "--out", help="Write evaluation.json and plots/ here."),
+    groups: Path = typer.Option(None, "--groups", help="CSV path,group: adds per-group metrics and the worst gap."),
+    raw: bool = typer.Option(False, "--raw", help="Uncalibrated probabilities (ignore the bundle's temperature)."),
+    resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples for the 95% intervals."),
+) -> None:
+    """Every standard metric with 95% bootstrap intervals, calibration and the worst classes first.
+
+    Examples:
+
+        imgclf evaluate runs/x/bundle path/to/images
+
+        imgclf evaluate runs/x/bundle data.csv --split all --groups sites.csv --out eval/ --json
+    """
+    ev = evaluate(model, data, split=split, raw=raw, groups_csv=groups, out_dir=out, n_resamples=resamples)
+    if as_json:
+        print(json.dumps(ev.to_dict(), indent=2))
+        return
+    from imgclf.api import summary_rows
+
+    head = Table("metric", "value [95% CI]", title=f"{ev.metrics.n} images, split {ev.split}"
+                 + (f", {ev.skipped} unreadable skipped" if ev.skipped else ""))  # fmt: skip
+    for name, value in summary_rows(ev):
+        head.add_row(name, value)
+    console.print(head)
+    per = Table("class", "precision", "recall", "F1", "support", "AUC", title="per class, worst first")
+    for c in ev.metrics.worst_classes():
+        per.add_row(c.name, f"{c.precision:.3f}", f"{c.recall:.3f}", f"{c.f1:.3f}", str(c.support), f"{c.auc:.3f}")
+    console.print(per)
+    if ev.confused:
+        pairs = "; ".join(f"{p.true} → {p.predicted} ({p.count})" for p in ev.confused[:5])
+        console.print(f"most confused: {pairs}")
+    if ev.risk.threshold is not None:
+        console.print(f"abstaining below confidence {ev.risk.threshold:.3f} keeps {ev.risk.threshold_coverage:.1%} "
+                      f"of images at {ev.risk.accuracy_at_threshold:.3f} accuracy")  # fmt: skip
+    if ev.groups is not None:
+        g = ev.groups.to_dict()
+        console.print(f"groups: worst-group gap {g.get('worst_group_gap')}")
+    if out is not None:
+        console.print(f"wrote {out / 'evaluation.json'} and {out / 'plots'}")
+
+
+@friendly_errors
+def calibrate_cmd(
+    model: Path = typer.Argument(..., help="A bundle directory (RUN_DIR/bundle); updated in place."),
+    data: str = typer.Argument(..., help="Data with a validation split (the one training used by default)."),
+    split: str = typer.Option("val", "--split", help="Split to fit the temperature on."),
+) -> None:
+    """Fit temperature scaling (minimising NLL) and store it in the bundle; predict/evaluate then use it.
+
+    Examples:
+
+        imgclf calibrate runs/x/bundle path/to/images
+    """
+    res = calibrate(model, data, split=split)
+    b, a = res.before, res.after
+    console.print(f"temperature {res.temperature:.3f} on split {res.split}: ECE {b.ece:.4f} → {a.ece:.4f}, "
+                  f"NLL {b.nll:.4f} → {a.nll:.4f}; stored in {model}")  # fmt: skip
+
+
+@friendly_errors
+def compare_cmd(
+    model_a: Path = typer.Argument(..., help="First bundle."),
+    model_b: Path = typer.Argument(..., help="Second bundle."),
+    data: str = typer.Argument(..., help="Data both are evaluated on (same images)."),
+    split: str = typer.Option(None, "--split", help="test, val, train or all."),
+    as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
+) -> None:
+    """Paired test of two models on the same images: exact McNemar and a paired bootstrap of the difference.
+
+    Examples:
+
+        imgclf compare runs/a/bundle runs/b/bundle path/to/images
+    """
+    cmp = compare(model_a, model_b, data, split=split)
+    if as_json:
+        print(json.dumps(cmp.to_dict(), indent=2))
+        return
+    console.print(f"A = {model_a}: accuracy {cmp.accuracy_a:.4f}\nB = {model_b}: accuracy {cmp.accuracy_b:.4f}\n"
+                  f"difference A − B: {cmp.difference}  McNemar p = {cmp.mcnemar.p_value:.4g}\n"
+                  f"[bold]{cmp.verdict}[/bold]")  # fmt: skip
