@@ -13,8 +13,13 @@ from imgclf.api._evaluate import (
 )
 from imgclf.api._explain import ExplainedImage, ExplainReport, explain_files
 from imgclf.api._fit import FitResult, train_run
+from imgclf.api._report import ReportResult, audit, audit_splits, build_report
 
 __all__ = [
+    "ReportResult",
+    "audit",
+    "audit_splits",
+    "build_report",
     "CalibrationResult",
     "Classifier",
     "Evaluation",
