@@ -29,7 +29,8 @@ def test_run_directory_has_everything(trained: imgclf.Classifier) -> None:
     run = trained.result_.run_dir
     for name in ("config.yaml", "env.json", "metrics.jsonl", "metrics.csv", "split.json",
                  "checkpoints/last.safetensors", "checkpoints/best.safetensors",
-                 "bundle/model.safetensors", "bundle/imgclf.json"):  # fmt: skip
+                 "bundle/model.safetensors", "bundle/imgclf.json", "report.html", "model_card.md",
+                 "plots/confusion_matrix.png"):  # fmt: skip
         assert (run / name).exists(), name
     assert any((run / "tensorboard").iterdir())
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]

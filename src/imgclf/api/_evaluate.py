@@ -127,12 +127,12 @@ def write_plots(ev: Evaluation, out_dir: str | Path) -> dict[str, str]:
     out.mkdir(parents=True, exist_ok=True)
     names = ev.metrics.class_names
     plots = {
-        "confusion": V.plot_confusion_matrix(ev.metrics.confusion, names, out / "confusion.png"),
+        "confusion": V.plot_confusion_matrix(ev.metrics.confusion, names, out / "confusion_matrix.png"),
         "reliability": V.plot_reliability(ev.calibration_raw, out / "reliability.png", after=ev.calibration),
         "per_class": V.plot_per_class_accuracy(ev.metrics, out / "per_class_accuracy.png"),
-        "confidence": V.plot_confidence_histogram(ev.confidence, out / "confidence.png"),
+        "confidence": V.plot_confidence_histogram(ev.confidence, out / "confidence_histogram.png"),
         "risk_coverage": V.plot_risk_coverage(ev.risk, out / "risk_coverage.png"),
-        "errors": V.plot_error_gallery(ev.errors, out / "errors.png"),
+        "errors": V.plot_error_gallery(ev.errors, out / "error_gallery.png"),
     }
     ev.plots.update({k: str(v) for k, v in plots.items()})
     return ev.plots

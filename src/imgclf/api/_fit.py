@@ -14,8 +14,10 @@ from rich.console import Console
 
 from imgclf import data as D
 from imgclf import engine as E
+from imgclf.api._evaluate import split_logits
+from imgclf.api._report import audit_splits, build_report
 from imgclf.api._run import run_name, write_run_files
-from imgclf.bundle import BundleMeta, save_bundle
+from imgclf.bundle import BundleMeta, load_bundle, save_bundle
 from imgclf.config import DataConfig, RunConfig, load_config, to_dict
 from imgclf.errors import DataError, TrainingInterrupted
 from imgclf.losses import balanced_class_weights, build_loss
@@ -115,10 +117,12 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
     pre = _preprocessing(cfg, model, splits, console)
     cfg = replace(cfg, data=replace(cfg.data, img_size=pre.input_size))
     run_dir = resume or _shared_run_dir(cfg, info)
+    audit = None
     if info.is_main:
         write_run_files(run_dir, cfg, device, info)
         D.write_split(run_dir / "split.json", splits)
         _summarise_data(splits, console)
+        audit = _quick_audit(splits, console) if resume is None else None
     if cfg.model.freeze == "backbone":
         freeze_backbone(model)
     backbone, head = split_parameters(model)
@@ -174,10 +178,19 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
                                   f"Continue with: imgclf train --resume {run_dir}")  # fmt: skip
     if state.stop_reason and info.is_main:
         console.print(state.stop_reason)
-    result = _finish(cfg, state, splits, pre, run_dir, checkpointer, console) if info.is_main else None
+    result = _finish(cfg, state, splits, pre, run_dir, checkpointer, console, audit) if info.is_main else None
     E.barrier(info)
     E.cleanup_distributed(info)
     return result or FitResult(run_dir, run_dir / "bundle", {}, cfg)
+
+
+def _quick_audit(splits: D.Splits, console: Console) -> Any:
+    """The cheap part of the audit before training: counts, unreadable files, exact duplicates and leakage."""
+    audit = audit_splits(splits, near_duplicates=False)
+    for warning in audit.warnings if audit is not None else ():
+        style = "bold red" if warning.startswith("LEAKAGE") else "yellow"
+        console.print(f"[{style}]{warning}[/{style}]", highlight=False)
+    return audit
 
 
 def _summarise_data(splits: D.Splits, console: Console) -> None:
@@ -187,14 +200,12 @@ def _summarise_data(splits: D.Splits, console: Console) -> None:
         console.print(f"[yellow]skipped {len(splits.skipped)} unreadable file(s); see split.json[/yellow]")
 
 
-def _split_logits(model: torch.nn.Module, samples: D.SampleList | None, pre: DataConfig, cfg: RunConfig,
-                  device: torch.device) -> E.InferenceOutput | None:  # fmt: skip
+def _split_logits(model: torch.nn.Module, samples: D.SampleList | None, pre: DataConfig,
+                  cfg: RunConfig) -> E.InferenceOutput | None:  # fmt: skip
     if samples is None or len(samples) == 0:
         return None
-    loader = D.make_loader(D.IndexedDataset(samples, D.build_eval_transform(pre)),
-                           D.ResumableSampler(samples.labels, seed=0, shuffle=False), cfg.data.batch_size,
-                           workers=cfg.data.workers, device_type=device.type)  # fmt: skip
-    return E.predict_logits(model, loader, device, channels_last=cfg.train.channels_last)
+    return split_logits(model, samples, pre, batch_size=cfg.data.batch_size, workers=cfg.data.workers,
+                        channels_last=cfg.train.channels_last)  # fmt: skip
 
 
 def _accuracy(out: E.InferenceOutput, temperature: float = 1.0) -> dict[str, float]:
@@ -205,7 +216,7 @@ def _accuracy(out: E.InferenceOutput, temperature: float = 1.0) -> dict[str, flo
 
 
 def _finish(cfg: RunConfig, state: E.TrainState, splits: D.Splits, pre: DataConfig, run_dir: Path,
-            checkpointer: E.Checkpointer, console: Console) -> FitResult:  # fmt: skip
+            checkpointer: E.Checkpointer, console: Console, audit: Any) -> FitResult:  # fmt: skip
     """Load the best weights, calibrate on val, score the test split, write the bundle."""
     model = state.model_for_eval()
     if checkpointer.best_path.is_file():
@@ -214,12 +225,12 @@ def _finish(cfg: RunConfig, state: E.TrainState, splits: D.Splits, pre: DataConf
     model = model.float().eval()
     temperature = None
     metrics: dict[str, Any] = {"epochs_run": state.epoch, "skipped_images": state.skipped_images + len(splits.skipped)}
-    val = _split_logits(model, splits.val, pre, cfg, state.device)
+    val = _split_logits(model, splits.val, pre, cfg)
     if val is not None:
         if cfg.train.calibrate:
             temperature = fit_temperature(val.logits, val.labels)
         metrics["val"] = _accuracy(val, temperature or 1.0)
-    test = _split_logits(model, splits.test, pre, cfg, state.device)
+    test = _split_logits(model, splits.test, pre, cfg)
     if test is not None:
         metrics["test"] = _accuracy(test, temperature or 1.0)
     if state.history:
@@ -232,4 +243,7 @@ def _finish(cfg: RunConfig, state: E.TrainState, splits: D.Splits, pre: DataConf
     bundle_dir = save_bundle(run_dir / "bundle", model, meta)
     summary = "  ".join(f"{k} acc {v['acc']:.4f}" for k, v in metrics.items() if k in ("val", "test"))
     console.print(f"[green]done[/green]: {summary}  bundle: {bundle_dir}")
+    if cfg.train.report:
+        report = build_report(run_dir, bundle=load_bundle(bundle_dir), audit_report=audit)
+        console.print(f"report: {report.html}")
     return FitResult(run_dir, bundle_dir, metrics, cfg)

@@ -68,10 +68,12 @@ def _history(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def build_report(run_dir: str | Path, *, bundle: Bundle | None = None, source: str | None = None,
-                 n_resamples: int = 1000) -> ReportResult:  # fmt: skip
+                 n_resamples: int = 1000, audit_report: V.AuditReport | None = None) -> ReportResult:  # fmt: skip
     """Write ``RUN_DIR/report.html`` (self-contained) and ``RUN_DIR/model_card.md``, plots in ``RUN_DIR/plots``.
 
-    Evaluates the bundle on the held-out split of the training data (test, else val) and audits the data.
+    Evaluates the bundle on the held-out split of the training data (test, else val) and audits the data
+    (near duplicates up to ``NEAR_DUPLICATE_LIMIT`` files; above it ``audit_report``, e.g. the cheap audit
+    training made, is used as it is).
     """
     run = Path(run_dir)
     if not (run / "config.yaml").is_file():
@@ -82,7 +84,8 @@ def build_report(run_dir: str | Path, *, bundle: Bundle | None = None, source: s
     samples, split, splits = load_split(bundle.meta, source, None)
     ev = evaluate_bundle(bundle, source, split=split, n_resamples=n_resamples)
     n_files = sum(len(s) for _, s in splits.items())
-    audit_report = audit_splits(splits, near_duplicates=n_files <= NEAR_DUPLICATE_LIMIT)
+    if audit_report is None or n_files <= NEAR_DUPLICATE_LIMIT:
+        audit_report = audit_splits(splits, near_duplicates=n_files <= NEAR_DUPLICATE_LIMIT)
     issues = V.find_label_issues(ev.probs, ev.labels, list(bundle.meta.classes))
     label_tiles = [V.ErrorExample(samples.describe(int(i)), bundle.meta.classes[int(g)],
                                   bundle.meta.classes[int(s)], float(1 - c))

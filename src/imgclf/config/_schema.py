@@ -175,6 +175,7 @@ class TrainConfig:
     name: str | None = None
     save_every_steps: int | None = None
     calibrate: bool = True
+    report: bool = True
 
     def __post_init__(self) -> None:
         _positive("train", "epochs", self.epochs)
