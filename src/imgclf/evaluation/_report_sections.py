@@ -1,0 +1,310 @@
+"""The report's sections as plain data (headings, tables, figures) for the template; missing data, no section."""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from imgclf.evaluation import _plots as P
+from imgclf.evaluation._gallery import plot_error_gallery
+from imgclf.evaluation._report_data import ReportData
+from imgclf.metrics import most_confused
+
+Block = dict[str, Any]
+Section = dict[str, Any]
+
+METRIC_NAMES = {
+    "accuracy": "Accuracy",
+    "balanced_accuracy": "Balanced accuracy",
+    "macro_f1": "Macro F1",
+    "macro_auc": "Macro ROC AUC (one-vs-rest)",
+    "log_loss": "Log loss (NLL)",
+    "brier": "Brier score",
+    "ece": "Expected calibration error",
+}
+
+
+def num(x: Any, digits: int = 3) -> str:
+    """A number for a table cell: fixed digits, ``n/a`` for None / NaN."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    if isinstance(x, int):
+        return str(x)
+    return f"{float(x):.{digits}f}"
+
+
+class Figures:
+    """Writes each plot as a PNG into ``directory`` and hands back a figure block with a data URI."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def block(self, name: str, draw: Callable[[Path], Path], caption: str) -> Block:
+        path = draw(self.directory / f"{name}.png")
+        uri = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+        return {"kind": "figure", "src": uri, "alt": caption, "caption": caption}
+
+
+def table(header: list[str], rows: list[list[Any]], id: str | None = None) -> Block:
+    return {"kind": "table", "header": header, "rows": rows, "id": id}
+
+
+def text(kind: str, value: str, id: str | None = None) -> Block:
+    return {"kind": kind, "text": value, "id": id}
+
+
+def build_sections(data: ReportData, figs: Figures) -> list[Section]:
+    """Every section the data allows, in reading order."""
+    builders = (_data, _training, _metrics, _confusion, _calibration, _risk, _groups, _errors)
+    return [s for s in (b(data, figs) for b in builders) if s is not None]
+
+
+def _data(d: ReportData, figs: Figures) -> Section | None:
+    if not d.data_summary and d.audit is None and not d.label_issues:
+        return None
+    blocks: list[Block] = []
+    if d.data_summary:
+        blocks.append(table(["", "value"], [[str(k), str(v)] for k, v in d.data_summary.items()]))
+    a = d.audit
+    if a is not None:
+        if a.has_leakage:
+            blocks += [text("alert", w) for w in a.warnings if w.startswith("LEAKAGE")]
+        else:
+            blocks.append(text("okay", "No duplicates across splits: no train/test leakage found."))
+        blocks += [text("note", w) for w in a.warnings if not w.startswith("LEAKAGE")]
+        blocks.append(text("heading", "Splits"))
+        rows = [
+            [s.name, s.n_files, s.n_unreadable, num(s.imbalance_ratio, 2), ", ".join(s.missing_classes) or "-"]
+            for s in a.splits
+        ]
+        blocks.append(table(["split", "files", "unreadable", "imbalance (max/min)", "missing classes"], rows))
+        names = list(dict.fromkeys(c for s in a.splits for c in s.class_counts))
+        if names:
+            blocks.append(text("heading", "Images per class"))
+            rows = [[c] + [s.class_counts.get(c, 0) for s in a.splits] for c in names]
+            blocks.append(table(["class"] + [s.name for s in a.splits], rows, id="class-counts"))
+        im = a.images
+        blocks.append(text("heading", "Images"))
+        blocks.append(table(["", "min", "median", "max"], [["width (px)", *im.width], ["height (px)", *im.height]]))
+        blocks.append(
+            text(
+                "muted",
+                "modes: "
+                + ", ".join(f"{k} {v}" for k, v in im.modes.items())
+                + " · formats: "
+                + ", ".join(f"{k} {v}" for k, v in im.formats.items()),
+            )
+        )
+        blocks.append(
+            text(
+                "muted",
+                f"{len(a.exact_duplicates)} groups of exact duplicates, "
+                f"{a.n_near_duplicates} near-duplicate pairs, {a.n_leaks} cross-split pairs.",
+            )
+        )
+        if a.leakage:
+            blocks.append(text("heading", "Leakage (the same picture in two splits)", id="leakage"))
+            rows = [[leak.kind, str(leak.a), str(leak.b), leak.bits] for leak in a.leakage[:50]]
+            blocks.append(table(["kind", "first copy", "second copy", "pHash bits"], rows))
+        if a.unreadable:
+            blocks.append(text("heading", "Unreadable files"))
+            blocks.append(table(["file", "reason"], [[str(u.file), u.reason] for u in a.unreadable[:50]]))
+    if d.label_issues:
+        blocks.append(text("heading", "Likely label errors", id="label-issues"))
+        blocks.append(
+            figs.block(
+                "label_issues",
+                lambda p: plot_error_gallery(
+                    d.label_issues, p, title="Likely label errors (true = given label, pred = suggested)"
+                ),
+                "Images whose given label the held-out model doubts most.",
+            )
+        )
+    return {"id": "data", "title": "Data", "blocks": blocks}
+
+
+def _training(d: ReportData, figs: Figures) -> Section | None:
+    if not d.history:
+        return None
+    last = d.history[-1]
+    blocks = [
+        figs.block("training_curves", lambda p: P.plot_training_curves(d.history, p), "Loss and accuracy per epoch.")
+    ]
+    rows = [[k, num(v, 4) if isinstance(v, float) else str(v)] for k, v in last.items()]
+    blocks += [text("heading", f"Last epoch ({len(d.history)} in all)"), table(["metric", "value"], rows)]
+    return {"id": "training", "title": "Training", "blocks": blocks}
+
+
+def _metrics(d: ReportData, figs: Figures) -> Section | None:
+    m = d.metrics
+    if m is None and not d.intervals:
+        return None
+    where = f" on '{d.split}'" if d.split else ""
+    blocks: list[Block] = []
+    values = dict(m.headline()) if m is not None else {}
+    if d.calibration_before is not None:
+        values.setdefault("ece", d.calibration_before.ece)
+    names = list(dict.fromkeys([*values, *d.intervals]))
+    rows = []
+    for name in names:
+        iv = d.intervals.get(name)
+        value = iv.value if iv is not None else values.get(name)
+        ci = f"[{num(iv.low)}, {num(iv.high)}]" if iv is not None else "-"
+        rows.append([METRIC_NAMES.get(name, name), num(value), ci])
+    level = next(iter(d.intervals.values())).confidence if d.intervals else 0.95
+    blocks.append(table(["metric", "value", f"{level:.0%} interval"], rows, id="headline"))
+    if m is None:
+        return {"id": "metrics", "title": f"Metrics{where}", "blocks": blocks}
+    blocks.append(text("muted", f"{m.n} images, {len(m.class_names)} classes."))
+    more = [[f"top-{k} accuracy", num(v)] for k, v in m.top_k.items() if k > 1]
+    more += [
+        ["weighted F1", num(m.weighted_f1)],
+        ["macro precision", num(m.macro_precision)],
+        ["macro recall", num(m.macro_recall)],
+        ["Cohen's kappa", num(m.kappa)],
+        ["MCC", num(m.mcc)],
+        ["macro average precision", num(m.macro_average_precision)],
+        ["Brier score", num(m.brier)],
+    ]
+    blocks.append(table(["other figures", "value"], more))
+    if m.auc_undefined:
+        blocks.append(
+            text(
+                "note",
+                f"ROC AUC is undefined for {', '.join(m.auc_undefined)} (absent from this "
+                "split); macro AUC averages the other classes.",
+            )
+        )
+    blocks.append(text("heading", "Per class, worst first", id="per-class"))
+    rows = []
+    for c in m.worst_classes() + [c for c in m.per_class if c.support == 0]:
+        acc = {"text": num(c.recall), "cls": "bad" if c.recall < m.accuracy else ""}
+        rows.append([c.name, c.support, acc, num(c.precision), num(c.f1), num(c.auc), num(c.average_precision)])
+    blocks.append(
+        table(["class", "support", "accuracy (recall)", "precision", "F1", "AUC", "AP"], rows, id="per-class-table")
+    )
+    blocks.append(
+        figs.block(
+            "per_class_accuracy",
+            lambda p: P.plot_per_class_accuracy(m, p),
+            "Per-class accuracy; red bars are below the overall accuracy.",
+        )
+    )
+    pairs = most_confused(m.confusion, m.class_names, k=10)
+    if pairs:
+        blocks.append(text("heading", "Most confused pairs"))
+        rows = [[p.true, p.predicted, p.count, f"{p.rate:.1%}"] for p in pairs]
+        blocks.append(table(["true", "predicted as", "images", "share of true class"], rows))
+    return {"id": "metrics", "title": f"Metrics{where}", "blocks": blocks}
+
+
+def _confusion(d: ReportData, figs: Figures) -> Section | None:
+    m = d.metrics
+    if m is None:
+        return None
+    fig = figs.block(
+        "confusion_matrix",
+        lambda p: P.plot_confusion_matrix(m.confusion, m.class_names, p),
+        "Rows are true classes, columns predictions; the second panel divides each row by its support.",
+    )
+    return {"id": "confusion", "title": "Confusion matrix", "blocks": [fig]}
+
+
+def _calibration(d: ReportData, figs: Figures) -> Section | None:
+    before, after = d.calibration_before, d.calibration_after
+    if before is None:
+        return None
+    caption = "Reliability: accuracy per confidence bin against the diagonal" + (
+        ", before and after temperature scaling." if after is not None else "."
+    )
+    blocks = [figs.block("reliability", lambda p: P.plot_reliability(before, p, after=after), caption)]
+    cols = [("raw", before)] + ([("temperature-scaled", after)] if after is not None else [])
+    rows = [
+        [label, *[num(getattr(r, attr), 4) for _, r in cols]]
+        for label, attr in (
+            ("ECE (equal width)", "ece"),
+            ("ECE (equal mass)", "ece_equal_mass"),
+            ("MCE", "mce"),
+            ("NLL", "nll"),
+            ("Brier", "brier"),
+            ("accuracy", "accuracy"),
+            ("mean confidence", "mean_confidence"),
+        )
+    ]
+    blocks.append(table(["", *[name for name, _ in cols]], rows, id="calibration-table"))
+    if d.temperature is not None:
+        blocks.append(
+            text("text", f"Fitted temperature T = {d.temperature:.3f} (probabilities = softmax(logits / T)).")
+        )
+    return {"id": "calibration", "title": "Calibration", "blocks": blocks}
+
+
+def _risk(d: ReportData, figs: Figures) -> Section | None:
+    rc, hist = d.risk_coverage, d.confidence
+    if rc is None and hist is None:
+        return None
+    blocks: list[Block] = []
+    if rc is not None:
+        blocks.append(
+            figs.block(
+                "risk_coverage",
+                lambda p: P.plot_risk_coverage(rc, p),
+                "Error rate on the images the model answers when it abstains below a confidence.",
+            )
+        )
+        if rc.target_accuracy is not None:
+            if rc.threshold is not None:
+                blocks.append(
+                    text(
+                        "text",
+                        f"Answering only when confidence ≥ {rc.threshold:.3f} reaches accuracy "
+                        f"{num(rc.accuracy_at_threshold)} (target {num(rc.target_accuracy)}) on "
+                        f"{rc.threshold_coverage:.1%} of the images.",
+                    )
+                )
+            else:
+                blocks.append(text("note", f"No confidence threshold reaches accuracy {num(rc.target_accuracy)}."))
+    if hist is not None:
+        blocks.append(
+            figs.block(
+                "confidence_histogram",
+                lambda p: P.plot_confidence_histogram(hist, p),
+                "Confidence of right and wrong predictions.",
+            )
+        )
+    return {"id": "risk-coverage", "title": "Selective prediction", "blocks": blocks}
+
+
+def _groups(d: ReportData, figs: Figures) -> Section | None:
+    g = d.groups
+    if g is None:
+        return None
+    rows = [[r.name, r.support, num(r.accuracy), num(r.macro_f1)] for r in g.groups]
+    blocks = [
+        text(
+            "text",
+            f"Worst group: {g.worst_group} (accuracy {num(g.worst_accuracy)}, {num(g.gap)} below overall "
+            f"{num(g.overall_accuracy)}; best-worst spread {num(g.spread)}).",
+        ),
+        table(["group", "images", "accuracy", "macro F1"], rows, id="groups-table"),
+    ]
+    return {"id": "groups", "title": "Slices", "blocks": blocks}
+
+
+def _errors(d: ReportData, figs: Figures) -> Section | None:
+    if not d.errors:
+        return None
+    fig = figs.block(
+        "error_gallery",
+        lambda p: plot_error_gallery(d.errors, p),
+        "The images with the highest loss: true label, prediction and its confidence.",
+    )
+    rows = [[e.caption or "-", e.true, e.predicted, num(e.confidence), num(e.loss)] for e in d.errors]
+    return {
+        "id": "errors",
+        "title": "Errors",
+        "blocks": [fig, table(["image", "true", "predicted", "confidence", "loss"], rows)],
+    }

@@ -1,0 +1,70 @@
+"""Metrics on arrays: classification figures, bootstrap intervals, paired tests, calibration, error analysis.
+
+Every function takes numpy arrays or torch tensors: ``probs`` ``(N, C)`` (rows on the simplex), ``logits``
+``(N, C)``, ``labels`` ``(N,)`` class indices, ``class_names`` a list of C strings. Results are frozen
+dataclasses with ``.to_dict()`` (JSON-ready; NaN becomes None). scikit-learn and scipy are imported when a
+function first needs them.
+
+>>> from imgclf.metrics import bootstrap_ci, classification_metrics
+>>> report = classification_metrics(probs, labels, class_names)  # doctest: +SKIP
+>>> print(bootstrap_ci(probs, labels)["accuracy"])  # doctest: +SKIP
+0.912 [0.901, 0.923]
+"""
+
+from imgclf.metrics._arrays import check_probs_labels, softmax, to_numpy
+from imgclf.metrics._bootstrap import HEADLINE_METRICS, LOWER_IS_BETTER, Interval, bootstrap_ci
+from imgclf.metrics._calibration import (
+    CalibrationReport,
+    ReliabilityBins,
+    calibration_metrics,
+    expected_calibration_error,
+)
+from imgclf.metrics._classification import ClassificationReport, ClassMetrics, classification_metrics
+from imgclf.metrics._error_analysis import (
+    ConfidenceHistogram,
+    ConfusedPair,
+    RiskCoverage,
+    TopLosses,
+    confidence_histogram,
+    most_confused,
+    risk_coverage,
+    top_losses,
+)
+from imgclf.metrics._groups import GroupMetrics, GroupReport, group_metrics
+from imgclf.metrics._paired import Comparison, McNemarResult, compare_predictions, mcnemar_exact, paired_bootstrap_diff
+from imgclf.metrics._temperature import apply_temperature, fit_temperature
+
+__all__ = [
+    "HEADLINE_METRICS",
+    "LOWER_IS_BETTER",
+    "CalibrationReport",
+    "ClassMetrics",
+    "ClassificationReport",
+    "Comparison",
+    "ConfidenceHistogram",
+    "ConfusedPair",
+    "GroupMetrics",
+    "GroupReport",
+    "Interval",
+    "McNemarResult",
+    "ReliabilityBins",
+    "RiskCoverage",
+    "TopLosses",
+    "apply_temperature",
+    "bootstrap_ci",
+    "calibration_metrics",
+    "check_probs_labels",
+    "classification_metrics",
+    "compare_predictions",
+    "confidence_histogram",
+    "expected_calibration_error",
+    "fit_temperature",
+    "group_metrics",
+    "mcnemar_exact",
+    "most_confused",
+    "paired_bootstrap_diff",
+    "risk_coverage",
+    "softmax",
+    "to_numpy",
+    "top_losses",
+]

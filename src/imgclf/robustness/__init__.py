@@ -1,0 +1,54 @@
+"""How easily is the model fooled, how does it degrade, and does it know what it does not know?
+
+Everything works on any classifier ``nn.Module``. Attacks and corruptions live in pixel space [0, 1]: wrap a
+classifier that takes normalised input in :class:`NormalizedModel` (``mean`` / ``std`` from its DataConfig).
+
+- Adversarial: :func:`fgsm`, :func:`pgd` (L-inf / L2, random start, restarts), :func:`apgd` (APGD-CE), and
+  :func:`robust_accuracy_curve` over an epsilon sweep -> :class:`RobustCurve`.
+- Corruptions: the 15 ImageNet-C types x 5 severities in :data:`CORRUPTIONS`, applied by :func:`corrupt`;
+  :func:`corruption_accuracy` -> :class:`CorruptionReport` (per corruption and severity, mean, relative drop).
+- Out-of-distribution: :func:`msp`, :func:`max_logit`, :func:`energy` from logits; :class:`Mahalanobis` and
+  :class:`KNNScorer` from features; :func:`ood_metrics` -> :class:`OODReport` (AUROC, FPR at 95 % TPR, AUPR);
+  :func:`choose_threshold` for rejection; :func:`synthetic_outliers` when no OOD data is at hand.
+- Figures: :func:`plot_robust_curve`, :func:`plot_corruption_heatmap`, :func:`plot_ood_histogram`.
+"""
+
+from imgclf.robustness._apgd import apgd
+from imgclf.robustness._attacks import fgsm, pgd
+from imgclf.robustness._corruption_eval import CorruptionReport, corruption_accuracy
+from imgclf.robustness._corruptions import CORRUPTIONS, SEVERITIES, corrupt
+from imgclf.robustness._curve import ATTACKS, RobustCurve, robust_accuracy_curve
+from imgclf.robustness._normalize import NormalizedModel
+from imgclf.robustness._ood_feature import KNNScorer, Mahalanobis
+from imgclf.robustness._ood_metrics import OODReport, choose_threshold, ood_metrics
+from imgclf.robustness._ood_scores import energy, max_logit, msp
+from imgclf.robustness._outliers import OUTLIER_KINDS, synthetic_outliers
+from imgclf.robustness._plots import plot_corruption_heatmap, plot_ood_histogram, plot_robust_curve
+
+__all__ = [
+    "ATTACKS",
+    "CORRUPTIONS",
+    "OUTLIER_KINDS",
+    "SEVERITIES",
+    "CorruptionReport",
+    "KNNScorer",
+    "Mahalanobis",
+    "NormalizedModel",
+    "OODReport",
+    "RobustCurve",
+    "apgd",
+    "choose_threshold",
+    "corrupt",
+    "corruption_accuracy",
+    "energy",
+    "fgsm",
+    "max_logit",
+    "msp",
+    "ood_metrics",
+    "pgd",
+    "plot_corruption_heatmap",
+    "plot_ood_histogram",
+    "plot_robust_curve",
+    "robust_accuracy_curve",
+    "synthetic_outliers",
+]

@@ -1,0 +1,50 @@
+"""Out-of-distribution scores from logits. Convention: a higher score means more in-distribution."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from imgclf.errors import ConfigError, DataError
+
+
+def as_2d(values: Any, what: str) -> torch.Tensor:
+    """``values`` as a float tensor ``(N, D)``, or a DataError naming ``what``."""
+    tensor = torch.as_tensor(values).detach()
+    if tensor.dim() != 2 or tensor.shape[1] == 0:
+        raise DataError(f"{what} must be a 2-D array (N, D), got shape {tuple(tensor.shape)}.")
+    return tensor.float() if not tensor.is_floating_point() else tensor
+
+
+def msp(logits: Any, temperature: float = 1.0) -> torch.Tensor:
+    """Maximum softmax probability (Hendrycks & Gimpel 2017) of ``logits / temperature``: ``(N, K) -> (N,)``.
+
+    >>> msp(torch.tensor([[4.0, 0.0], [0.1, 0.0]]))
+    tensor([0.9820, 0.5250])
+    """
+    z = as_2d(logits, "logits")
+    if temperature <= 0:
+        raise ConfigError(f"temperature must be positive, got {temperature}.")
+    return torch.softmax(z / temperature, dim=1).amax(dim=1)
+
+
+def max_logit(logits: Any) -> torch.Tensor:
+    """Largest logit (Hendrycks et al. 2022, "Scaling OOD detection"): ``(N, K) -> (N,)``.
+
+    >>> max_logit(torch.tensor([[4.0, 0.0], [0.1, 0.0]]))
+    tensor([4.0000, 0.1000])
+    """
+    return as_2d(logits, "logits").amax(dim=1)
+
+
+def energy(logits: Any, temperature: float = 1.0) -> torch.Tensor:
+    """Negative free energy (Liu et al. 2020): ``T * logsumexp(logits / T)``, ``(N, K) -> (N,)``.
+
+    >>> energy(torch.tensor([[0.0, 0.0]]))  # log 2
+    tensor([0.6931])
+    """
+    z = as_2d(logits, "logits")
+    if temperature <= 0:
+        raise ConfigError(f"temperature must be positive, got {temperature}.")
+    return temperature * torch.logsumexp(z / temperature, dim=1)
