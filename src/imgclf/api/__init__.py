@@ -12,7 +12,7 @@ from imgclf.api._evaluate import (
     summary_rows,
 )
 from imgclf.api._explain import ExplainedImage, ExplainReport, explain_files
-from imgclf.api._fit import FitResult, train_run
+from imgclf.api._fit import FitResult, RepeatResult, train_repeated, train_run
 from imgclf.api._report import ReportResult, audit, audit_splits, build_report
 
 __all__ = [
@@ -37,5 +37,7 @@ __all__ = [
     "explain_files",
     "fit",
     "load",
+    "RepeatResult",
+    "train_repeated",
     "train_run",
 ]

@@ -16,7 +16,7 @@ from rich.console import Console
 from imgclf import data as D
 from imgclf import engine as E
 from imgclf.api._explain import ExplainReport, explain_files
-from imgclf.api._fit import FitResult, train_run
+from imgclf.api._fit import FitResult, RepeatResult, train_repeated, train_run
 from imgclf.bundle import Bundle, BundleMeta, load_bundle, save_bundle
 from imgclf.config import RunConfig, load_config, parse_set, update
 from imgclf.errors import DataError, NotFittedError
@@ -115,6 +115,11 @@ class Classifier:
         if result.bundle_dir.is_dir():
             self._set(load_bundle(result.bundle_dir))
         return self
+
+    def fit_repeated(self, data: str | Path, *, seeds: int = 1, folds: int | None = None,
+                     console: Console | None = None) -> RepeatResult:  # fmt: skip
+        """Train the same recipe with several seeds, or cross-validate over ``folds``; returns mean ± std."""
+        return train_repeated(self.resolved_config(str(data)), seeds=seeds, folds=folds, console=console)
 
     def _set(self, bundle: Bundle) -> None:
         self.model_, self.meta_ = bundle.model, bundle.meta

@@ -197,11 +197,33 @@ class CalibrationResult:
                 "after": self.after.to_dict()}  # fmt: skip
 
 
+MIN_CALIBRATION_IMAGES = 30
+
+
+def checked_temperature(logits: np.ndarray, labels: np.ndarray) -> tuple[float | None, str]:
+    """The NLL-optimal temperature, or None with the reason when the split cannot support one.
+
+    Too few images, or a split the model gets entirely right (the NLL then falls without bound as T -> 0),
+    would store an arbitrary, overconfident temperature.
+    """
+    if len(labels) < MIN_CALIBRATION_IMAGES:
+        return None, f"only {len(labels)} images (need {MIN_CALIBRATION_IMAGES})"
+    if (logits.argmax(1) == labels).all():
+        return None, "the model classifies every image of the split correctly, so any temperature below 1 fits"
+    t = float(M.fit_temperature(logits, labels))
+    if not 0.06 <= t <= 19.0:
+        return None, f"the fitted temperature {t:.3g} sits at the search bound"
+    return t, ""
+
+
 def calibrate_bundle(bundle: Bundle, source: str, *, split: str = "val") -> CalibrationResult:
     """Fit temperature scaling (minimising NLL) on ``split`` of ``source``; the caller stores it in the bundle."""
     samples, split, _ = load_split(bundle.meta, source, split)
     out = split_logits(bundle.model, samples, bundle.meta.preprocessing)
-    t = M.fit_temperature(out.logits, out.labels)
+    t, reason = checked_temperature(out.logits, out.labels)
+    if t is None:
+        raise DataError(f"cannot calibrate on split {split!r} of {source}: {reason}. "
+                        "Use a larger or harder split (--split), e.g. more validation images")  # fmt: skip
     before = M.calibration_metrics(M.apply_temperature(out.logits, 1.0), out.labels)
     after = M.calibration_metrics(M.apply_temperature(out.logits, t), out.labels)
     return CalibrationResult(float(t), split, before, after)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -14,17 +15,17 @@ from rich.console import Console
 
 from imgclf import data as D
 from imgclf import engine as E
-from imgclf.api._evaluate import split_logits
+from imgclf.api._evaluate import checked_temperature, split_logits
 from imgclf.api._report import audit_splits, build_report
 from imgclf.api._run import run_name, write_run_files
 from imgclf.bundle import BundleMeta, load_bundle, save_bundle
 from imgclf.config import DataConfig, RunConfig, load_config, to_dict
 from imgclf.errors import DataError, TrainingInterrupted
 from imgclf.losses import balanced_class_weights, build_loss
-from imgclf.metrics import apply_temperature, fit_temperature
+from imgclf.metrics import apply_temperature
 from imgclf.models import create_model, freeze_backbone, model_data_config, split_parameters
 from imgclf.optim import build_optimizer, build_scheduler
-from imgclf.utils import seed_everything
+from imgclf.utils import atomic_write_text, seed_everything
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,8 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
         cfg.data.source, val_fraction=cfg.data.val_fraction, test_fraction=cfg.data.test_fraction,
         seed=cfg.train.seed, strict=cfg.data.strict, max_per_class=cfg.data.max_per_class,
     )  # fmt: skip
+    if cfg.data.folds:
+        splits = D.kfold(splits, cfg.data.folds, cfg.data.fold, cfg.train.seed)
     num_classes = len(splits.classes)
     model = create_model(cfg.model.name, num_classes, weights=cfg.model.weights, drop_rate=cfg.model.drop_rate)
     pre = _preprocessing(cfg, model, splits, console)
@@ -228,7 +231,9 @@ def _finish(cfg: RunConfig, state: E.TrainState, splits: D.Splits, pre: DataConf
     val = _split_logits(model, splits.val, pre, cfg)
     if val is not None:
         if cfg.train.calibrate:
-            temperature = fit_temperature(val.logits, val.labels)
+            temperature, reason = checked_temperature(val.logits, val.labels)
+            if temperature is None:
+                console.print(f"[yellow]calibration skipped: {reason}[/yellow]")
         metrics["val"] = _accuracy(val, temperature or 1.0)
     test = _split_logits(model, splits.test, pre, cfg)
     if test is not None:
@@ -247,3 +252,51 @@ def _finish(cfg: RunConfig, state: E.TrainState, splits: D.Splits, pre: DataConf
         report = build_report(run_dir, bundle=load_bundle(bundle_dir), audit_report=audit)
         console.print(f"report: {report.html}")
     return FitResult(run_dir, bundle_dir, metrics, cfg)
+
+
+@dataclass(frozen=True)
+class RepeatResult:
+    """Several runs of one recipe (seeds or cross-validation folds) and the spread of their accuracy."""
+
+    kind: str
+    metric: str
+    runs: tuple[FitResult, ...]
+    values: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.values, ddof=1)) if len(self.values) > 1 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "metric": self.metric, "values": list(self.values), "mean": self.mean,
+                "std": self.std, "runs": [str(r.run_dir) for r in self.runs]}  # fmt: skip
+
+
+def train_repeated(cfg: RunConfig, *, seeds: int = 1, folds: int | None = None,
+                   console: Console | None = None) -> RepeatResult:  # fmt: skip
+    """Train ``seeds`` times (seed, seed+1, ...) or once per fold of stratified ``folds``-fold cross-validation.
+
+    Runs go to ``OUT/NAME/seed<i>`` or ``OUT/NAME/fold<i>``; ``OUT/NAME/summary.json`` holds mean ± std of test
+    accuracy (seeds; val when there is no test split) or of each fold's held-out accuracy (folds).
+    """
+    console = console or Console()
+    parent = Path(cfg.train.out) / run_name(cfg)
+    kind = "folds" if folds else "seeds"
+    runs = []
+    for i in range(folds or seeds):
+        train = replace(cfg.train, out=str(parent), name=f"{kind[:-1]}{i}",
+                        seed=cfg.train.seed if folds else cfg.train.seed + i)  # fmt: skip
+        data = replace(cfg.data, folds=folds, fold=i) if folds else cfg.data
+        console.rule(f"{kind[:-1]} {i + 1} of {folds or seeds}")
+        runs.append(train_run(replace(cfg, train=train, data=data), console=console))
+    metric = "val" if folds or any("test" not in r.metrics for r in runs) else "test"
+    values = tuple(float(r.metrics[metric]["acc"]) for r in runs)
+    result = RepeatResult(kind, f"{metric} accuracy", tuple(runs), values)
+    atomic_write_text(parent / "summary.json", json.dumps(result.to_dict(), indent=2) + "\n")
+    console.print(f"[bold]{result.metric} over {len(values)} {kind}: {result.mean:.4f} ± {result.std:.4f}[/bold] "
+                  f"(values {', '.join(f'{v:.4f}' for v in values)}); summary: {parent / 'summary.json'}")  # fmt: skip
+    return result

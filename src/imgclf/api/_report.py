@@ -39,13 +39,8 @@ def audit(source: str, *, model: str | Path | None = None, near_duplicates: bool
         samples, _, _ = load_split(bundle.meta, str(source), None)
         ev = evaluate_bundle(bundle, str(source), n_resamples=0)
         issues = V.find_label_issues(ev.probs, ev.labels, list(bundle.meta.classes))
-        issues = _with_paths(issues, samples)
+        issues = issues.with_paths([samples.describe(int(i)) for i in issues.indices])
     return report, issues, splits
-
-
-def _with_paths(issues: V.LabelIssues, samples: D.SampleList) -> V.LabelIssues:
-    object.__setattr__(issues, "paths", [samples.describe(int(i)) for i in issues.indices])
-    return issues
 
 
 @dataclass(frozen=True)

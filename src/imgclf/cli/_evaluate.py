@@ -52,7 +52,7 @@ def evaluate_cmd(
                       f"of images at {ev.risk.accuracy_at_threshold:.3f} accuracy")  # fmt: skip
     if ev.groups is not None:
         g = ev.groups.to_dict()
-        console.print(f"groups: worst-group gap {g.get('worst_group_gap')}")
+        console.print(f"groups: worst group {g['worst_group']} at {g['worst_accuracy']:.3f}, gap {g['gap']:.3f}")
     if out is not None:
         console.print(f"wrote {out / 'evaluation.json'} and {out / 'plots'}")
 

@@ -45,8 +45,6 @@ def audit_cmd(
     if as_json:
         out = {"audit": result.to_dict() if result else None,
                "label_issues": issues.to_dict() if issues is not None else None}  # fmt: skip
-        if issues is not None:
-            out["label_issues"]["paths"] = issues.paths
         print(json.dumps(out, indent=2))
         return
     if result is None:

@@ -29,6 +29,8 @@ def train(
     sets: list[str] = typer.Option([], "--set", "-s", help="Override any config key: --set optim.lr=3e-4 "
                                    "--set train.amp=bf16 (sections: data, model, optim, train)."),
     resume: Path = typer.Option(None, "--resume", help="Continue an interrupted run from RUN_DIR exactly."),
+    seeds: int = typer.Option(1, "--seeds", help="Train N times with seeds seed..seed+N-1; report mean ± std."),
+    folds: int = typer.Option(None, "--folds", help="Stratified K-fold cross-validation over train+val."),
 ) -> None:
     """Train a classifier and write RUN_DIR with checkpoints, metrics and a bundle.
 
@@ -42,6 +44,8 @@ def train(
 
         imgclf train --resume runs/images-resnet18-20260101-120000
 
+        imgclf train small/folder --model resnet20_cifar --folds 5       (cross-validation, mean ± std)
+
     Multi-GPU / multi-node: torchrun --nproc-per-node 4 -m imgclf train DATA ...
     """
     if data is None and resume is None:
@@ -49,6 +53,11 @@ def train(
     extra = [f"model.freeze={freeze}"] if freeze else []
     clf = Classifier(config, sets=[*extra, *sets], model=model, epochs=epochs, batch_size=batch_size,
                      img_size=img_size, weights=weights, out=out, name=name, seed=seed)  # fmt: skip
+    if seeds > 1 or folds:
+        if resume is not None:
+            raise typer.BadParameter("--resume continues one run; it cannot be combined with --seeds / --folds")
+        clf.fit_repeated(data, seeds=seeds, folds=folds, console=console)
+        return
     clf.fit(data, resume=resume, console=console)
     if clf.result_ is not None:
         console.print(f"next: imgclf predict {clf.result_.bundle_dir} IMAGES...")

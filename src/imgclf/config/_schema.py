@@ -79,6 +79,8 @@ class DataSourceConfig:
     sampler: str = "shuffle"
     strict: bool = False
     max_per_class: int | None = None
+    folds: int | None = None
+    fold: int = 0
 
     def __post_init__(self) -> None:
         _positive("data", "img_size", self.img_size)
@@ -87,6 +89,8 @@ class DataSourceConfig:
         _positive("data", "mixup", self.mixup, allow_zero=True)
         _positive("data", "cutmix", self.cutmix, allow_zero=True)
         _positive("data", "max_per_class", self.max_per_class)
+        if self.folds is not None and not (self.folds >= 2 and 0 <= self.fold < self.folds):
+            raise ConfigError(f"data.folds={self.folds}, data.fold={self.fold}: need folds >= 2 and 0 <= fold < folds")
         _choice("data", "augment", self.augment, AUGMENT_PRESETS)
         _choice("data", "sampler", self.sampler, ("shuffle", "balanced"))
         for key in ("val_fraction", "test_fraction"):

@@ -22,7 +22,7 @@ from imgclf.data._sampler import ResumableSampler
 from imgclf.data._samples import SampleList, Splits
 from imgclf.data._scan import list_images
 from imgclf.data._sources import load_source
-from imgclf.data._split import write_split
+from imgclf.data._split import kfold, write_split
 from imgclf.data._synthetic import make_synthetic_dataset
 from imgclf.data._transforms import AUGMENT_PRESETS, build_eval_transform, build_train_transform, mixup_cutmix
 
@@ -44,6 +44,7 @@ __all__ = [
     "collate_skip_bad",
     "default_workers",
     "imbalance_ratio",
+    "kfold",
     "list_images",
     "load_source",
     "make_loader",

@@ -136,3 +136,29 @@ def write_split(path: str | os.PathLike, splits: Splits) -> Path:
     listing = {split: [[n, splits.classes[y]] for n, y in zip(sample_names(s, root), s.labels, strict=True)]
                for split, s in splits.items()}  # fmt: skip
     return atomic_write_text(path, json.dumps({**splits.to_dict(), "samples": listing}, indent=1) + "\n")
+
+
+def kfold(splits: Splits, k: int, fold: int, seed: int) -> Splits:
+    """Fold ``fold`` of a stratified ``k``-fold split of train + val: that fold becomes val, the rest train.
+
+    The test split (if any) is untouched. Same ``seed`` -> same folds; over ``fold = 0..k-1`` every train+val
+    sample is in val exactly once.
+
+    >>> # [kfold(splits, 5, f, seed=0).val for f in range(5)]  # five disjoint validation folds
+    """
+    if k < 2 or not 0 <= fold < k:
+        raise DataError(f"k-fold needs k >= 2 and 0 <= fold < k (got k={k}, fold={fold})")
+    pool = splits.train if splits.val is None else SampleList.concat([splits.train, splits.val])
+    counts = np.bincount(pool.labels)
+    if counts[counts > 0].min() < k:
+        raise DataError(f"{k}-fold cross-validation needs at least {k} images in every class "
+                        f"(the smallest class has {counts[counts > 0].min()}); use fewer folds")  # fmt: skip
+    rng = np.random.default_rng(seed)
+    assignment = np.empty(len(pool), dtype=np.int64)
+    for y in np.unique(pool.labels):
+        members = np.flatnonzero(np.asarray(pool.labels) == y)
+        assignment[members[rng.permutation(len(members))]] = np.arange(len(members)) % k
+    val_idx, train_idx = np.flatnonzero(assignment == fold), np.flatnonzero(assignment != fold)
+    info = {**splits.info, "folds": {"k": k, "fold": fold, "seed": seed}}
+    return Splits(splits.classes, pool.subset(train_idx.tolist()), pool.subset(val_idx.tolist()), splits.test,
+                  splits.skipped, info)  # fmt: skip

@@ -1,0 +1,139 @@
+"""Issue 3 flows on generated images: evaluate / calibrate / compare / audit / report / seeds / folds."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import imgclf
+from imgclf import data as D
+from imgclf.bundle import read_meta
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "imgclf", *args], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"})  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    tmp = tmp_path_factory.mktemp("eval")
+    src = D.make_synthetic_dataset(tmp / "imgs", per_class=30, size=32, layout="flat", seed=3)
+    common = {"model": "test_cnn", "img_size": 32, "out": str(tmp / "runs"),
+              "sets": ["data.workers=0", "optim.lr=3e-3", "data.augment=light"]}
+    a = imgclf.fit(src, epochs=6, name="a", **common)
+    b = imgclf.fit(src, epochs=3, name="b", seed=1, **common)  # partly trained: imperfect, calibratable
+    return {"tmp": tmp, "src": src, "a": a, "b": b}
+
+
+def test_evaluate_json_has_every_figure_with_intervals(world: dict) -> None:
+    groups = world["tmp"] / "groups.csv"
+    rows = ["path,group"] + [f"{p},{'left' if i % 2 else 'right'}"
+                             for i, p in enumerate(sorted(str(x) for x in world["src"].rglob("*.png")))]  # fmt: skip
+    groups.write_text("\n".join(rows) + "\n")
+    res = cli("evaluate", str(world["a"].result_.bundle_dir), str(world["src"]), "--json", "--groups", str(groups),
+              "--out", str(world["tmp"] / "ev"), "--resamples", "200")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    m = out["metrics"]
+    for key in ("accuracy", "balanced_accuracy", "kappa", "mcc", "log_loss", "brier", "confusion", "per_class"):
+        assert key in m, key
+    acc = out["intervals"]["accuracy"]
+    assert acc["low"] <= acc["value"] <= acc["high"]
+    assert out["split"] == "test" and out["calibration"]["ece"] >= 0
+    assert {g["name"] for g in out["groups"]["groups"]} <= {"left", "right"} and out["groups"]["gap"] >= 0
+    assert (world["tmp"] / "ev" / "plots" / "reliability.png").is_file()
+    human = cli("evaluate", str(world["a"].result_.bundle_dir), str(world["src"]), "--resamples", "100")
+    assert human.returncode == 0 and "accuracy" in human.stdout and "[" in human.stdout and "worst first" in human.stdout
+
+
+def test_calibrate_stores_temperature_used_by_predict(world: dict, tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    shutil.copytree(world["b"].result_.bundle_dir, bundle)
+    before = read_meta(bundle).temperature
+    res = cli("calibrate", str(bundle), str(world["src"]), "--split", "train")
+    assert res.returncode == 0, res.stderr
+    after = read_meta(bundle).temperature
+    assert after is not None and after != before and "ECE" in res.stdout
+    image = str(next((world["src"] / "red").iterdir()))
+    calibrated = imgclf.load(bundle).predict([image])[0].score
+    raw = imgclf.load(bundle).predict([image], raw=True)[0].score
+    assert calibrated != pytest.approx(raw)
+    perfect = cli("calibrate", str(world["a"].result_.bundle_dir), str(world["src"]), "--split", "test")
+    assert perfect.returncode == 2 and "cannot calibrate" in perfect.stderr
+
+
+def test_compare_gives_a_verdict(world: dict) -> None:
+    res = cli("compare", str(world["a"].result_.bundle_dir), str(world["b"].result_.bundle_dir), str(world["src"]),
+              "--split", "all", "--json")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert 0 <= out["mcnemar"]["p_value"] <= 1
+    assert "better" in out["verdict"] or "no significant difference" in out["verdict"]
+
+
+def test_audit_flags_leakage_and_label_issues(world: dict, tmp_path: Path) -> None:
+    root = D.make_synthetic_dataset(tmp_path / "split", per_class=8, size=32, layout="split", seed=5)
+    leaked = next((root / "train" / "red").iterdir())
+    shutil.copy(leaked, root / "test" / "red" / "copy_of_train.png")
+    res = cli("audit", str(root), "--json", "--no-near")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["audit"]["has_leakage"] is True
+    human = cli("audit", str(root), "--no-near")
+    assert "LEAKAGE" in human.stdout
+    res = cli("audit", str(world["src"]), "--model", str(world["b"].result_.bundle_dir), "--json", "--no-near")
+    assert res.returncode == 0, res.stderr
+    assert "label_issues" in json.loads(res.stdout)
+
+
+def test_report_written_and_regenerated(world: dict) -> None:
+    run = world["a"].result_.run_dir
+    assert (run / "report.html").is_file() and (run / "model_card.md").is_file()
+    (run / "report.html").unlink()
+    res = cli("report", str(run))
+    assert res.returncode == 0, res.stderr
+    html = (run / "report.html").read_text()
+    assert 'id="metrics"' in html and "data:image/png;base64," in html and "http://" not in html
+    card = (run / "model_card.md").read_text()
+    assert "Model card" in card and "Intended use" in card and "[" in card
+
+
+@pytest.mark.browser
+def test_report_renders_in_chromium(world: dict) -> None:
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not Path("/usr/bin/chromium").exists():
+        pytest.fail("Debian's chromium is missing: install it with apt-get install chromium (.ci/run does)")
+    run = world["a"].result_.run_dir
+    artifacts = Path(__file__).resolve().parents[2] / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])  # fmt: skip
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.goto((run / "report.html").as_uri())
+        for section in ("data", "training", "metrics", "confusion", "calibration", "risk-coverage", "errors"):
+            assert page.locator(f"section#{section}").count() == 1, section
+        widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.naturalWidth)")
+        assert len(widths) >= 6 and all(w > 0 for w in widths)
+        page.screenshot(path=str(artifacts / "report.png"), full_page=True)
+        browser.close()
+    assert (artifacts / "report.png").stat().st_size > 10_000
+
+
+def test_seeds_and_folds_report_mean_and_std(world: dict, tmp_path: Path) -> None:
+    clf = imgclf.Classifier(model="test_cnn", epochs=1, img_size=32, out=str(tmp_path), name="rep",
+                            sets=["data.workers=0", "train.report=false"])  # fmt: skip
+    seeds = clf.fit_repeated(world["src"], seeds=2)
+    assert len(seeds.values) == 2 and seeds.metric == "test accuracy"
+    folds = clf.fit_repeated(world["src"], folds=2)
+    assert folds.kind == "folds" and len(folds.runs) == 2
+    summary = json.loads((tmp_path / "rep" / "summary.json").read_text())
+    assert summary["kind"] == "folds" and summary["std"] >= 0
