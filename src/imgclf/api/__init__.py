@@ -14,8 +14,13 @@ from imgclf.api._evaluate import (
 from imgclf.api._explain import ExplainedImage, ExplainReport, explain_files
 from imgclf.api._fit import FitResult, RepeatResult, train_repeated, train_run
 from imgclf.api._report import ReportResult, audit, audit_splits, build_report
+from imgclf.api._robustness import RobustnessResult, ood_score, robustness, stress_test
 
 __all__ = [
+    "RobustnessResult",
+    "ood_score",
+    "robustness",
+    "stress_test",
     "ReportResult",
     "audit",
     "audit_splits",

@@ -17,6 +17,7 @@ from imgclf import data as D
 from imgclf import engine as E
 from imgclf.api._explain import ExplainReport, explain_files
 from imgclf.api._fit import FitResult, RepeatResult, train_repeated, train_run
+from imgclf.api._robustness import ood_score
 from imgclf.bundle import Bundle, BundleMeta, load_bundle, save_bundle
 from imgclf.config import RunConfig, load_config, parse_set, update
 from imgclf.errors import DataError, NotFittedError
@@ -32,12 +33,16 @@ class Prediction:
     score: float | None
     topk: tuple[tuple[str, float], ...] = ()
     error: str | None = None
+    unknown: bool = False
+    ood_score: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"path": self.path, "label": self.label, "score": self.score,
                                "topk": [{"label": lab, "score": s} for lab, s in self.topk]}  # fmt: skip
         if self.error:
             out["error"] = self.error
+        if self.ood_score is not None:
+            out["unknown"], out["ood_score"] = self.unknown, self.ood_score
         return out
 
 
@@ -185,21 +190,29 @@ class Classifier:
             raise DataError(f"{path}: {reason}")
         return apply_temperature(logits, self._require()[1].temperature or 1.0)
 
-    def predict(self, inputs: Iterable[str | Path], *, top_k: int = 5, raw: bool = False) -> list[Prediction]:
+    def predict(self, inputs: Iterable[str | Path], *, top_k: int = 5, raw: bool = False,
+                reject: bool = True) -> list[Prediction]:  # fmt: skip
         """Top-k predictions per input, in input order; unreadable inputs get ``error`` instead of labels.
 
-        ``raw=True`` uses uncalibrated probabilities (temperature 1).
+        ``raw=True`` uses uncalibrated probabilities (temperature 1). When the bundle holds a rejection rule
+        (``imgclf robustness``), images scoring below its threshold are answered ``unknown`` with their OOD
+        score; ``reject=False`` shows the raw answer (the score is still reported).
         """
         _, meta = self._require()
         order = expand_inputs(inputs)
         paths, logits, errors = self.predict_logits(order)
         probs = apply_temperature(logits, 1.0 if raw else meta.temperature or 1.0)
+        scores = [None] * len(paths)
+        if meta.rejection:
+            scores = ood_score(meta.rejection["score"], torch.from_numpy(logits), meta.temperature or 1.0).tolist()
         by_path = {}
         k = min(top_k, meta.num_classes)
-        for path, row in zip(paths, probs):
+        for path, row, ood in zip(paths, probs, scores):
             best = np.argsort(-row)[:k]
             topk = tuple((meta.classes[j], float(row[j])) for j in best)
-            by_path[path] = Prediction(path, topk[0][0], topk[0][1], topk)
+            unknown = ood is not None and ood < meta.rejection["threshold"]
+            label = "unknown" if unknown and reject else topk[0][0]
+            by_path[path] = Prediction(path, label, topk[0][1], topk, unknown=unknown, ood_score=ood)
         for path, reason in errors.items():
             by_path[path] = Prediction(path, None, None, (), reason)
         return [by_path[p] for p in order]

@@ -21,6 +21,8 @@ def predict(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list of {path, label, score, topk}."),
     csv_path: Path = typer.Option(None, "--csv", help="Also write path,label,score rows to this CSV file."),
     raw: bool = typer.Option(False, "--raw", help="Uncalibrated probabilities (ignore the bundle's temperature)."),
+    no_reject: bool = typer.Option(False, "--no-reject", help="Show the top class even for images the bundle's "
+                                   "rejection rule calls unknown."),
 ) -> None:
     """Predict labels for images with a trained bundle.
 
@@ -33,7 +35,7 @@ def predict(
     Unreadable images are reported per file; the rest are still predicted (exit code 1 if any failed).
     """
     clf = load(model)
-    preds = clf.predict(inputs, top_k=top_k, raw=raw)
+    preds = clf.predict(inputs, top_k=top_k, raw=raw, reject=not no_reject)
     if as_json:
         print(json.dumps([p.to_dict() for p in preds], indent=2))
     else:
@@ -42,7 +44,8 @@ def predict(
             if p.error:
                 table.add_row(p.path, "[red]error[/red]", "", p.error)
             else:
-                table.add_row(p.path, p.label, f"{p.score:.3f}", ", ".join(f"{lab} {s:.2f}" for lab, s in p.topk))
+                label = f"[yellow]unknown[/yellow] (ood {p.ood_score:.3g})" if p.label == "unknown" else p.label
+                table.add_row(p.path, label, f"{p.score:.3f}", ", ".join(f"{lab} {s:.2f}" for lab, s in p.topk))
         console.print(table)
     if csv_path is not None:
         buf = io.StringIO()

@@ -1,0 +1,169 @@
+"""``robustness``: adversarial, corruption and out-of-distribution stress tests of a bundle, and rejection."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from imgclf import data as D
+from imgclf import robustness as R
+from imgclf.api._evaluate import load_split
+from imgclf.bundle import Bundle
+from imgclf.errors import DataError
+from imgclf.utils import atomic_write_text
+
+LOGIT_SCORES = ("msp", "max_logit", "energy")  # storable in the bundle: predict and serve compute them from logits
+DEFAULT_EPSILONS = (0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)
+
+
+def ood_score(name: str, logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """A logit-based OOD score ``(N,)`` (higher = more in-distribution): msp (calibrated), max_logit, energy."""
+    if name == "msp":
+        return R.msp(logits, temperature)
+    if name == "max_logit":
+        return R.max_logit(logits)
+    if name == "energy":
+        return R.energy(logits)
+    raise DataError(f"unknown OOD score {name!r}; choose one of {', '.join(LOGIT_SCORES)}")
+
+
+def _tensors(samples: D.SampleList, bundle: Bundle, limit: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised inputs ``(N, 3, H, W)`` and labels of up to ``limit`` readable samples (seeded choice)."""
+    order = np.random.default_rng(seed).permutation(len(samples))[: limit or len(samples)]
+    transform = D.build_eval_transform(bundle.meta.preprocessing)
+    xs, ys = [], []
+    for i in sorted(order.tolist()):
+        try:
+            image, label = samples[i]
+        except DataError:
+            continue
+        xs.append(transform(image))
+        ys.append(label)
+    if not xs:
+        raise DataError("no readable images to stress-test")
+    return torch.stack(xs), torch.tensor(ys)
+
+
+def _folder_tensors(folder: str | Path, bundle: Bundle, limit: int, seed: int) -> torch.Tensor:
+    paths = D.list_images(Path(folder))
+    if not paths:
+        raise DataError(f"--ood {folder}: no images found; give a folder of images from outside the classes")
+    samples = D.SampleList.from_paths([str(p) for p in paths], [0] * len(paths))
+    return _tensors(samples, bundle, limit, seed)[0]
+
+
+@torch.no_grad()
+def _logits_features(model: torch.nn.Module, x: torch.Tensor, batch: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+    logits, feats = [], []
+    for i in range(0, len(x), batch):
+        f = model.forward_features(x[i : i + batch])
+        feats.append(model.forward_head(f, pre_logits=True))
+        logits.append(model.forward_head(f))
+    return torch.cat(logits), torch.cat(feats)
+
+
+@dataclass(frozen=True)
+class RobustnessResult:
+    """Everything ``imgclf robustness`` measured, the plots it wrote and the rejection rule it chose."""
+
+    n: int
+    clean_accuracy: float
+    adversarial: dict[str, R.RobustCurve]
+    corruptions: R.CorruptionReport | None
+    ood: dict[str, R.OODReport]
+    ood_source: str
+    rejection: dict[str, Any] | None
+    plots: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n": self.n, "clean_accuracy": self.clean_accuracy,
+                "adversarial": {k: v.to_dict() for k, v in self.adversarial.items()},
+                "corruptions": self.corruptions.to_dict() if self.corruptions else None,
+                "ood": {k: v.to_dict() for k, v in self.ood.items()}, "ood_source": self.ood_source,
+                "rejection": self.rejection, "plots": self.plots}  # fmt: skip
+
+
+def stress_test(bundle: Bundle, source: str, *, ood: str | Path | None = None, split: str | None = None,
+                max_images: int = 256, epsilons: Sequence[float] = DEFAULT_EPSILONS,
+                attacks: Sequence[str] = ("fgsm", "pgd", "apgd"), corruptions: bool = True,
+                corruption_images: int | None = None, target_acceptance: float = 0.95, seed: int = 0,
+                out_dir: str | Path | None = None) -> RobustnessResult:  # fmt: skip
+    """Attack, corrupt and OOD-test ``bundle`` on ``split`` of ``source``; choose a rejection threshold.
+
+    The threshold is on the best logit-based OOD score (by AUROC), set so ``target_acceptance`` of the
+    in-distribution validation images are accepted. Feature-space scores (Mahalanobis, kNN) are reported too.
+    """
+    model, meta = bundle.model.eval(), bundle.meta
+    samples, split, splits = load_split(meta, source, split)
+    x, y = _tensors(samples, bundle, max_images, seed)
+    mean = torch.tensor(meta.preprocessing.mean).view(1, 3, 1, 1)
+    std = torch.tensor(meta.preprocessing.std).view(1, 3, 1, 1)
+    pixels = (x * std + mean).clamp(0, 1)  # (N, 3, H, W) in [0, 1]
+    pixel_model = R.NormalizedModel(model, meta.preprocessing.mean, meta.preprocessing.std).eval()
+    logits, feats = _logits_features(model, x)
+    clean = float((logits.argmax(1) == y).float().mean())
+    adversarial = {}
+    steps = {"apgd": {"steps": 50}, "pgd": {"steps": 10}}
+    for name in attacks:
+        adversarial[f"{name}-linf"] = R.robust_accuracy_curve(
+            pixel_model, (pixels, y), list(epsilons), attack=name, attack_kwargs=steps.get(name, {}))
+    if "pgd" in attacks:
+        adversarial["pgd-l2"] = R.robust_accuracy_curve(
+            pixel_model, (pixels, y), [0.0, 0.25, 0.5, 1.0], attack="pgd", attack_kwargs={"norm": "l2", "steps": 10})
+    corr = None
+    if corruptions:
+        n_corr = corruption_images or (max_images if meta.preprocessing.input_size <= 64 else min(max_images, 32))
+        corr = R.corruption_accuracy(pixel_model, (pixels[:n_corr], y[:n_corr]), seed=seed)
+    # Out-of-distribution: the given folder, else synthetic outliers of the input's shape.
+    if ood is not None:
+        x_out, ood_source = _folder_tensors(ood, bundle, max_images, seed), str(ood)
+    else:
+        x_out = (R.synthetic_outliers(len(x), tuple(x.shape[1:]), seed=seed) - mean) / std
+        ood_source = "synthetic outliers (noise, blobs, constant, stripes, checkerboards)"
+    out_logits, out_feats = _logits_features(model, x_out)
+    temperature = meta.temperature or 1.0
+    reports = {n: R.ood_metrics(ood_score(n, logits, temperature), ood_score(n, out_logits, temperature))
+               for n in LOGIT_SCORES}  # fmt: skip
+    train_x, train_y = _tensors(splits.train.relabel([meta.classes.index(c) for c in splits.classes]), bundle,
+                                2000, seed)  # fmt: skip
+    _, train_feats = _logits_features(model, train_x)
+    maha = R.Mahalanobis().fit(train_feats, train_y)
+    knn = R.KNNScorer(k=min(50, len(train_feats))).fit(train_feats)
+    reports["mahalanobis"] = R.ood_metrics(maha.score(feats), maha.score(out_feats))
+    reports["knn"] = R.ood_metrics(knn.score(feats), knn.score(out_feats))
+    best = max(LOGIT_SCORES, key=lambda n: reports[n].auroc)
+    ref = splits.val if splits.val is not None else samples
+    ref_x, _ = _tensors(ref, bundle, 2000, seed)
+    ref_scores = ood_score(best, _logits_features(model, ref_x)[0], temperature)
+    rejection = {"score": best, "threshold": float(R.choose_threshold(ref_scores, target_acceptance)),
+                 "target_acceptance": target_acceptance, "auroc": reports[best].auroc,
+                 "fpr_at_95_tpr": reports[best].fpr_at_95_tpr, "ood_source": ood_source}  # fmt: skip
+    result = RobustnessResult(len(y), clean, adversarial, corr, reports, ood_source, rejection)
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        result.plots["adversarial"] = str(R.plot_robust_curve(
+            [c for k, c in adversarial.items() if k.endswith("linf")], out / "robust_accuracy.png"))  # fmt: skip
+        if corr is not None:
+            result.plots["corruptions"] = str(R.plot_corruption_heatmap(corr, out / "corruptions.png"))
+        result.plots["ood"] = str(R.plot_ood_histogram(
+            ood_score(best, logits, temperature), ood_score(best, out_logits, temperature), out / "ood_scores.png",
+            score_name=best, report=reports[best], threshold=rejection["threshold"]))  # fmt: skip
+        atomic_write_text(out / "robustness.json", json.dumps(result.to_dict(), indent=2) + "\n")
+    return result
+
+
+def robustness(model: str | Path, data: str, *, store: bool = True, **kwargs: Any) -> RobustnessResult:
+    """Load the bundle at ``model``, run :func:`stress_test` on ``data`` and (``store``) save the rejection rule."""
+    from imgclf.bundle import load_bundle, update_meta
+
+    result = stress_test(load_bundle(model), str(data), **kwargs)
+    if store and result.rejection is not None:
+        update_meta(model, rejection=result.rejection)
+    return result
