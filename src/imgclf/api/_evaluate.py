@@ -32,6 +32,27 @@ def split_logits(model: torch.nn.Module, samples: D.SampleList, pre: DataConfig,
     return E.predict_logits(model, loader, device, channels_last=channels_last)
 
 
+def sample_tensors(samples: D.SampleList, pre: DataConfig, limit: int | None = None, seed: int = 0
+                   ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Eval-preprocessed inputs ``(N, 3, H, W)`` and labels of up to ``limit`` readable samples.
+
+    With a ``limit`` below the sample count, a seeded random subset (kept in sample order) is used.
+    """
+    chosen = np.random.default_rng(seed).permutation(len(samples))[:limit] if limit else np.arange(len(samples))
+    transform = D.build_eval_transform(pre)
+    xs, ys = [], []
+    for i in sorted(chosen.tolist()):
+        try:
+            image, label = samples[i]
+        except DataError:
+            continue
+        xs.append(transform(image))
+        ys.append(label)
+    if not xs:
+        raise DataError("none of the selected images could be read")
+    return torch.stack(xs), torch.tensor(ys)
+
+
 def load_split(meta: BundleMeta, source: str, split: str | None) -> tuple[D.SampleList, str, D.Splits]:
     """The samples of ``split`` of ``source``, relabelled to the bundle's classes.
 

@@ -15,7 +15,8 @@ from rich.console import Console
 
 from imgclf import data as D
 from imgclf import engine as E
-from imgclf.api._evaluate import checked_temperature, split_logits
+from imgclf.api._adversarial import AdversarialTraining
+from imgclf.api._evaluate import checked_temperature, sample_tensors, split_logits
 from imgclf.api._report import audit_splits, build_report
 from imgclf.api._run import run_name, write_run_files
 from imgclf.bundle import BundleMeta, load_bundle, save_bundle
@@ -162,6 +163,9 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
     mix = D.mixup_cutmix(num_classes, cfg.data.mixup, cfg.data.cutmix)
     if mix is not None:
         callbacks.append(E.BatchMix(mix))
+    if cfg.train.adv_train == "pgd":
+        robust_val = sample_tensors(splits.val, pre, 128) if splits.val else None
+        callbacks.append(AdversarialTraining(pre, eps=cfg.train.adv_eps, steps=cfg.train.adv_steps, val=robust_val))
     if cfg.train.ema:
         callbacks.append(E.EMA(model, cfg.train.ema_decay, total_steps=steps * cfg.train.epochs))
     monitor = cfg.train.monitor if val_loader is not None else "train_loss"

@@ -8,12 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from imgclf import data as D
 from imgclf import robustness as R
-from imgclf.api._evaluate import load_split
+from imgclf.api._evaluate import load_split, sample_tensors
 from imgclf.bundle import Bundle
 from imgclf.errors import DataError
 from imgclf.utils import atomic_write_text
@@ -33,29 +32,12 @@ def ood_score(name: str, logits: torch.Tensor, temperature: float = 1.0) -> torc
     raise DataError(f"unknown OOD score {name!r}; choose one of {', '.join(LOGIT_SCORES)}")
 
 
-def _tensors(samples: D.SampleList, bundle: Bundle, limit: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalised inputs ``(N, 3, H, W)`` and labels of up to ``limit`` readable samples (seeded choice)."""
-    order = np.random.default_rng(seed).permutation(len(samples))[: limit or len(samples)]
-    transform = D.build_eval_transform(bundle.meta.preprocessing)
-    xs, ys = [], []
-    for i in sorted(order.tolist()):
-        try:
-            image, label = samples[i]
-        except DataError:
-            continue
-        xs.append(transform(image))
-        ys.append(label)
-    if not xs:
-        raise DataError("no readable images to stress-test")
-    return torch.stack(xs), torch.tensor(ys)
-
-
 def _folder_tensors(folder: str | Path, bundle: Bundle, limit: int, seed: int) -> torch.Tensor:
     paths = D.list_images(Path(folder))
     if not paths:
         raise DataError(f"--ood {folder}: no images found; give a folder of images from outside the classes")
     samples = D.SampleList.from_paths([str(p) for p in paths], [0] * len(paths))
-    return _tensors(samples, bundle, limit, seed)[0]
+    return sample_tensors(samples, bundle.meta.preprocessing, limit, seed)[0]
 
 
 @torch.no_grad()
@@ -101,7 +83,7 @@ def stress_test(bundle: Bundle, source: str, *, ood: str | Path | None = None, s
     """
     model, meta = bundle.model.eval(), bundle.meta
     samples, split, splits = load_split(meta, source, split)
-    x, y = _tensors(samples, bundle, max_images, seed)
+    x, y = sample_tensors(samples, meta.preprocessing, max_images, seed)
     mean = torch.tensor(meta.preprocessing.mean).view(1, 3, 1, 1)
     std = torch.tensor(meta.preprocessing.std).view(1, 3, 1, 1)
     pixels = (x * std + mean).clamp(0, 1)  # (N, 3, H, W) in [0, 1]
@@ -130,8 +112,8 @@ def stress_test(bundle: Bundle, source: str, *, ood: str | Path | None = None, s
     temperature = meta.temperature or 1.0
     reports = {n: R.ood_metrics(ood_score(n, logits, temperature), ood_score(n, out_logits, temperature))
                for n in LOGIT_SCORES}  # fmt: skip
-    train_x, train_y = _tensors(splits.train.relabel([meta.classes.index(c) for c in splits.classes]), bundle,
-                                2000, seed)  # fmt: skip
+    remap = [meta.classes.index(c) for c in splits.classes]
+    train_x, train_y = sample_tensors(splits.train.relabel(remap), meta.preprocessing, 2000, seed)
     _, train_feats = _logits_features(model, train_x)
     maha = R.Mahalanobis().fit(train_feats, train_y)
     knn = R.KNNScorer(k=min(50, len(train_feats))).fit(train_feats)
@@ -139,7 +121,7 @@ def stress_test(bundle: Bundle, source: str, *, ood: str | Path | None = None, s
     reports["knn"] = R.ood_metrics(knn.score(feats), knn.score(out_feats))
     best = max(LOGIT_SCORES, key=lambda n: reports[n].auroc)
     ref = splits.val if splits.val is not None else samples
-    ref_x, _ = _tensors(ref, bundle, 2000, seed)
+    ref_x, _ = sample_tensors(ref, meta.preprocessing, 2000, seed)
     ref_scores = ood_score(best, _logits_features(model, ref_x)[0], temperature)
     rejection = {"score": best, "threshold": float(R.choose_threshold(ref_scores, target_acceptance)),
                  "target_acceptance": target_acceptance, "auroc": reports[best].auroc,

@@ -29,6 +29,9 @@ def train(
     sets: list[str] = typer.Option([], "--set", "-s", help="Override any config key: --set optim.lr=3e-4 "
                                    "--set train.amp=bf16 (sections: data, model, optim, train)."),
     resume: Path = typer.Option(None, "--resume", help="Continue an interrupted run from RUN_DIR exactly."),
+    adv_train: str = typer.Option(None, "--adv-train", help="'pgd': PGD adversarial training (robust accuracy "
+                                  "is tracked per epoch as val_robust_acc)."),
+    adv_eps: str = typer.Option(None, "--adv-eps", help="L-inf budget for --adv-train, e.g. 8/255."),
     seeds: int = typer.Option(1, "--seeds", help="Train N times with seeds seed..seed+N-1; report mean ± std."),
     folds: int = typer.Option(None, "--folds", help="Stratified K-fold cross-validation over train+val."),
 ) -> None:
@@ -46,11 +49,21 @@ def train(
 
         imgclf train small/folder --model resnet20_cifar --folds 5       (cross-validation, mean ± std)
 
+        imgclf train cifar_folder --model resnet20_cifar --adv-train pgd --adv-eps 8/255
+
     Multi-GPU / multi-node: torchrun --nproc-per-node 4 -m imgclf train DATA ...
     """
     if data is None and resume is None:
         raise typer.BadParameter("give DATA (a folder, CSV or built-in name) or --resume RUN_DIR")
     extra = [f"model.freeze={freeze}"] if freeze else []
+    if adv_train:
+        extra.append(f"train.adv_train={adv_train}")
+    if adv_eps:
+        num, _, den = adv_eps.partition("/")
+        try:
+            extra.append(f"train.adv_eps={float(num) / float(den) if den else float(num)}")
+        except ValueError as exc:
+            raise typer.BadParameter(f"--adv-eps {adv_eps!r} is not a number or a fraction like 8/255") from exc
     clf = Classifier(config, sets=[*extra, *sets], model=model, epochs=epochs, batch_size=batch_size,
                      img_size=img_size, weights=weights, out=out, name=name, seed=seed)  # fmt: skip
     if seeds > 1 or folds:

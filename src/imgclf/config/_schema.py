@@ -180,6 +180,9 @@ class TrainConfig:
     save_every_steps: int | None = None
     calibrate: bool = True
     report: bool = True
+    adv_train: str = "none"
+    adv_eps: float = 8 / 255
+    adv_steps: int = 5
 
     def __post_init__(self) -> None:
         _positive("train", "epochs", self.epochs)
@@ -188,6 +191,9 @@ class TrainConfig:
         _choice("train", "class_weights", self.class_weights, ("none", "balanced"))
         _choice("train", "monitor", self.monitor, ("val_acc", "val_loss"))
         _positive("train", "accumulate", self.accumulate)
+        _choice("train", "adv_train", self.adv_train, ("none", "pgd"))
+        _positive("train", "adv_eps", self.adv_eps)
+        _positive("train", "adv_steps", self.adv_steps)
         _positive("train", "grad_clip", self.grad_clip)
         _positive("train", "patience", self.patience)
         _positive("train", "save_every_steps", self.save_every_steps)

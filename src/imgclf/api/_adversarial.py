@@ -1,0 +1,52 @@
+"""PGD adversarial training as a training-loop callback (Madry et al. 2018), with robust accuracy per epoch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from imgclf import engine as E
+from imgclf import robustness as R
+from imgclf.config import DataConfig
+
+
+class AdversarialTraining(E.Callback):
+    """Replaces each training batch by its PGD (L-inf, random start) adversarial version within ``eps``.
+
+    At each epoch end, adds ``val_robust_acc`` (PGD accuracy of the eval model on ``val_images``) to the metrics.
+
+    >>> # AdversarialTraining(preprocessing, eps=8/255, steps=5, val=(x_val, y_val))
+    """
+
+    name = "adversarial"
+
+    def __init__(self, pre: DataConfig, *, eps: float, steps: int,
+                 val: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:  # fmt: skip
+        self.mean, self.std = pre.mean, pre.std
+        self.eps, self.steps, self.val = eps, steps, val
+
+    def _pixel(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mean = torch.tensor(self.mean, device=images.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=images.device).view(1, 3, 1, 1)
+        return (images * std + mean).clamp(0, 1), mean, std
+
+    def on_batch_start(
+        self, state: E.TrainState, images: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        pixels, mean, std = self._pixel(images)  # (B, 3, H, W) in [0, 1]
+        labels = targets if targets.ndim == 1 else targets.argmax(1)
+        model = R.NormalizedModel(state.raw_model, self.mean, self.std)
+        adv = R.pgd(model, pixels, labels, self.eps, steps=self.steps, random_start=True)
+        state.raw_model.train()  # the attack runs in eval mode
+        return (adv - mean) / std, targets
+
+    def on_epoch_end(self, state: E.TrainState, metrics: dict[str, Any]) -> None:
+        if self.val is None:
+            return
+        x, y = (t.to(state.device) for t in self.val)
+        pixels, _, _ = self._pixel(x)
+        model = R.NormalizedModel(state.model_for_eval(), self.mean, self.std)
+        adv = R.pgd(model, pixels, y, self.eps, steps=max(self.steps, 10), random_start=True)
+        with torch.no_grad():
+            metrics["val_robust_acc"] = float((model(adv).argmax(1) == y).float().mean())

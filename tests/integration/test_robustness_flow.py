@@ -1,0 +1,81 @@
+"""Issue 5 flows on generated images: robustness CLI, rejection in predict, adversarial training."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import imgclf
+from imgclf import data as D
+from imgclf.bundle import read_meta
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "imgclf", *args], capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"})  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, imgclf.Classifier, Path]:
+    tmp = tmp_path_factory.mktemp("rob")
+    src = D.make_synthetic_dataset(tmp / "imgs", per_class=40, size=32, layout="flat", seed=2)
+    clf = imgclf.fit(src, model="test_cnn", epochs=5, img_size=32, out=str(tmp / "runs"), name="r",
+                     sets=["data.workers=0", "optim.lr=3e-3", "data.augment=light", "train.report=false"])  # fmt: skip
+    ood = tmp / "ood"
+    ood.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(20):  # grey-level textures unlike the coloured training shapes
+        Image.fromarray((rng.random((32, 32)) * 80 + 100).astype(np.uint8)).convert("RGB").save(ood / f"{i}.png")
+    return src, clf, ood
+
+
+@pytest.mark.slow
+def test_robustness_cli_writes_results_and_stores_rejection(trained, tmp_path: Path) -> None:
+    src, clf, ood = trained
+    out = tmp_path / "rob"
+    res = cli("robustness", str(clf.result_.bundle_dir), str(src), "--ood", str(ood), "--out", str(out),
+              "--max-images", "24", "--json")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    r = json.loads(res.stdout)
+    pgd = r["adversarial"]["pgd-linf"]["accuracies"]
+    assert pgd[0] == pytest.approx(r["clean_accuracy"])  # eps = 0 is clean accuracy
+    assert all(a >= b for a, b in zip(pgd, pgd[1:]))  # falls with eps
+    assert all(p <= f + 1e-9 for p, f in zip(pgd, r["adversarial"]["fgsm-linf"]["accuracies"]))  # PGD >= FGSM
+    corr = r["corruptions"]["accuracies"]
+    assert len(corr) == 15 and all(len(v) == 5 for v in corr.values())
+    assert set(r["ood"]) == {"msp", "max_logit", "energy", "mahalanobis", "knn"}
+    for name in ("robust_accuracy.png", "corruptions.png", "ood_scores.png", "robustness.json"):
+        assert (out / name).is_file(), name
+    meta = read_meta(clf.result_.bundle_dir)
+    assert meta.rejection["score"] in ("msp", "max_logit", "energy") and meta.rejection["target_acceptance"] == 0.95
+
+    loaded = imgclf.load(clf.result_.bundle_dir)
+    in_dist = loaded.predict([str(src / "red")])
+    accepted = np.mean([p.label != "unknown" for p in in_dist])
+    assert accepted >= 0.8
+    strange = loaded.predict([str(ood)])
+    if r["ood"][meta.rejection["score"]]["auroc"] > 0.9:
+        assert np.mean([p.label == "unknown" for p in strange]) >= 0.5
+    raw = loaded.predict([str(ood)], reject=False)
+    assert all(p.label != "unknown" and p.ood_score is not None for p in raw)
+    cli_raw = cli("predict", str(clf.result_.bundle_dir), str(ood), "--no-reject", "--json")
+    assert all(p["label"] != "unknown" for p in json.loads(cli_raw.stdout))
+
+
+@pytest.mark.slow
+def test_adversarial_training_tracks_robust_accuracy(trained, tmp_path: Path) -> None:
+    src, _, _ = trained
+    clf = imgclf.fit(src, model="test_cnn", epochs=2, img_size=32, out=str(tmp_path), name="adv",
+                     sets=["data.workers=0", "train.report=false", "train.adv_train=pgd", "train.adv_steps=2"])  # fmt: skip
+    lines = [json.loads(x) for x in (tmp_path / "adv" / "metrics.jsonl").read_text().splitlines()]
+    assert all(0 <= m["val_robust_acc"] <= 1 for m in lines)
+    res = cli("train", "--help")
+    assert "--adv-train" in res.stdout and "--adv-eps" in res.stdout
+    assert clf.result_.config.train.adv_eps == pytest.approx(8 / 255)
