@@ -72,8 +72,8 @@ def test_robustness_cli_writes_results_and_stores_rejection(trained, tmp_path: P
 @pytest.mark.slow
 def test_adversarial_training_tracks_robust_accuracy(trained, tmp_path: Path) -> None:
     src, _, _ = trained
-    clf = imgclf.fit(src, model="test_cnn", epochs=2, img_size=32, out=str(tmp_path), name="adv",
-                     sets=["data.workers=0", "train.report=false", "train.adv_train=pgd", "train.adv_steps=2"])  # fmt: skip
+    sets = ["data.workers=0", "train.report=false", "train.adv_train=pgd", "train.adv_steps=2"]
+    clf = imgclf.fit(src, model="test_cnn", epochs=2, img_size=32, out=str(tmp_path), name="adv", sets=sets)
     lines = [json.loads(x) for x in (tmp_path / "adv" / "metrics.jsonl").read_text().splitlines()]
     assert all(0 <= m["val_robust_acc"] <= 1 for m in lines)
     res = cli("train", "--help")

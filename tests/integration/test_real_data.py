@@ -1,0 +1,75 @@
+"""Real data: the shared MNIST and CIFAR-10 archives (extracted once into a cache)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import imgclf
+from imgclf.api import analyse, split_logits, stress_test
+from imgclf.bundle import load_bundle
+from imgclf.data import load_source
+from imgclf.metrics import fit_temperature
+
+pytestmark = [pytest.mark.real, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def mnist_model(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> imgclf.Classifier:
+    out = tmp_path_factory.mktemp("mnist")
+    return imgclf.fit(mnist_dir, model="lenet5", epochs=3, batch_size=128, out=str(out), name="mnist",
+                      sets=["data.augment=none", "optim.lr=2e-3", "train.label_smoothing=0.0"])  # fmt: skip
+
+
+def test_mnist_reaches_98_percent_on_full_test_set_with_report(mnist_model: imgclf.Classifier) -> None:
+    test = mnist_model.result_.metrics["test"]
+    assert test["n"] == 10_000
+    assert test["acc"] >= 0.98, test
+    run = mnist_model.result_.run_dir
+    html = (run / "report.html").read_text()
+    assert 'id="metrics"' in html and 'id="calibration"' in html and "data:image/png;base64," in html
+    assert (run / "model_card.md").is_file() and (run / "plots" / "confusion_matrix.png").is_file()
+
+
+def test_mnist_model_rejects_cifar_images(mnist_model: imgclf.Classifier, mnist_dir: Path, cifar10_dir: Path) -> None:
+    bundle = load_bundle(mnist_model.result_.bundle_dir)
+    res = stress_test(bundle, str(mnist_dir), ood=cifar10_dir / "test", attacks=(), corruptions=False,
+                      max_images=300)  # fmt: skip
+    best = res.rejection["score"]
+    assert res.ood[best].auroc >= 0.9, {k: v.auroc for k, v in res.ood.items()}
+
+
+@pytest.fixture(scope="module")
+def cifar_overconfident(cifar10_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> imgclf.Classifier:
+    """A deliberately overconfident CIFAR-10 model: small subset, long training, no label smoothing or EMA."""
+    out = tmp_path_factory.mktemp("cifar")
+    return imgclf.fit(cifar10_dir, model="lenet5", epochs=25, batch_size=64, out=str(out), name="cifar",
+                      sets=["data.max_per_class=200", "data.augment=none", "train.label_smoothing=0.0",
+                            "train.ema=false", "train.patience=100", "optim.lr=2e-3", "train.report=false",
+                            "train.calibrate=false"])  # fmt: skip
+
+
+def test_temperature_scaling_halves_held_out_ece(cifar_overconfident: imgclf.Classifier, cifar10_dir: Path) -> None:
+    bundle = load_bundle(cifar_overconfident.result_.bundle_dir)
+    splits = load_source(str(cifar10_dir), max_per_class=200, seed=0)
+    val = split_logits(bundle.model, splits.val, bundle.meta.preprocessing)
+    test = split_logits(bundle.model, splits.test, bundle.meta.preprocessing)
+    t = fit_temperature(val.logits, val.labels)
+    raw = analyse(test.logits, test.labels, bundle.meta.classes, temperature=1.0, n_resamples=0)
+    cal = analyse(test.logits, test.labels, bundle.meta.classes, temperature=t, n_resamples=0)
+    assert t > 1.2  # overconfident: probabilities get softened
+    assert cal.calibration.ece <= raw.calibration.ece / 2, (raw.calibration.ece, cal.calibration.ece)
+    assert cal.metrics.accuracy == raw.metrics.accuracy
+    assert np.array_equal(raw.probs.argmax(1), cal.probs.argmax(1))
+
+
+def test_pgd_8_255_drives_cifar_model_to_5_percent(cifar_overconfident: imgclf.Classifier, cifar10_dir: Path) -> None:
+    bundle = load_bundle(cifar_overconfident.result_.bundle_dir)
+    res = stress_test(bundle, str(cifar10_dir), attacks=("fgsm", "pgd"), corruptions=False, max_images=200,
+                      epsilons=(0.0, 8 / 255))  # fmt: skip
+    pgd = res.adversarial["pgd-linf"].accuracies
+    assert pgd[0] > 0.3  # the model learned something
+    assert pgd[1] <= 0.05, pgd
+    assert pgd[1] <= res.adversarial["fgsm-linf"].accuracies[1]
