@@ -43,7 +43,10 @@ def test_bundle_metadata_and_accuracy(trained: imgclf.Classifier) -> None:
     meta = read_meta(trained.result_.bundle_dir)
     assert meta.classes == ("blue", "green", "red")
     assert meta.preprocessing.input_size == 32
-    assert meta.temperature is not None and meta.temperature > 0
+    if meta.metrics["val"]["acc"] == 1.0:  # a perfectly classified validation split cannot fix a temperature
+        assert meta.temperature is None
+    else:
+        assert meta.temperature is not None and meta.temperature > 0
     assert meta.versions["torch"] == torch.__version__
     assert len(meta.weights_sha256) == 64
     assert meta.metrics["test"]["acc"] >= 0.8  # easy synthetic classes

@@ -118,7 +118,8 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
     if cfg.data.folds:
         splits = D.kfold(splits, cfg.data.folds, cfg.data.fold, cfg.train.seed)
     num_classes = len(splits.classes)
-    model = create_model(cfg.model.name, num_classes, weights=cfg.model.weights, drop_rate=cfg.model.drop_rate)
+    weights = None if resume is not None else cfg.model.weights  # a resumed run restores its own weights
+    model = create_model(cfg.model.name, num_classes, weights=weights, drop_rate=cfg.model.drop_rate)
     pre = _preprocessing(cfg, model, splits, console)
     cfg = replace(cfg, data=replace(cfg.data, img_size=pre.input_size))
     run_dir = resume or _shared_run_dir(cfg, info)
