@@ -9,9 +9,10 @@ from imgclf.api._evaluate import checked_temperature
 def _logits(n: int, accuracy: float, scale: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 3, n)
-    pred = np.where(rng.random(n) < accuracy, labels, (labels + 1) % 3)
+    correct = rng.random(n) < accuracy
+    pred = np.where(correct, labels, (labels + 1) % 3)
     logits = rng.normal(0, 0.1, (n, 3))
-    logits[np.arange(n), pred] += scale
+    logits[np.arange(n), pred] += scale * np.where(correct, 1.0, 0.3)  # mistakes are less confident
     return logits, labels
 
 
