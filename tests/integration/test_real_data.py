@@ -47,11 +47,12 @@ def cifar_overconfident(cifar10_dir: Path, tmp_path_factory: pytest.TempPathFact
     out = tmp_path_factory.mktemp("cifar")
     return imgclf.fit(cifar10_dir, model="lenet5", epochs=25, batch_size=64, out=str(out), name="cifar",
                       sets=["data.max_per_class=200", "data.augment=none", "train.label_smoothing=0.0",
-                            "train.ema=false", "train.patience=100", "optim.lr=2e-3", "train.report=false",
+                            "train.ema=false", "train.patience=100", "optim.lr=2e-3",
                             "train.calibrate=false"])  # fmt: skip
 
 
 def test_temperature_scaling_halves_held_out_ece(cifar_overconfident: imgclf.Classifier, cifar10_dir: Path) -> None:
+    assert (cifar_overconfident.result_.run_dir / "report.html").is_file()  # train → evaluate → report on CIFAR
     bundle = load_bundle(cifar_overconfident.result_.bundle_dir)
     splits = load_source(str(cifar10_dir), max_per_class=200, seed=0)
     val = split_logits(bundle.model, splits.val, bundle.meta.preprocessing)

@@ -79,3 +79,18 @@ def test_adversarial_training_tracks_robust_accuracy(trained, tmp_path: Path) ->
     res = cli("train", "--help")
     assert "--adv-train" in res.stdout and "--adv-eps" in res.stdout
     assert clf.result_.config.train.adv_eps == pytest.approx(8 / 255)
+
+
+@pytest.mark.slow
+def test_robustness_on_a_vit_bundle(trained, tmp_path: Path) -> None:
+    from imgclf.api import stress_test
+    from imgclf.bundle import load_bundle
+
+    src, _, _ = trained
+    vit = imgclf.fit(src, model="test_vit", epochs=2, img_size=32, out=str(tmp_path), name="vit",
+                     sets=["data.workers=0", "train.report=false"])  # fmt: skip
+    res = stress_test(load_bundle(vit.result_.bundle_dir), str(src), max_images=16, corruptions=True,
+                      corruption_images=8, epsilons=(0.0, 8 / 255), attacks=("fgsm", "pgd"))  # fmt: skip
+    assert res.adversarial["pgd-linf"].accuracies[0] == pytest.approx(res.clean_accuracy)
+    assert res.corruptions is not None and set(res.ood) >= {"msp", "mahalanobis", "knn"}
+    assert res.rejection is not None and np.isfinite(res.rejection["threshold"])

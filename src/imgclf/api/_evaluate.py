@@ -26,7 +26,6 @@ def split_logits(model: torch.nn.Module, samples: D.SampleList, pre: DataConfig,
                  workers: int | None = None, channels_last: bool = False) -> E.InferenceOutput:  # fmt: skip
     """Logits of every sample with the eval preprocessing, in sample order (unreadable ones skipped)."""
     device = next(model.parameters()).device
-    E.share_cores(D.default_workers() if workers is None else workers)
     loader = D.make_loader(D.IndexedDataset(samples, D.build_eval_transform(pre)),
                            D.ResumableSampler(samples.labels, seed=0, shuffle=False), batch_size,
                            workers=workers, device_type=device.type)  # fmt: skip

@@ -110,7 +110,6 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
     info = E.init_distributed(device)
     device = E.local_device(device, info)
     seed_everything(cfg.train.seed)
-    E.share_cores(D.default_workers() if cfg.data.workers is None else cfg.data.workers)
     splits = D.load_source(
         cfg.data.source, val_fraction=cfg.data.val_fraction, test_fraction=cfg.data.test_fraction,
         seed=cfg.train.seed, strict=cfg.data.strict, max_per_class=cfg.data.max_per_class,

@@ -21,7 +21,6 @@ from imgclf.engine._device import (
     local_device,
     resolve_amp,
     resolve_device,
-    share_cores,
 )
 from imgclf.engine._ema import EMA
 from imgclf.engine._inference import InferenceOutput, autocast, predict_logits
@@ -56,6 +55,5 @@ __all__ = [
     "resolve_device",
     "restore_state",
     "save_checkpoint",
-    "share_cores",
     "unprefixed",
 ]

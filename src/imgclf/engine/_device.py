@@ -96,18 +96,3 @@ def sync_buffers(model: torch.nn.Module, info: DistInfo) -> None:
         for buf in model.buffers():
             dist.broadcast(buf, src=0)
 
-
-def share_cores(loader_workers: int) -> int:
-    """Give torch's compute threads the cores the loader workers leave free; returns the thread count.
-
-    On small machines oversubscription is costly: with 2 cores, 2 compute threads and 1 busy loader worker ran
-    a small CNN 10x slower than 1 compute thread (OpenMP threads spin waiting for the busy core).
-    """
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    threads = max(1, cores - loader_workers) if loader_workers > 0 else cores
-    if threads != torch.get_num_threads():
-        torch.set_num_threads(threads)
-    return threads
