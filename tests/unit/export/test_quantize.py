@@ -1,0 +1,68 @@
+"""int8 quantization: static QDQ keeps the trained tiny CNN's decisions; dynamic runs; arguments are checked."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from torch import nn
+
+from imgclf.errors import ConfigError, DataError
+from imgclf.export import load_engine, quantize_onnx, read_onnx_metadata
+
+from .conftest import stripes
+
+
+def test_static_int8_keeps_top1_agreement(trained_cnn: nn.Module, exported: Path, tmp_path: Path) -> None:
+    calibration, _ = stripes(32, seed=40)
+    held_out, labels = stripes(128, seed=41)  # different images from calibration
+    out = quantize_onnx(exported, tmp_path / "model.int8.onnx", calibration_images=calibration)
+    ops = {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # QDQ format
+    engine = load_engine("onnxruntime", onnx_path=out)
+    assert engine.precision == "int8"
+    with torch.no_grad():
+        reference = trained_cnn(held_out).numpy()
+    got = engine.predict_logits(held_out)
+    agreement = (got.argmax(1) == reference.argmax(1)).mean()
+    assert agreement >= 0.98
+    assert (got.argmax(1) == labels.numpy()).mean() >= 0.95
+    assert np.abs(got - reference).max() > 0  # it really is a different (quantized) computation
+    meta = read_onnx_metadata(out)
+    assert meta["class_names"] == read_onnx_metadata(exported)["class_names"]  # metadata carried over
+    settings = json.loads(meta["imgclf.quantization"])
+    assert settings["per_channel"] and settings["format"] == "QDQ" and settings["calibration_images"] == 32
+    assert [p.name for p in tmp_path.iterdir()] == ["model.int8.onnx"]
+
+
+def test_per_channel_weight_scales(exported: Path, tmp_path: Path) -> None:
+    out = quantize_onnx(exported, tmp_path / "q.onnx", calibration_images=stripes(8, seed=42)[0])
+    proto = onnx.load(str(out))
+    inits = {t.name: t for t in proto.graph.initializer}
+    weight_dq = [n for n in proto.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
+                 and len(inits[n.input[0]].dims) == 4]  # fmt: skip
+    assert weight_dq, "conv weights should be stored quantized"
+    scale = inits[weight_dq[0].input[1]]
+    assert len(scale.dims) == 1 and scale.dims[0] == inits[weight_dq[0].input[0]].dims[0]  # one scale per channel
+
+
+def test_dynamic_quantization_runs_without_calibration(trained_cnn: nn.Module, exported: Path, tmp_path: Path) -> None:
+    out = quantize_onnx(exported, tmp_path / "dyn.onnx", mode="dynamic")
+    engine = load_engine("onnxruntime", onnx_path=out)
+    x, _ = stripes(16, seed=43)
+    with torch.no_grad():
+        reference = trained_cnn(x).numpy()
+    assert engine.precision == "int8"
+    assert (engine.predict_logits(x).argmax(1) == reference.argmax(1)).mean() >= 0.9
+
+
+def test_quantize_arguments_are_checked(exported: Path, tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="calibration_images"):
+        quantize_onnx(exported, tmp_path / "q.onnx")
+    with pytest.raises(ConfigError, match="Did you mean 'static'"):
+        quantize_onnx(exported, tmp_path / "q.onnx", mode="statik")
+    assert not (tmp_path / "q.onnx").exists()
