@@ -12,11 +12,15 @@ from imgclf.api._evaluate import (
     summary_rows,
 )
 from imgclf.api._explain import ExplainedImage, ExplainReport, explain_files
+from imgclf.api._export import ExportResult, benchmark_bundle, export_bundle
 from imgclf.api._fit import FitResult, RepeatResult, train_repeated, train_run
 from imgclf.api._report import ReportResult, audit, audit_splits, build_report
 from imgclf.api._robustness import RobustnessResult, ood_score, robustness, stress_test
 
 __all__ = [
+    "ExportResult",
+    "benchmark_bundle",
+    "export_bundle",
     "RobustnessResult",
     "ood_score",
     "robustness",

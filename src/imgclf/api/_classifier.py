@@ -81,6 +81,7 @@ class Classifier:
         self.model_: torch.nn.Module | None = None
         self.meta_: BundleMeta | None = None
         self.result_: FitResult | None = None
+        self.engine_: Any = None  # an imgclf.export engine replacing the eager model for logits
 
     def __repr__(self) -> str:
         state = f"{self.meta_.architecture}, {self.meta_.num_classes} classes" if self.meta_ else "not fitted"
@@ -150,6 +151,8 @@ class Classifier:
                     torch.arange(i, i + len(images[i : i + batch_size])), 0)
             for i in range(0, len(images), batch_size)
         )  # fmt: skip
+        if not features and self.engine_ is not None:
+            forward = lambda x: torch.from_numpy(np.asarray(self.engine_.predict_logits(x)))  # noqa: E731
         out = E.predict_logits(model, batches, device, forward=forward)
         width = getattr(model, "num_features", 0) if features else meta.num_classes
         return out.logits if len(images) else np.zeros((0, width), np.float32)
@@ -231,13 +234,20 @@ class Classifier:
         return save_bundle(directory, model, meta)
 
 
-def load(path: str | Path, *, device: str = "cpu") -> Classifier:
-    """Load a bundle directory written by ``imgclf train`` (weights checked against their sha256).
+def load(path: str | Path, *, device: str = "cpu", engine: str = "torch") -> Classifier:
+    """Load a bundle directory written by ``imgclf train`` (weights checked against their sha256), or an exported
+    ``.onnx`` file inside one; ``engine`` is torch, torch-fast or onnxruntime (the bundle's ``model.onnx``).
 
     >>> # clf = imgclf.load("runs/x/bundle"); clf.classes
     """
+    from imgclf.api._export import make_engine, resolve_model
+
+    bundle_dir, onnx = resolve_model(path)
     clf = Classifier()
-    clf._set(load_bundle(path, device=device))
+    bundle = load_bundle(bundle_dir, device=device)
+    clf._set(bundle)
+    if engine != "torch" or onnx is not None:
+        clf.engine_ = make_engine(bundle, engine, onnx)
     return clf
 
 

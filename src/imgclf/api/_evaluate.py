@@ -23,13 +23,18 @@ SPLITS = ("test", "val", "train", "all")
 
 
 def split_logits(model: torch.nn.Module, samples: D.SampleList, pre: DataConfig, *, batch_size: int = 64,
-                 workers: int | None = None, channels_last: bool = False) -> E.InferenceOutput:  # fmt: skip
-    """Logits of every sample with the eval preprocessing, in sample order (unreadable ones skipped)."""
+                 workers: int | None = None, channels_last: bool = False,
+                 engine: Any = None) -> E.InferenceOutput:  # fmt: skip
+    """Logits of every sample with the eval preprocessing, in sample order (unreadable ones skipped).
+
+    ``engine`` (from :func:`imgclf.export.load_engine`) replaces the eager model, e.g. an ONNX Runtime session.
+    """
     device = next(model.parameters()).device
     loader = D.make_loader(D.IndexedDataset(samples, D.build_eval_transform(pre)),
                            D.ResumableSampler(samples.labels, seed=0, shuffle=False), batch_size,
                            workers=workers, device_type=device.type)  # fmt: skip
-    return E.predict_logits(model, loader, device, channels_last=channels_last)
+    forward = None if engine is None else (lambda x: torch.from_numpy(np.asarray(engine.predict_logits(x))))
+    return E.predict_logits(model, loader, device, channels_last=channels_last, forward=forward)
 
 
 def sample_tensors(samples: D.SampleList, pre: DataConfig, limit: int | None = None, seed: int = 0
@@ -186,10 +191,10 @@ def read_groups(path: str | Path, samples: D.SampleList) -> list[str]:
 
 def evaluate_bundle(bundle: Bundle, source: str, *, split: str | None = None, raw: bool = False,
                     groups_csv: str | Path | None = None, out_dir: str | Path | None = None,
-                    n_resamples: int = 1000, batch_size: int = 64) -> Evaluation:  # fmt: skip
+                    n_resamples: int = 1000, batch_size: int = 64, engine: Any = None) -> Evaluation:  # fmt: skip
     """Evaluate a loaded bundle on ``split`` of ``source``; with ``out_dir``, write plots and ``evaluation.json``."""
     samples, split, _ = load_split(bundle.meta, source, split)
-    out = split_logits(bundle.model, samples, bundle.meta.preprocessing, batch_size=batch_size)
+    out = split_logits(bundle.model, samples, bundle.meta.preprocessing, batch_size=batch_size, engine=engine)
     groups = read_groups(groups_csv, samples) if groups_csv else None
     if groups is not None:
         groups = [groups[int(i)] for i in out.indices]
@@ -277,14 +282,20 @@ def summary_rows(ev: Evaluation) -> list[tuple[str, str]]:
 
 
 
-def evaluate(model: str | Path, data: str, **kwargs: Any) -> Evaluation:
-    """Load the bundle at ``model`` and evaluate it on ``data`` (see :func:`evaluate_bundle` for options).
+def evaluate(model: str | Path, data: str, *, engine: str = "torch", **kwargs: Any) -> Evaluation:
+    """Load the bundle (or exported ``.onnx`` in one) at ``model`` and evaluate it on ``data``.
+
+    ``engine``: torch, torch-fast or onnxruntime; options as for :func:`evaluate_bundle`.
 
     >>> # ev = imgclf.api.evaluate("runs/x/bundle", "path/to/images"); print(ev.intervals["accuracy"])
     """
+    from imgclf.api._export import make_engine, resolve_model
     from imgclf.bundle import load_bundle
 
-    return evaluate_bundle(load_bundle(model), str(data), **kwargs)
+    bundle_dir, onnx = resolve_model(model)
+    bundle = load_bundle(bundle_dir)
+    runner = None if engine == "torch" and onnx is None else make_engine(bundle, engine, onnx)
+    return evaluate_bundle(bundle, str(data), engine=runner, **kwargs)
 
 
 def calibrate(model: str | Path, data: str, *, split: str = "val") -> CalibrationResult:

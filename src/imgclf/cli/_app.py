@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import typer
 
-from imgclf.cli import _demo, _evaluate, _explain, _predict, _report, _robustness, _train
+from imgclf.cli import _demo, _evaluate, _explain, _export, _predict, _report, _robustness, _train
 from imgclf.cli._common import DEBUG
 
 app = typer.Typer(
@@ -32,6 +32,8 @@ app.command("compare")(_evaluate.compare_cmd)
 app.command("audit")(_report.audit_cmd)
 app.command("report")(_report.report)
 app.command("robustness")(_robustness.robustness_cmd)
+app.command("export")(_export.export_cmd)
+app.command("benchmark")(_export.benchmark_cmd)
 
 
 def main() -> None:

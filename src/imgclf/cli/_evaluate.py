@@ -20,6 +20,7 @@ def evaluate_cmd(
     groups: Path = typer.Option(None, "--groups", help="CSV path,group: adds per-group metrics and the worst gap."),
     raw: bool = typer.Option(False, "--raw", help="Uncalibrated probabilities (ignore the bundle's temperature)."),
     resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples for the 95% intervals."),
+    engine: str = typer.Option("torch", "--engine", help="torch, torch-fast or onnxruntime (model.onnx)."),
 ) -> None:
     """Every standard metric with 95% bootstrap intervals, calibration and the worst classes first.
 
@@ -29,7 +30,8 @@ def evaluate_cmd(
 
         imgclf evaluate runs/x/bundle data.csv --split all --groups sites.csv --out eval/ --json
     """
-    ev = evaluate(model, data, split=split, raw=raw, groups_csv=groups, out_dir=out, n_resamples=resamples)
+    ev = evaluate(model, data, split=split, raw=raw, groups_csv=groups, out_dir=out, n_resamples=resamples,
+                  engine=engine)
     if as_json:
         print(json.dumps(ev.to_dict(), indent=2))
         return

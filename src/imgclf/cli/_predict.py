@@ -15,12 +15,14 @@ from imgclf.utils import atomic_write_text
 
 @friendly_errors
 def predict(
-    model: Path = typer.Argument(..., help="A bundle directory (RUN_DIR/bundle)."),
+    model: Path = typer.Argument(..., help="A bundle directory (RUN_DIR/bundle) or an exported .onnx inside one."),
     inputs: list[str] = typer.Argument(..., help="Image files, folders (searched recursively) or globs."),
     top_k: int = typer.Option(5, "--top-k", "-k", help="How many classes to list per image."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list of {path, label, score, topk}."),
     csv_path: Path = typer.Option(None, "--csv", help="Also write path,label,score rows to this CSV file."),
     raw: bool = typer.Option(False, "--raw", help="Uncalibrated probabilities (ignore the bundle's temperature)."),
+    engine: str = typer.Option("torch", "--engine", help="torch, torch-fast (channels-last + bf16/fp16) or "
+                               "onnxruntime (the bundle's model.onnx)."),
     no_reject: bool = typer.Option(False, "--no-reject", help="Show the top class even for images the bundle's "
                                    "rejection rule calls unknown."),
 ) -> None:
@@ -34,7 +36,7 @@ def predict(
 
     Unreadable images are reported per file; the rest are still predicted (exit code 1 if any failed).
     """
-    clf = load(model)
+    clf = load(model, engine=engine)
     preds = clf.predict(inputs, top_k=top_k, raw=raw, reject=not no_reject)
     if as_json:
         print(json.dumps([p.to_dict() for p in preds], indent=2))
