@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import typer
 
-from imgclf.cli import _demo, _evaluate, _explain, _export, _predict, _report, _robustness, _train
+from imgclf.cli import _demo, _evaluate, _explain, _export, _monitor, _predict, _report, _robustness, _serve, _train
 from imgclf.cli._common import DEBUG
 
 app = typer.Typer(
@@ -34,6 +34,8 @@ app.command("report")(_report.report)
 app.command("robustness")(_robustness.robustness_cmd)
 app.command("export")(_export.export_cmd)
 app.command("benchmark")(_export.benchmark_cmd)
+app.command("serve")(_serve.serve)
+app.command("monitor")(_monitor.monitor)
 
 
 def main() -> None:

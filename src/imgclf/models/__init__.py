@@ -15,10 +15,12 @@ from imgclf.models._adapters import TorchvisionAdapter
 from imgclf.models._factory import create_model, describe_model, list_models
 from imgclf.models._inspect import count_parameters, freeze_backbone, model_data_config, split_parameters
 from imgclf.models._registry import ModelEntry, register_model
+from imgclf.models._resize import resize_to_state_dict
 from imgclf.models._target import TargetLayer, target_layer
 from imgclf.models._weights import LoadReport, load_weights
 
 __all__ = [
+    "resize_to_state_dict",
     "LoadReport",
     "ModelEntry",
     "TargetLayer",

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from imgclf.cli._common import console, friendly_errors
+
+
+@friendly_errors
+def monitor(
+    model: Path = typer.Argument(..., help="The served bundle directory (its imgclf.json holds the reference)."),
+    log: Path = typer.Option(..., "--log", help="The server's JSONL audit log (rotated parts are read too)."),
+    window: int = typer.Option(200, "--window", "-w", help="Predictions per window."),
+    alpha: float = typer.Option(0.05, "--alpha", help="Family-wise false-alarm level per window."),
+    out: Path = typer.Option(None, "--out", help="Write drift plots (PNG) into this folder."),
+    all_models: bool = typer.Option(False, "--all-models", help="Also use records of other model versions."),
+    as_json: bool = typer.Option(False, "--json", help="Print the per-window reports as JSON."),
+    fail_on_drift: bool = typer.Option(False, "--fail-on-drift", help="Exit 1 when any window drifted."),
+) -> None:
+    """Check logged predictions for drift against the bundle's training-time reference.
+
+    Each window of predictions is tested against the reference: KS on confidences, chi-square on predicted
+    classes, MMD on embedding features; p-values are Bonferroni-adjusted.
+
+    Examples:
+
+        imgclf monitor runs/x/bundle --log audit.jsonl
+
+        imgclf monitor runs/x/bundle --log audit.jsonl --window 500 --out drift/ --fail-on-drift
+    """
+    from imgclf.bundle import read_meta
+    from imgclf.errors import DataError
+    from imgclf.monitor import TESTS, monitor_log
+
+    meta = read_meta(model)
+    reference = meta.extra.get("monitor")
+    if not reference:
+        raise DataError(
+            f"{model} has no drift reference (imgclf.json extra.monitor); bundles get one at the end of training, "
+            "or store imgclf.monitor.reference_stats(...) there with imgclf.bundle.update_meta"
+        )
+    result = monitor_log(reference, log, window=window, alpha=alpha, out_dir=out, class_names=meta.classes,
+                         model=None if all_models else meta.weights_sha256)  # fmt: skip
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        table = Table("window", "n", "from", "to", *TESTS, "verdict", title=f"drift in {log} (alpha {alpha:g})")
+        for r in result.reports:
+            p = r.p_values
+            cells = [f"{p[t]:.3g}" if t in p else "-" for t in TESTS]
+            verdict = "[bold red]drift[/bold red]" if r.drifted else "[green]no drift[/green]"
+            table.add_row(str(r.window), str(r.n), (r.start or "")[:19], (r.end or "")[:19], *cells, verdict)
+        console.print(table)
+        if result.skipped_other_model:
+            console.print(f"{result.skipped_other_model} record(s) of other model versions ignored (--all-models)")
+        for path in result.plots:
+            console.print(f"plot: {path}")
+    if fail_on_drift and result.drifted:
+        raise typer.Exit(1)

@@ -1,0 +1,60 @@
+"""Monitoring an audit log end to end: read, cut into windows, test each, plot."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from imgclf.errors import DataError
+from imgclf.monitor._drift import MIN_WINDOW, DriftReport, check_window
+from imgclf.monitor._log import read_audit_log, windows
+from imgclf.monitor._plots import plot_p_values, plot_window
+from imgclf.monitor._reference import check_reference
+
+
+@dataclass(frozen=True)
+class MonitorResult:
+    """Per-window drift reports of one audit log, the records used, and the plots written."""
+
+    reports: tuple[DriftReport, ...]
+    records: int
+    skipped_other_model: int
+    plots: tuple[Path, ...] = ()
+
+    @property
+    def drifted(self) -> bool:
+        return any(r.drifted for r in self.reports)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"drifted": self.drifted, "records": self.records, "skipped_other_model": self.skipped_other_model,
+                "windows": [r.to_dict() for r in self.reports], "plots": [str(p) for p in self.plots]}  # fmt: skip
+
+
+def monitor_log(reference: dict[str, Any], log: str | os.PathLike, *, window: int = 200, alpha: float = 0.05,
+                model: str | None = None, out_dir: str | os.PathLike | None = None,
+                class_names: Sequence[str] | None = None, permutations: int = 200) -> MonitorResult:  # fmt: skip
+    """Read ``log`` (and its rotated parts), test every window of ``window`` records against ``reference``.
+
+    ``model`` (a weights sha256) ignores records written by other model versions. With ``out_dir``, writes
+    ``drift_p_values.png`` and ``drift_latest.png``.
+
+    >>> # res = monitor_log(meta.extra["monitor"], "audit.jsonl", window=200, model=meta.weights_sha256)
+    >>> # [r.verdict for r in res.reports]
+    """
+    ref = check_reference(reference)
+    everything = read_audit_log(log)
+    records = [r for r in everything if model is None or r.get("model") == model]
+    wins = windows(records, window)
+    if not wins:
+        raise DataError(f"{log}: {len(records)} usable prediction record(s), fewer than one window "
+                        f"(at least {MIN_WINDOW}); wait for more traffic or lower --window")  # fmt: skip
+    reports = tuple(check_window(ref, w, alpha=alpha, permutations=permutations) for w in wins)
+    plots: tuple[Path, ...] = ()
+    if out_dir is not None:
+        out = Path(out_dir)
+        plots = (plot_p_values(reports, out / "drift_p_values.png"),
+                 plot_window(ref, wins[-1], out / "drift_latest.png", class_names))  # fmt: skip
+    return MonitorResult(reports, len(records), len(everything) - len(records), plots)

@@ -1,0 +1,244 @@
+"""`imgclf serve` and `imgclf monitor` as a user runs them: a real trained bundle, a real server process, a real
+browser (Debian's chromium through Playwright), and drift detection on real model outputs."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import imgclf
+from imgclf import data as D
+from imgclf import robustness
+from imgclf.bundle import update_meta
+from imgclf.metrics import apply_temperature
+from imgclf.monitor import drift_check, reference_stats
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]  # fmt: skip
+CLASSES = ("blue", "green", "red")  # sorted, as the bundle lists them
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def cli_server(bundle: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``python -m imgclf serve BUNDLE --port P ARGS`` on loopback, yielded once /readyz answers 200."""
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "imgclf", "serve", str(bundle), "--port", str(port), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"server exited early:\n{proc.stdout.read().decode()}")
+            try:
+                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError("server not ready within 180 s")
+            time.sleep(0.2)
+        yield url, proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def synthetic_images(root: Path, per_class: int, seed: int) -> tuple[list[Image.Image], list[int]]:
+    src = D.make_synthetic_dataset(root, classes=CLASSES, per_class=per_class, size=32, seed=seed)
+    images, labels = [], []
+    for k, name in enumerate(CLASSES):
+        for path in sorted((src / name).iterdir()):
+            images.append(D.open_image(path))
+            labels.append(k)
+    return images, labels
+
+
+def png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def noisy(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """A corrupted camera: strong Gaussian noise (the kind of shift monitoring must catch)."""
+    arr = np.asarray(image, np.float64) + rng.normal(0, 70, size=(32, 32, 3))
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A test_cnn trained on synthetic colour shapes, with a drift reference from held-out images stored in the
+    bundle as the training pipeline stores it (``meta.extra["monitor"]``)."""
+    tmp = tmp_path_factory.mktemp("serve_int")
+    src = D.make_synthetic_dataset(tmp / "train", classes=CLASSES, per_class=20, size=32, seed=0)
+    clf = imgclf.fit(src, model="test_cnn", epochs=6, img_size=32, batch_size=16, out=str(tmp), name="run", seed=0,
+                     sets=["data.workers=0", "optim.lr=0.01", "optim.warmup_epochs=0"])  # fmt: skip
+    held, held_labels = synthetic_images(tmp / "held", 100, seed=1)
+    assert clf.classes == CLASSES
+    probs = apply_temperature(clf.logits_from_images(held), clf.meta_.temperature or 1.0)
+    assert np.mean(probs.argmax(1) == np.asarray(held_labels)) > 0.8, "the test model did not learn the classes"
+    ref = reference_stats(probs, clf.embed_images(held), seed=0)
+    bundle = clf.result_.bundle_dir
+    update_meta(bundle, extra={**clf.meta_.extra, "monitor": ref})
+    return {"bundle": bundle, "clf": imgclf.load(bundle), "ref": ref, "tmp": tmp}
+
+
+def test_serve_and_monitor_help_show_examples() -> None:
+    for verb in ("serve", "monitor"):
+        res = subprocess.run([sys.executable, "-m", "imgclf", verb, "--help"], capture_output=True, text=True,
+                             env={**os.environ, "COLUMNS": "200"}, timeout=300)  # fmt: skip
+        assert res.returncode == 0 and "Examples" in res.stdout and "--log" in res.stdout
+
+
+def test_monitor_without_a_reference_is_one_clear_line(trained: dict, tmp_path: Path) -> None:
+    bare = tmp_path / "bare"
+    shutil.copytree(trained["bundle"], bare)
+    update_meta(bare, extra={})
+    log = tmp_path / "a.jsonl"
+    log.write_text("")
+    res = subprocess.run([sys.executable, "-m", "imgclf", "monitor", str(bare), "--log", str(log)],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert res.returncode == 2 and "no drift reference" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium: apt-get install -y chromium")
+def test_web_page_shows_the_right_label_bars_latency_and_an_unknown_badge(trained: dict, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    clf = trained["clf"]
+    images, labels = synthetic_images(tmp_path / "imgs", 10, seed=5)
+    logits = clf.logits_from_images(images)
+    right = np.flatnonzero(logits.argmax(1) == np.asarray(labels))
+    known = int(right[np.argmax(logits[right].max(1))])  # the most confidently right image
+    stranger = Image.new("RGB", (32, 32), (128, 128, 128))  # flat grey: none of the classes
+    score_known = float(robustness.max_logit(torch.from_numpy(logits[known : known + 1]))[0])
+    score_stranger = float(robustness.max_logit(torch.from_numpy(clf.logits_from_images([stranger])))[0])
+    assert score_known > score_stranger, "the test model scores grey above its best class image"
+    bundle = tmp_path / "bundle"
+    shutil.copytree(trained["bundle"], bundle)
+    update_meta(bundle, rejection={"score": "max_logit", "threshold": (score_known + score_stranger) / 2})
+    (tmp_path / "known.png").write_bytes(png(images[known]))
+    (tmp_path / "grey.png").write_bytes(png(stranger))
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with cli_server(bundle, "--top-k", "3") as (url, _), sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1000, "height": 700})
+            failed = []
+            page.on("requestfailed", lambda r: failed.append(r.url))
+            page.goto(url + "/")
+            expect(page.get_by_test_id("model")).to_contain_text("test_cnn")
+            expect(page.locator("#cam-toggle")).to_be_hidden()  # no explain support served yet
+            page.get_by_test_id("files").set_input_files([str(tmp_path / "known.png")])
+            card = page.get_by_test_id("result").first
+            expect(card.get_by_test_id("label")).to_have_text(CLASSES[labels[known]])
+            expect(card.get_by_test_id("bar")).to_have_count(3)
+            expect(card.get_by_test_id("latency")).to_contain_text("ms")
+            expect(card.get_by_test_id("unknown-badge")).to_have_count(0)
+            # Drag and drop the grey image: a real DataTransfer with a File, dispatched on the drop zone.
+            grey = list(png(stranger))
+            page.evaluate("""(bytes) => {
+                const dt = new DataTransfer();
+                dt.items.add(new File([new Uint8Array(bytes)], 'grey.png', { type: 'image/png' }));
+                const zone = document.querySelector('#drop');
+                zone.dispatchEvent(new DragEvent('dragover', { dataTransfer: dt, bubbles: true }));
+                zone.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true }));
+            }""", grey)  # fmt: skip
+            expect(page.get_by_test_id("result")).to_have_count(2)
+            newest = page.get_by_test_id("result").first
+            expect(newest.get_by_test_id("unknown-badge")).to_be_visible()
+            widths = newest.locator(".fill").evaluate_all("els => els.map(e => parseFloat(e.style.width))")
+            assert len(widths) == 3 and widths == sorted(widths, reverse=True) and 0 < sum(widths) <= 100.5
+            page.screenshot(path=str(ARTIFACTS / "serve_page.png"), full_page=True)
+            assert not failed, f"requests failed (nothing may come from outside the server): {failed}"
+        finally:
+            browser.close()
+    assert (ARTIFACTS / "serve_page.png").stat().st_size > 5000
+
+
+def test_false_alarms_stay_at_the_level_and_corruption_is_detected(trained: dict) -> None:
+    clf, ref = trained["clf"], trained["ref"]
+    images, _ = synthetic_images(trained["tmp"] / "fresh", 800, seed=11)  # 2,400 fresh in-distribution images
+    order = np.random.default_rng(0).permutation(len(images))
+    images = [images[i] for i in order]
+    probs = apply_temperature(clf.logits_from_images(images), clf.meta_.temperature or 1.0)
+    feats = clf.embed_images(images)
+    reports = [drift_check(ref, probs[i : i + 60], feats[i : i + 60]) for i in range(0, 2400, 60)]
+    alarms = sum(r.drifted for r in reports)
+    assert len(reports) == 40 and alarms <= 2, f"{alarms} false alarms in 40 in-distribution windows (alpha 0.05)"
+    rng = np.random.default_rng(1)
+    bad = [noisy(im, rng) for im in images[:600]]
+    bad_probs = apply_temperature(clf.logits_from_images(bad), clf.meta_.temperature or 1.0)
+    bad_feats = clf.embed_images(bad)
+    assert all(drift_check(ref, bad_probs[i : i + 60], bad_feats[i : i + 60]).drifted for i in range(0, 600, 60))
+
+
+def test_served_predictions_logged_then_monitored_detect_a_real_shift(trained: dict, tmp_path: Path) -> None:
+    images, _ = synthetic_images(tmp_path / "live", 40, seed=21)  # 120 in-distribution images
+    order = np.random.default_rng(0).permutation(len(images))
+    rng = np.random.default_rng(2)
+    good = [png(images[i]) for i in order]
+    bad = [png(noisy(images[i], rng)) for i in order]
+    log = tmp_path / "audit.jsonl"
+    server = cli_server(trained["bundle"], "--log", str(log), "--drift-window", "60")
+    with server as (url, _), httpx.Client(base_url=url, timeout=60) as http:
+        for blobs in (good, bad):
+            for i in range(0, len(blobs), 6):
+                files = [("file", (f"{i + k}.png", b, "image/png")) for k, b in enumerate(blobs[i : i + 6])]
+                assert http.post("/v1/predict", files=files).status_code == 200
+        for _ in range(300):  # the last window is tested on a background thread
+            text = http.get("/metrics").text
+            if "imgclf_drift_windows_total 4" in text:
+                break
+            time.sleep(0.05)
+    assert "imgclf_drift_windows_total 4" in text and "imgclf_drift_detected 1" in text
+    assert 'imgclf_drift_p_value{test="feature_mmd"}' in text
+    recs = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(recs) == 240 and all("image" not in r and len(r["sha256"]) == 64 for r in recs)
+
+    out = tmp_path / "drift"
+    res = subprocess.run([sys.executable, "-m", "imgclf", "monitor", str(trained["bundle"]), "--log", str(log),
+                          "--window", "60", "--out", str(out), "--json"], capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert [w["verdict"] for w in report["windows"]] == ["no drift", "no drift", "drift", "drift"]
+    assert all(len(w["tests"]) == 3 for w in report["windows"])
+    assert (out / "drift_p_values.png").stat().st_size > 5000 and (out / "drift_latest.png").stat().st_size > 5000
+    table = subprocess.run([sys.executable, "-m", "imgclf", "monitor", str(trained["bundle"]), "--log", str(log),
+                            "--window", "60", "--fail-on-drift"], capture_output=True, text=True, timeout=300,
+                           env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+    assert table.returncode == 1 and "no drift" in table.stdout and "feature_mmd" in table.stdout

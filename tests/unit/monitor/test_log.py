@@ -1,0 +1,84 @@
+"""Reading the audit log back (rotated parts, torn lines, other model versions) and cutting it into windows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imgclf.errors import DataError
+from imgclf.monitor import monitor_log, read_audit_log, reference_stats, windows
+
+
+def _rec(i: int, model: str = "m1", feats: bool = True) -> dict:
+    rec = {"time": f"2026-01-01T00:00:{i:02d}", "class_index": i % 3, "confidence": 0.5 + (i % 5) / 10,
+           "model": model}  # fmt: skip
+    if feats:
+        rec["features"] = [float(i), 0.0]
+    return rec
+
+
+def _write(path: Path, recs: list[dict], tail: str = "") -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs) + tail)
+
+
+def test_rotated_parts_are_read_oldest_first(tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    _write(tmp_path / "audit.jsonl.2", [_rec(0), _rec(1)])
+    _write(tmp_path / "audit.jsonl.1", [_rec(2)])
+    _write(log, [_rec(3), _rec(4, model="m2")], tail='{"time": "2026-01-01T00:00:05", "class_')  # torn last line
+    recs = read_audit_log(log)
+    assert [r["time"][-2:] for r in recs] == ["00", "01", "02", "03", "04"]
+    assert [r["time"][-2:] for r in read_audit_log(log, model="m2")] == ["04"]
+
+
+def test_a_broken_line_in_the_middle_names_file_and_line(tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    log.write_text(json.dumps(_rec(0)) + "\nnot json\n" + json.dumps(_rec(1)) + "\n")
+    with pytest.raises(DataError, match=r"audit.jsonl:2"):
+        read_audit_log(log)
+    with pytest.raises(DataError, match="no such audit log"):
+        read_audit_log(tmp_path / "missing.jsonl")
+
+
+def test_windows_cut_consecutive_records_and_keep_a_long_enough_remainder() -> None:
+    recs = [_rec(i) for i in range(47)]
+    wins = windows(recs, 20)
+    assert [w.n for w in wins] == [20, 20]  # the remainder of 7 is too short to test
+    assert [w.index for w in wins] == [0, 1]
+    assert wins[1].start == recs[20]["time"] and wins[1].end == recs[39]["time"]
+    assert wins[0].features.shape == (20, 2)
+    assert np.array_equal(wins[0].predicted, [i % 3 for i in range(20)])
+    assert [w.n for w in windows([_rec(i) for i in range(52)], 20)] == [20, 20, 12]
+    assert [w.n for w in windows([_rec(i) for i in range(15)], 20)] == [15]  # less than one window: use it all
+    mixed = [_rec(i) for i in range(10)] + [_rec(10, feats=False)] + [_rec(i) for i in range(11, 20)]
+    assert windows(mixed, 20)[0].features is None
+    with pytest.raises(DataError, match="at least 10"):
+        windows(recs, 5)
+
+
+def test_monitor_log_end_to_end_with_plots(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(600, 3)) * 2
+    probs = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    ref = reference_stats(probs[:400], rng.normal(size=(400, 6)))
+    proj = np.asarray(ref["features"]["components"])
+    mean = np.asarray(ref["features"]["mean"])
+
+    def recs(p: np.ndarray, f: np.ndarray, model: str = "abc") -> list[dict]:
+        return [{"time": "t", "class_index": int(row.argmax()), "confidence": float(row.max()), "model": model,
+                 "features": ((feat - mean) @ proj.T).tolist()} for row, feat in zip(p, f)]  # fmt: skip
+
+    same = recs(probs[400:], rng.normal(size=(200, 6)))
+    shifted = recs(probs[400:], rng.normal(size=(200, 6)) + 1.5)  # same predictions, moved embeddings
+    log = tmp_path / "audit.jsonl"
+    _write(log, same + shifted + recs(probs[:50], rng.normal(size=(50, 6)), model="old"))
+    res = monitor_log(ref, log, window=100, model="abc", out_dir=tmp_path / "plots", class_names=["a", "b", "c"])
+    assert [r.drifted for r in res.reports] == [False, False, True, True]
+    assert res.records == 400 and res.skipped_other_model == 50
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000 for p in res.plots)
+    assert json.loads(json.dumps(res.to_dict()))["drifted"] is True
+    with pytest.raises(DataError, match="fewer than one window"):
+        monitor_log(ref, log, window=100, model="nobody")

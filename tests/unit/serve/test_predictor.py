@@ -1,0 +1,83 @@
+"""The predictor: calibrated probabilities as the Classifier computes them, OOD scores, rejection, features."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import imgclf
+from imgclf import robustness
+from imgclf.errors import BundleError
+from imgclf.metrics import apply_temperature
+from imgclf.monitor import project_features, reference_stats
+from imgclf.serve import Predictor
+
+from .conftest import png_bytes
+
+
+def _images(n: int) -> list[Image.Image]:
+    return [Image.open(io.BytesIO(png_bytes(i, (36 + i, 30)))).convert("RGB") for i in range(n)]
+
+
+def test_probabilities_are_the_classifiers_calibrated_ones(base_bundle) -> None:
+    clf = imgclf.load(base_bundle)
+    pred = Predictor(clf, top_k=2)
+    images = _images(5)
+    results = pred([pred.preprocess(im) for im in images])
+    probs = apply_temperature(clf.logits_from_images(images), 1.5)  # the bundle's temperature
+    for res, row in zip(results, probs):
+        order = np.argsort(-row)
+        assert [lab for lab, _ in res.topk] == [clf.classes[j] for j in order[:2]]
+        assert [p for _, p in res.topk] == pytest.approx(row[order[:2]].tolist(), abs=1e-6)
+        assert res.class_index == order[0] and res.confidence == pytest.approx(row.max(), abs=1e-6)
+        assert res.ood_score == pytest.approx(row.max(), abs=1e-5)  # msp on calibrated probabilities
+        assert not res.unknown and res.features is None
+
+
+@pytest.mark.parametrize("score", ["msp", "max_logit", "energy"])
+def test_rejection_uses_the_bundles_score_and_threshold(make_bundle, score: str) -> None:
+    images = _images(6)
+    clf = imgclf.load(make_bundle())
+    logits = torch.from_numpy(clf.logits_from_images(images))
+    expected = {"msp": robustness.msp(logits, 1.5), "max_logit": robustness.max_logit(logits),
+                "energy": robustness.energy(logits, 1.5)}[score].numpy()  # fmt: skip
+    threshold = float(np.median(expected))
+    pred = Predictor(imgclf.load(make_bundle(rejection={"score": score, "threshold": threshold})))
+    results = pred([pred.preprocess(im) for im in images])
+    assert [r.ood_score for r in results] == pytest.approx(expected.tolist(), abs=1e-4)
+    assert [r.unknown for r in results] == (expected < threshold).tolist()
+    assert 0 < sum(r.unknown for r in results) < 6
+    off = Predictor(imgclf.load(make_bundle(rejection={"score": score, "threshold": threshold})), reject=False)
+    assert not any(r.unknown for r in off([off.preprocess(im) for im in images]))
+
+
+def test_unknown_rejection_score_is_refused_at_startup(make_bundle) -> None:
+    bundle = make_bundle(rejection={"score": "mahalanobis", "threshold": 1.0})
+    with pytest.raises(BundleError, match="mahalanobis.*--no-reject"):
+        Predictor(imgclf.load(bundle))
+    assert Predictor(imgclf.load(bundle), reject=False).threshold is None
+
+
+def test_features_are_projected_with_the_bundles_reference(make_bundle) -> None:
+    clf = imgclf.load(make_bundle())
+    images = _images(24)
+    probs = apply_temperature(clf.logits_from_images(images), 1.5)
+    ref = reference_stats(probs, clf.embed_images(images), max_samples=10)
+    pred = Predictor(imgclf.load(make_bundle(extra={"monitor": ref})))
+    results = pred([pred.preprocess(im) for im in images[:4]])
+    expected = project_features(ref, clf.embed_images(images[:4]))
+    assert np.allclose([r.features for r in results], expected, rtol=1e-3, atol=1e-4)
+
+
+def test_an_export_engine_gives_the_same_answers(base_bundle) -> None:
+    images = _images(6)
+    eager, fast = Predictor(imgclf.load(base_bundle)), Predictor(imgclf.load(base_bundle, engine="torch-fast"))
+    assert fast.engine_name == "torch-fast" and eager.engine_name == "torch"
+    a = eager([eager.preprocess(im) for im in images])
+    b = fast([fast.preprocess(im) for im in images])
+    for x, y in zip(a, b):  # torch-fast may run in bf16 on CPUs that have it
+        assert dict(y.topk) == pytest.approx(dict(x.topk), abs=0.03)
