@@ -23,18 +23,32 @@ SPLITS = ("test", "val", "train", "all")
 
 
 def split_logits(model: torch.nn.Module, samples: D.SampleList, pre: DataConfig, *, batch_size: int = 64,
-                 workers: int | None = None, channels_last: bool = False,
-                 engine: Any = None) -> E.InferenceOutput:  # fmt: skip
+                 workers: int | None = None, channels_last: bool = False, engine: Any = None,
+                 features: bool = False) -> E.InferenceOutput:  # fmt: skip
     """Logits of every sample with the eval preprocessing, in sample order (unreadable ones skipped).
 
-    ``engine`` (from :func:`imgclf.export.load_engine`) replaces the eager model, e.g. an ONNX Runtime session.
+    ``engine`` (from :func:`imgclf.export.load_engine`) replaces the eager model, e.g. an ONNX Runtime session;
+    ``features=True`` returns pooled pre-logit embeddings ``(N, num_features)`` in ``logits`` instead.
     """
     device = next(model.parameters()).device
     loader = D.make_loader(D.IndexedDataset(samples, D.build_eval_transform(pre)),
                            D.ResumableSampler(samples.labels, seed=0, shuffle=False), batch_size,
                            workers=workers, device_type=device.type)  # fmt: skip
     forward = None if engine is None else (lambda x: torch.from_numpy(np.asarray(engine.predict_logits(x))))
+    if features:
+        forward = lambda x: model.forward_head(model.forward_features(x), pre_logits=True)  # noqa: E731
     return E.predict_logits(model, loader, device, channels_last=channels_last, forward=forward)
+
+
+def monitor_reference(model: torch.nn.Module, samples: D.SampleList, pre: DataConfig, temperature: float,
+                      *, seed: int = 0, batch_size: int = 64) -> dict[str, Any]:  # fmt: skip
+    """Drift-monitoring reference statistics of held-out ``samples`` (calibrated confidences, predicted-class
+    frequencies, projected embeddings), stored in the bundle as ``extra["monitor"]`` for ``imgclf monitor``."""
+    from imgclf.monitor import reference_stats
+
+    out = split_logits(model, samples, pre, batch_size=batch_size)
+    feats = split_logits(model, samples, pre, batch_size=batch_size, features=True)
+    return reference_stats(M.apply_temperature(out.logits, temperature), feats.logits, seed=seed)
 
 
 def sample_tensors(samples: D.SampleList, pre: DataConfig, limit: int | None = None, seed: int = 0
@@ -302,8 +316,13 @@ def calibrate(model: str | Path, data: str, *, split: str = "val") -> Calibratio
     """Fit the temperature on ``split`` of ``data`` and store it in the bundle at ``model``."""
     from imgclf.bundle import load_bundle, update_meta
 
-    res = calibrate_bundle(load_bundle(model), str(data), split=split)
-    update_meta(model, temperature=res.temperature)
+    bundle = load_bundle(model)
+    res = calibrate_bundle(bundle, str(data), split=split)
+    extra = dict(bundle.meta.extra)
+    if "monitor" in extra:  # the drift reference holds calibrated confidences: recompute them with the new T
+        samples, _, _ = load_split(bundle.meta, str(data), None)
+        extra["monitor"] = monitor_reference(bundle.model, samples, bundle.meta.preprocessing, res.temperature)
+    update_meta(model, temperature=res.temperature, extra=extra)
     return res
 
 

@@ -16,7 +16,7 @@ from rich.console import Console
 from imgclf import data as D
 from imgclf import engine as E
 from imgclf.api._adversarial import AdversarialTraining
-from imgclf.api._evaluate import checked_temperature, sample_tensors, split_logits
+from imgclf.api._evaluate import checked_temperature, monitor_reference, sample_tensors, split_logits
 from imgclf.api._report import audit_splits, build_report
 from imgclf.api._run import run_name, write_run_files
 from imgclf.bundle import BundleMeta, load_bundle, save_bundle
@@ -245,10 +245,14 @@ def _finish(cfg: RunConfig, state: E.TrainState, splits: D.Splits, pre: DataConf
         metrics["test"] = _accuracy(test, temperature or 1.0)
     if state.history:
         metrics["last_epoch"] = state.history[-1]
+    held_out = splits.test if splits.test is not None and len(splits.test) else splits.val
+    extra = {}
+    if held_out is not None and len(held_out):
+        extra["monitor"] = monitor_reference(model, held_out, pre, temperature or 1.0, seed=cfg.train.seed)
     meta = BundleMeta(
         architecture=cfg.model.name, classes=tuple(splits.classes), preprocessing=pre,
         arch_args={"drop_rate": cfg.model.drop_rate}, temperature=temperature, training=to_dict(cfg),
-        metrics=metrics, data=splits.info,
+        metrics=metrics, data=splits.info, extra=extra,
     )  # fmt: skip
     bundle_dir = save_bundle(run_dir / "bundle", model, meta)
     summary = "  ".join(f"{k} acc {v['acc']:.4f}" for k, v in metrics.items() if k in ("val", "test"))
