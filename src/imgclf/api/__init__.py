@@ -1,6 +1,7 @@
 """The Python API mirroring the CLI verbs: ``fit``, ``load``, ``Classifier``."""
 
 from imgclf.api._classifier import Classifier, Prediction, expand_inputs, fit, load
+from imgclf.api._compress import DistillResult, PruneResult, distill, prune_bundle
 from imgclf.api._evaluate import (
     CalibrationResult,
     Evaluation,
@@ -18,6 +19,10 @@ from imgclf.api._report import ReportResult, audit, audit_splits, build_report
 from imgclf.api._robustness import RobustnessResult, ood_score, robustness, stress_test
 
 __all__ = [
+    "DistillResult",
+    "PruneResult",
+    "distill",
+    "prune_bundle",
     "ExportResult",
     "benchmark_bundle",
     "export_bundle",

@@ -16,12 +16,13 @@ from rich.console import Console
 from imgclf import data as D
 from imgclf import engine as E
 from imgclf.api._adversarial import AdversarialTraining
+from imgclf.api._distill import DistillationObjective, TeacherSignal
 from imgclf.api._evaluate import checked_temperature, monitor_reference, sample_tensors, split_logits
 from imgclf.api._report import audit_splits, build_report
 from imgclf.api._run import run_name, write_run_files
 from imgclf.bundle import BundleMeta, load_bundle, save_bundle
 from imgclf.config import DataConfig, RunConfig, load_config, to_dict
-from imgclf.errors import DataError, TrainingInterrupted
+from imgclf.errors import ConfigError, DataError, TrainingInterrupted
 from imgclf.losses import balanced_class_weights, build_loss
 from imgclf.metrics import apply_temperature
 from imgclf.models import create_model, freeze_backbone, model_data_config, split_parameters
@@ -117,8 +118,7 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
     if cfg.data.folds:
         splits = D.kfold(splits, cfg.data.folds, cfg.data.fold, cfg.train.seed)
     num_classes = len(splits.classes)
-    weights = None if resume is not None else cfg.model.weights  # a resumed run restores its own weights
-    model = create_model(cfg.model.name, num_classes, weights=weights, drop_rate=cfg.model.drop_rate)
+    model, extra = _initial_model(cfg, num_classes, resume)
     pre = _preprocessing(cfg, model, splits, console)
     cfg = replace(cfg, data=replace(cfg.data, img_size=pre.input_size))
     run_dir = resume or _shared_run_dir(cfg, info)
@@ -142,6 +142,13 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
     weights = balanced_class_weights(counts).to(device) if cfg.train.class_weights == "balanced" else None
     loss_fn = build_loss(cfg.train.loss, label_smoothing=cfg.train.label_smoothing, class_weights=weights,
                          focal_gamma=cfg.train.focal_gamma)  # fmt: skip
+    teacher = None
+    if cfg.train.distill_teacher:
+        teacher = load_bundle(cfg.train.distill_teacher, device=device)
+        if teacher.meta.classes != tuple(splits.classes):
+            raise DataError(f"the teacher {cfg.train.distill_teacher} has classes {teacher.meta.classes}, the data "
+                            f"{tuple(splits.classes)}; distillation needs the same classes")  # fmt: skip
+        loss_fn = DistillationObjective(loss_fn, cfg.train.distill_temperature, cfg.train.distill_alpha)
     scale = cfg.optim.backbone_lr_scale if cfg.model.weights else 1.0
     optimizer = build_optimizer(backbone, head, cfg.optim, backbone_lr_scale=scale)
     train_loader, sampler, val_loader = _loaders(cfg, splits, pre, info, device)
@@ -167,6 +174,8 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
     if cfg.train.adv_train == "pgd":
         robust_val = sample_tensors(splits.val, pre, 128) if splits.val else None
         callbacks.append(AdversarialTraining(pre, eps=cfg.train.adv_eps, steps=cfg.train.adv_steps, val=robust_val))
+    if teacher is not None:
+        callbacks.append(TeacherSignal(teacher.model, loss_fn, pre, teacher.meta.preprocessing))
     if cfg.train.ema:
         callbacks.append(E.EMA(model, cfg.train.ema_decay, total_steps=steps * cfg.train.epochs))
     monitor = cfg.train.monitor if val_loader is not None else "train_loss"
@@ -186,10 +195,26 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
                                   f"Continue with: imgclf train --resume {run_dir}")  # fmt: skip
     if state.stop_reason and info.is_main:
         console.print(state.stop_reason)
-    result = _finish(cfg, state, splits, pre, run_dir, checkpointer, console, audit) if info.is_main else None
+    result = _finish(cfg, state, splits, pre, run_dir, checkpointer, console, audit, extra) if info.is_main else None
     E.barrier(info)
     E.cleanup_distributed(info)
     return result or FitResult(run_dir, run_dir / "bundle", {}, cfg)
+
+
+def _initial_model(cfg: RunConfig, num_classes: int, resume: Path | None) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The model to train, and bundle extras it brings: from ``model.init`` (a bundle, pruned ones included),
+    else built by name with ``model.weights`` (never re-downloaded on resume: the checkpoint holds the weights)."""
+    if cfg.model.init:
+        start = load_bundle(cfg.model.init)
+        if start.meta.architecture != cfg.model.name:
+            raise ConfigError(f"model.init={cfg.model.init} is a {start.meta.architecture}, but model.name is "
+                              f"{cfg.model.name}; set --model {start.meta.architecture}")  # fmt: skip
+        if start.meta.num_classes != num_classes:
+            start.model.reset_classifier(num_classes)
+        pruned = start.meta.extra.get("pruned")
+        return start.model.train(), ({"pruned": pruned} if pruned else {})
+    weights = None if resume is not None else cfg.model.weights
+    return create_model(cfg.model.name, num_classes, weights=weights, drop_rate=cfg.model.drop_rate), {}
 
 
 def _quick_audit(splits: D.Splits, console: Console) -> Any:
@@ -224,7 +249,8 @@ def _accuracy(out: E.InferenceOutput, temperature: float = 1.0) -> dict[str, flo
 
 
 def _finish(cfg: RunConfig, state: E.TrainState, splits: D.Splits, pre: DataConfig, run_dir: Path,
-            checkpointer: E.Checkpointer, console: Console, audit: Any) -> FitResult:  # fmt: skip
+            checkpointer: E.Checkpointer, console: Console, audit: Any,
+            extra: dict[str, Any]) -> FitResult:  # fmt: skip
     """Load the best weights, calibrate on val, score the test split, write the bundle."""
     model = state.model_for_eval()
     if checkpointer.best_path.is_file():
@@ -246,7 +272,7 @@ def _finish(cfg: RunConfig, state: E.TrainState, splits: D.Splits, pre: DataConf
     if state.history:
         metrics["last_epoch"] = state.history[-1]
     held_out = splits.test if splits.test is not None and len(splits.test) else splits.val
-    extra = {}
+    extra = dict(extra)
     if held_out is not None and len(held_out):
         extra["monitor"] = monitor_reference(model, held_out, pre, temperature or 1.0, seed=cfg.train.seed)
     meta = BundleMeta(

@@ -2,7 +2,19 @@ from __future__ import annotations
 
 import typer
 
-from imgclf.cli import _demo, _evaluate, _explain, _export, _monitor, _predict, _report, _robustness, _serve, _train
+from imgclf.cli import (
+    _compress,
+    _demo,
+    _evaluate,
+    _explain,
+    _export,
+    _monitor,
+    _predict,
+    _report,
+    _robustness,
+    _serve,
+    _train,
+)
 from imgclf.cli._common import DEBUG
 
 app = typer.Typer(
@@ -34,6 +46,8 @@ app.command("report")(_report.report)
 app.command("robustness")(_robustness.robustness_cmd)
 app.command("export")(_export.export_cmd)
 app.command("benchmark")(_export.benchmark_cmd)
+app.command("prune")(_compress.prune_cmd)
+app.command("distill")(_compress.distill_cmd)
 app.command("serve")(_serve.serve)
 app.command("monitor")(_monitor.monitor)
 

@@ -106,12 +106,14 @@ class ModelConfig:
 
     ``weights``: ``None`` for random initialisation, ``"pretrained"`` for the architecture's default
     pretrained weights (timm's loader; needs the network), or a path to a ``.safetensors`` file.
+    ``init``: a bundle directory to start from (its architecture, including pruned layer shapes, and weights).
     """
 
     name: str = "resnet18"
     weights: str | None = None
     freeze: str = "none"
     drop_rate: float = 0.0
+    init: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -180,6 +182,9 @@ class TrainConfig:
     save_every_steps: int | None = None
     calibrate: bool = True
     report: bool = True
+    distill_teacher: str | None = None
+    distill_temperature: float = 4.0
+    distill_alpha: float = 0.7
     adv_train: str = "none"
     adv_eps: float = 8 / 255
     adv_steps: int = 5
@@ -192,6 +197,9 @@ class TrainConfig:
         _choice("train", "monitor", self.monitor, ("val_acc", "val_loss"))
         _positive("train", "accumulate", self.accumulate)
         _choice("train", "adv_train", self.adv_train, ("none", "pgd"))
+        _positive("train", "distill_temperature", self.distill_temperature)
+        if not 0 <= self.distill_alpha <= 1:
+            raise ConfigError(f"train.distill_alpha={self.distill_alpha} must be in [0, 1]")
         _positive("train", "adv_eps", self.adv_eps)
         _positive("train", "adv_steps", self.adv_steps)
         _positive("train", "grad_clip", self.grad_clip)
