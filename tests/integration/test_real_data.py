@@ -9,6 +9,7 @@ import pytest
 
 import imgclf
 from imgclf.api import analyse, split_logits, stress_test
+from imgclf.api._evaluate import load_split
 from imgclf.bundle import load_bundle
 from imgclf.data import load_source
 from imgclf.metrics import fit_temperature
@@ -74,3 +75,34 @@ def test_pgd_8_255_drives_cifar_model_to_5_percent(cifar_overconfident: imgclf.C
     assert pgd[0] > 0.3  # the model learned something
     assert pgd[1] <= 0.05, pgd
     assert pgd[1] <= res.adversarial["fgsm-linf"].accuracies[1]
+
+
+def test_int8_export_agrees_on_real_digits(mnist_model: imgclf.Classifier, mnist_dir: Path) -> None:
+    from imgclf.api import export_bundle, sample_tensors
+    from imgclf.export import load_engine
+
+    bundle = mnist_model.result_.bundle_dir
+    res = export_bundle(bundle, quantize="int8")
+    assert res.parity.passed and res.parity.top1_agreement == 1.0
+    q = res.quantization
+    assert q["accuracy_int8"] >= q["accuracy_fp32"] - 0.02, q
+    loaded = load_bundle(bundle)
+    samples, _, _ = load_split(loaded.meta, str(mnist_dir), "test")
+    x, _ = sample_tensors(samples, loaded.meta.preprocessing, 500, seed=1)
+    fp32 = load_engine("onnxruntime", onnx_path=res.onnx).predict_logits(x).argmax(1)
+    int8 = load_engine("onnxruntime", onnx_path=res.int8).predict_logits(x).argmax(1)
+    assert (fp32 == int8).mean() >= 0.97
+
+
+def test_distillation_helps_a_data_starved_student(mnist_model: imgclf.Classifier, mnist_dir: Path,
+                                                   tmp_path: Path) -> None:  # fmt: skip
+    """A student that sees 30 images per class learns more from the full-data teacher's soft targets."""
+    from imgclf.api import Classifier, distill
+
+    cfg = Classifier(epochs=20, out=str(tmp_path), sets=[
+        "data.max_per_class=30", "data.augment=none", "train.report=false", "optim.lr=3e-3",
+        "train.patience=100"]).resolved_config(str(mnist_dir))  # fmt: skip
+    res = distill(mnist_model.result_.bundle_dir, "lenet5", str(mnist_dir), cfg=cfg)
+    acc = res.accuracies
+    assert acc["student (distilled)"] > acc["student (no teacher)"] + 0.005, acc
+    assert acc["teacher"] > acc["student (distilled)"]

@@ -9,6 +9,7 @@ from imgclf.api._evaluate import (
     calibrate,
     compare,
     evaluate,
+    sample_tensors,
     split_logits,
     summary_rows,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "calibrate",
     "compare",
     "evaluate",
+    "sample_tensors",
     "split_logits",
     "summary_rows",
     "ExplainReport",
