@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `import imgclf` does; torch may be imported first here
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"

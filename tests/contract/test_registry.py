@@ -36,14 +36,6 @@ def _batch(name: str) -> torch.Tensor:
     return torch.randn(BATCH, 3, _size(name), _size(name), generator=g)  # (B, 3, H, W)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared machine: one intra-op thread avoids OpenMP oversubscription (10x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(params=MODELS)
 def name(request: pytest.FixtureRequest) -> str:

@@ -11,19 +11,14 @@ import asyncio
 import base64
 import io
 import json
-import os
 import signal
 import socket
 import struct
-import subprocess
-import sys
 import threading
 import time
 import uuid
 import zlib
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -31,48 +26,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tests.integration._server import cli_server
 
 from imgclf.bundle import BundleMeta, save_bundle
 from imgclf.config import DataConfig
 from imgclf.models import create_model
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def cli_server(bundle: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen]]:
-    """``python -m imgclf serve BUNDLE --port P ARGS`` on loopback, yielded once /readyz answers 200."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "imgclf", "serve", str(bundle), "--port", str(port), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"server exited early:\n{proc.stdout.read().decode()}")
-            try:
-                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError("server not ready within 180 s")
-            time.sleep(0.2)
-        yield url, proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 @pytest.fixture(scope="module")

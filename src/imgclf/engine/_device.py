@@ -22,9 +22,9 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def cpu_supports_bf16() -> bool:
-    """True when oneDNN reports native bf16 support (AVX512-BF16 / AMX) on this CPU."""
-    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-    return bool(check()) if check is not None else False
+    """Whether this CPU has native bf16 matrix instructions (AVX512-BF16 or AMX), where bf16 autocast pays off."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
 
 
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:

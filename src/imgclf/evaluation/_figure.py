@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 from typing import Any
 
-from imgclf.utils import atomic_write_bytes
+from imgclf.utils import save_figure
 
 DPI = 110
 
@@ -24,9 +23,7 @@ def new_figure(width: float, height: float) -> Any:
 
 def save_png(fig: Any, path: str | os.PathLike) -> Path:
     """Render ``fig`` to PNG and write it atomically to ``path`` (parents created); returns the path."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI)
-    return atomic_write_bytes(Path(path), buf.getvalue())
+    return save_figure(fig, path, dpi=DPI)
 
 
 def short(name: str, width: int = 18) -> str:

@@ -13,7 +13,7 @@ from imgclf.errors import ConfigError, DataError
 from imgclf.explain import _cam, _perturb
 from imgclf.explain._layer import resolve_layer
 from imgclf.explain._result import Attribution
-from imgclf.utils import closest
+from imgclf.utils import closest, model_device
 
 Target = int | Sequence[int] | torch.Tensor | None
 
@@ -57,7 +57,7 @@ def explain(
     fn = _method(method)
     _check_options(method, fn, options)
     images = _check_images(images)
-    device = _device_of(model)
+    device = model_device(model)
     images = images.to(device)
     was_training = model.training
     model.eval()
@@ -128,10 +128,6 @@ def _check_images(images: object) -> torch.Tensor:
         raise DataError("explain got an empty batch of images; pass at least one image.")
     return images
 
-
-def _device_of(model: nn.Module) -> torch.device:
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
 
 
 def _targets(target: Target, predicted: torch.Tensor, num_classes: int) -> torch.Tensor:

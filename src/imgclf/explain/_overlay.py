@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import math
 import os
 from collections.abc import Sequence
@@ -15,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from imgclf.errors import DataError
-from imgclf.utils import atomic_write_bytes
+from imgclf.utils import save_figure
 
 
 @dataclass(frozen=True)
@@ -125,9 +124,7 @@ def save_gallery(
 
 def _save(fig: Any, path: str | os.PathLike) -> Path:
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return atomic_write_bytes(path, buffer.getvalue())
+    return save_figure(fig, path)
 
 
 def _as_rgb(image: Any) -> np.ndarray:

@@ -20,7 +20,7 @@ from imgclf.export._onnx_io import check_external_data, load_onnx, read_onnx_met
 from imgclf.export._parity import ExportParityError, Parity, compare_logits, parity_check
 from imgclf.export._prune import prune_channels
 from imgclf.export._quantize import QUANT_MODES, quantize_onnx
-from imgclf.export._runtime import cpu_supports_bf16, physical_cores, tune_malloc
+from imgclf.export._runtime import physical_cores, tune_malloc
 
 __all__ = [
     "ENGINES",
@@ -38,7 +38,6 @@ __all__ = [
     "check_external_data",
     "compare_logits",
     "count_flops",
-    "cpu_supports_bf16",
     "distillation_loss",
     "export_onnx",
     "file_size",

@@ -15,10 +15,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from imgclf.engine import cpu_supports_bf16
 from imgclf.errors import ConfigError
 from imgclf.export._onnx_io import check_external_data, load_onnx, onnx_precision
 from imgclf.export._parity import check_images
-from imgclf.export._runtime import cpu_supports_bf16, ort_session
+from imgclf.export._runtime import ort_session
 from imgclf.utils import closest
 
 log = logging.getLogger(__name__)

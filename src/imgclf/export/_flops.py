@@ -7,7 +7,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from imgclf.errors import ConfigError
-from imgclf.export._runtime import eval_mode, model_device
+from imgclf.utils import eval_mode, model_device
 
 
 def count_flops(model: nn.Module, input_size: int, *, batch_size: int = 1) -> int:

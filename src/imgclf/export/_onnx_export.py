@@ -16,8 +16,7 @@ from torch import nn
 from imgclf.errors import ConfigError, ModelError
 from imgclf.export._onnx_io import RESERVED_KEYS, serialize_self_contained, set_metadata
 from imgclf.export._parity import ExportParityError, parity_on
-from imgclf.export._runtime import eval_mode, model_device
-from imgclf.utils import atomic_write_bytes, closest, optional_import
+from imgclf.utils import atomic_write_bytes, closest, eval_mode, model_device, optional_import
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,8 @@ from torch import nn
 
 from imgclf.errors import DataError, ImgclfError
 from imgclf.export._onnx_io import check_external_data
-from imgclf.export._runtime import as_float_tensor, eval_mode, model_device, ort_session
+from imgclf.export._runtime import as_float_tensor, ort_session
+from imgclf.utils import eval_mode, model_device
 
 
 class ExportParityError(ImgclfError, RuntimeError):

@@ -24,7 +24,7 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from imgclf.errors import ConfigError, ModelError
-from imgclf.export._runtime import eval_mode
+from imgclf.utils import eval_mode
 
 _CHANNELWISE_MODULES = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.SiLU, nn.GELU, nn.Hardswish, nn.ELU, nn.Mish, nn.Identity, nn.Dropout,

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from imgclf.utils import optional_import
 
@@ -40,12 +38,6 @@ def physical_cores() -> int:
         if core:
             cores.add((package, core))
     return max(1, min(allowed, len(cores)) if cores else allowed)
-
-
-def cpu_supports_bf16() -> bool:
-    """Whether this CPU has native bf16 matrix instructions (AVX512-BF16 or AMX), where bf16 autocast pays off."""
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
 
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # glibc mallopt parameter ids
@@ -97,26 +89,6 @@ def ort_session(model: str | os.PathLike | bytes, device: str = "cpu", threads: 
         providers.insert(0, "CUDAExecutionProvider")
     source = model if isinstance(model, bytes) else str(model)
     return ort.InferenceSession(source, sess_options=opts, providers=providers)
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter or buffer (CPU for a model without any)."""
-    ref = next(model.parameters(), None)
-    if ref is None:
-        ref = next(model.buffers(), None)
-    return ref.device if ref is not None else torch.device("cpu")
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put ``model`` in eval mode for the block and restore its train/eval flags (every submodule's) afterwards."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, flag in flags:
-            m.training = flag
 
 
 def as_float_tensor(images: Any) -> torch.Tensor:

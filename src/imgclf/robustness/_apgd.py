@@ -8,7 +8,7 @@ from torch import nn
 
 from imgclf.errors import ConfigError
 from imgclf.robustness._ball import WorstCase, check_attack_inputs, loss_and_grad, normalize_l2, project
-from imgclf.robustness._batches import eval_mode
+from imgclf.utils import eval_mode
 
 
 def apgd(

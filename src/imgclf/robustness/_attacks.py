@@ -20,7 +20,7 @@ from imgclf.robustness._ball import (
     project,
     random_point,
 )
-from imgclf.robustness._batches import eval_mode
+from imgclf.utils import eval_mode
 
 
 def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:

@@ -11,9 +11,10 @@ import torch
 from torch import nn
 
 from imgclf.errors import ConfigError, DataError
-from imgclf.robustness._batches import Batches, eval_mode, iter_batches, model_device
+from imgclf.robustness._batches import Batches, iter_batches
 from imgclf.robustness._corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from imgclf.robustness._registry import lookup
+from imgclf.utils import eval_mode, model_device
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,9 @@ from torch import nn
 from imgclf.errors import ConfigError, DataError
 from imgclf.robustness._apgd import apgd
 from imgclf.robustness._attacks import fgsm, pgd
-from imgclf.robustness._batches import Batches, eval_mode, iter_batches, model_device
+from imgclf.robustness._batches import Batches, iter_batches
 from imgclf.robustness._registry import build_registry, lookup
+from imgclf.utils import eval_mode, model_device
 
 Attack = Callable[..., torch.Tensor]
 

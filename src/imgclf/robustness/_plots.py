@@ -6,7 +6,6 @@ atomically and returns its path.
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +17,7 @@ from imgclf.errors import DataError
 from imgclf.robustness._corruption_eval import CorruptionReport
 from imgclf.robustness._curve import RobustCurve
 from imgclf.robustness._ood_metrics import OODReport, as_1d
-from imgclf.utils import atomic_write_bytes
+from imgclf.utils import save_figure
 
 
 def plot_robust_curve(curves: RobustCurve | Sequence[RobustCurve], path: str | os.PathLike) -> Path:
@@ -107,6 +106,4 @@ def plot_ood_histogram(
 
 def _save(fig: Any, path: str | os.PathLike) -> Path:
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return atomic_write_bytes(path, buffer.getvalue())
+    return save_figure(fig, path)

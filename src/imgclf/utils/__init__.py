@@ -1,9 +1,11 @@
 """Core helpers with no imgclf dependencies: atomic files, hashing, seeding, optional imports."""
 
+from imgclf.utils._figures import save_figure
 from imgclf.utils._files import atomic_write_bytes, atomic_write_text, sha256_bytes, sha256_file
 from imgclf.utils._imports import optional_import
 from imgclf.utils._seed import seed_everything
 from imgclf.utils._suggest import closest
+from imgclf.utils._torch import eval_mode, model_device
 
 __all__ = [
     "atomic_write_bytes",
@@ -13,4 +15,7 @@ __all__ = [
     "optional_import",
     "seed_everything",
     "closest",
+    "eval_mode",
+    "model_device",
+    "save_figure",
 ]

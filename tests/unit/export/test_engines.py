@@ -13,8 +13,9 @@ import pytest
 import torch
 from torch import nn
 
+from imgclf.engine import cpu_supports_bf16
 from imgclf.errors import ConfigError, DataError
-from imgclf.export import ENGINES, cpu_supports_bf16, load_engine, physical_cores
+from imgclf.export import ENGINES, load_engine, physical_cores
 
 from .conftest import stripes
 

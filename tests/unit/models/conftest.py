@@ -21,13 +21,3 @@ def no_network(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "hf"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared machine: one intra-op thread avoids OpenMP oversubscription (10x slower)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
