@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -120,7 +121,7 @@ def test_web_page_shows_the_right_label_bars_latency_and_an_unknown_badge(traine
             page.on("requestfailed", lambda r: failed.append(r.url))
             page.goto(url + "/")
             expect(page.get_by_test_id("model")).to_contain_text("test_cnn")
-            expect(page.locator("#cam-toggle")).to_be_hidden()  # no explain support served yet
+            expect(page.locator("#cam-toggle")).to_be_visible()
             page.get_by_test_id("files").set_input_files([str(tmp_path / "known.png")])
             card = page.get_by_test_id("result").first
             expect(card.get_by_test_id("label")).to_have_text(CLASSES[labels[known]])
@@ -141,6 +142,13 @@ def test_web_page_shows_the_right_label_bars_latency_and_an_unknown_badge(traine
             expect(newest.get_by_test_id("unknown-badge")).to_be_visible()
             widths = newest.locator(".fill").evaluate_all("els => els.map(e => parseFloat(e.style.width))")
             assert len(widths) == 3 and widths == sorted(widths, reverse=True) and 0 < sum(widths) <= 100.5
+            # Grad-CAM toggle: the next upload shows the overlay from /v1/explain instead of the plain thumbnail.
+            page.locator("#cam").check()
+            page.get_by_test_id("files").set_input_files([str(tmp_path / "known.png")])
+            expect(page.get_by_test_id("result")).to_have_count(3)
+            overlay = page.get_by_test_id("result").first.get_by_test_id("overlay")
+            expect(overlay).to_have_attribute("src", re.compile(r"^data:image/png;base64,"))
+            assert overlay.evaluate("img => img.naturalWidth") > 0
             page.screenshot(path=str(ARTIFACTS / "serve_page.png"), full_page=True)
             assert not failed, f"requests failed (nothing may come from outside the server): {failed}"
         finally:

@@ -218,7 +218,7 @@ def build_app(predictor: Predictor, settings: ServeSettings) -> Any:
                 "version": meta.weights_sha256, "temperature": meta.temperature, "rejection": meta.rejection,
                 "rejection_active": predictor.threshold is not None, "ood_score": predictor.score_name,
                 "metrics": meta.metrics, "created": meta.created, "drift_monitoring": state.drift is not None,
-                "top_k": predictor.top_k, "explain": False, "engine": predictor.engine_name,
+                "top_k": predictor.top_k, "explain": True, "engine": predictor.engine_name,
                 "limits": {"max_body_bytes": settings.max_body_bytes, "max_images": settings.max_images,
                            "max_pixels": settings.max_pixels, "timeout_s": settings.timeout_s}}  # fmt: skip
 
@@ -281,6 +281,20 @@ def build_app(predictor: Predictor, settings: ServeSettings) -> Any:
                  for i, (r, d, (name, _)) in enumerate(zip(results, decoded, files))]  # fmt: skip
         return {"model": predictor.version, "request_id": request_id, "latency_ms": latency_ms,
                 "predictions": preds}  # fmt: skip
+
+    @app.post("/v1/explain", dependencies=protected)
+    async def explain_image(request: Request) -> Any:
+        """Grad-CAM overlay of one uploaded image for its predicted class, as a PNG data URL."""
+        files = await _read_uploads(request, settings)
+        if len(files) != 1:
+            raise ApiError(422, "one_image", f"/v1/explain takes exactly one image, got {len(files)}")
+        try:
+            decoded, _ = await run_in_threadpool(decode_all, files)
+        except UploadError as exc:
+            raise ApiError(exc.status, exc.code, exc.reason) from None
+        png = await run_in_threadpool(predictor.overlay_png, decoded[0].image)
+        return {"model": predictor.version, "method": "gradcam",
+                "overlay": "data:image/png;base64," + base64.b64encode(png).decode("ascii")}  # fmt: skip
 
     @app.get("/", response_class=HTMLResponse)
     async def index() -> Any:

@@ -2,8 +2,7 @@
 
 The page asks ``/v1/model`` for the classes, then posts each picked or dropped image to ``/v1/predict`` and
 draws the calibrated top-k as bars, an ``unknown`` badge when the rejection threshold refuses the image, and
-the latency. ``renderOverlay`` is the hook where a Grad-CAM overlay goes once the server offers one
-(``/v1/model`` then says ``"explain": true`` and the toggle appears).
+the latency, and with the Grad-CAM toggle on, the overlay from ``/v1/explain`` in place of the thumbnail.
 """
 
 INDEX_HTML = """<!DOCTYPE html>
@@ -113,10 +112,18 @@ APP_JS = r"""'use strict';
     $('#status').textContent = 'Ready.';
   }
 
-  // Where a Grad-CAM overlay will be drawn once the server returns one (prediction.overlay, a PNG data URL).
-  function renderOverlay(card, prediction) {
-    if (!$('#cam').checked || !prediction.overlay) return;
-    card.querySelector('.thumb').src = prediction.overlay;
+  // With the toggle on, ask /v1/explain for a Grad-CAM overlay of the predicted class and show it instead.
+  async function renderOverlay(card, file) {
+    if (!$('#cam').checked) return;
+    const body = new FormData();
+    body.append('file', file, file.name);
+    const res = await fetch('/v1/explain', { method: 'POST', body, headers: headers() });
+    if (!res.ok) return;
+    const payload = await res.json();
+    const thumb = card.querySelector('.thumb');
+    thumb.src = payload.overlay;
+    thumb.dataset.testid = 'overlay';
+    thumb.title = 'Grad-CAM: where the model looked for its answer';
   }
 
   function renderPrediction(card, p, latencyMs) {
@@ -151,7 +158,6 @@ APP_JS = r"""'use strict';
     const lat = el('div', 'latency', 'latency ' + latencyMs.toFixed(1) + ' ms (server) ');
     lat.dataset.testid = 'latency';
     info.appendChild(lat);
-    renderOverlay(card, p);
   }
 
   async function classify(file) {
@@ -188,6 +194,7 @@ APP_JS = r"""'use strict';
     renderPrediction(card, payload.predictions[0], payload.latency_ms);
     card.querySelector('.latency').textContent += '\u00b7 ' + (performance.now() - started).toFixed(0) +
       ' ms round trip';
+    await renderOverlay(card, file);
   }
 
   function handle(files) {

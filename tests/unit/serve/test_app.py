@@ -104,7 +104,7 @@ def test_model_info_health_and_page(client, base_bundle: Path) -> None:
     meta = imgclf.load(base_bundle).meta_
     assert info["classes"] == list(meta.classes) and info["version"] == meta.weights_sha256
     assert info["preprocessing"]["input_size"] == 32 and info["metrics"] == {"test": {"acc": 0.9}}
-    assert info["rejection_active"] is False and info["explain"] is False
+    assert info["rejection_active"] is False and info["explain"] is True
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").json()["ready"] is True
     page = client.get("/")
@@ -265,3 +265,18 @@ def test_readiness_waits_for_warm_up(base_bundle: Path) -> None:
         pred.gate.set()
         assert pred is c.app.state.imgclf.predictor and c.app.state.imgclf.batcher.wait_ready(10)
         assert c.get("/readyz").status_code == 200
+
+
+def test_explain_returns_a_gradcam_overlay_png(client) -> None:
+    import io
+
+    from PIL import Image
+
+    res = client.post("/v1/explain", files=_files(png_bytes(1)))
+    assert res.status_code == 200, res.text
+    body = res.json()
+    assert body["method"] == "gradcam" and body["overlay"].startswith("data:image/png;base64,")
+    picture = Image.open(io.BytesIO(base64.b64decode(body["overlay"].split(",", 1)[1])))
+    assert picture.size[0] > 0 and picture.mode == "RGB"
+    assert client.post("/v1/explain", files=_files(png_bytes(1), png_bytes(2))).status_code == 422
+    assert client.post("/v1/explain", files=_files(b"not an image")).status_code in (415, 422)
