@@ -17,9 +17,10 @@ from imgclf.api._explain import ExplainedImage, ExplainReport, explain_files
 from imgclf.api._export import ExportResult, benchmark_bundle, export_bundle
 from imgclf.api._fit import FitResult, RepeatResult, train_repeated, train_run
 from imgclf.api._report import ReportResult, audit, audit_splits, build_report
-from imgclf.api._robustness import RobustnessResult, ood_score, robustness, stress_test
+from imgclf.api._robustness import LOGIT_SCORES, RobustnessResult, ood_score, robustness, stress_test
 
 __all__ = [
+    "LOGIT_SCORES",
     "DistillResult",
     "PruneResult",
     "distill",

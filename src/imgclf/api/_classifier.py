@@ -203,7 +203,7 @@ class Classifier:
         """
         _, meta = self._require()
         order = expand_inputs(inputs)
-        paths, logits, errors = self.predict_logits(order)
+        paths, logits, errors = self.predict_logits(order)  # files now: expanding again only checks they exist
         probs = apply_temperature(logits, 1.0 if raw else meta.temperature or 1.0)
         scores = [None] * len(paths)
         if meta.rejection:

@@ -12,11 +12,11 @@ from PIL import Image
 
 from imgclf import data as D
 from imgclf import monitor
-from imgclf.api import Classifier
+from imgclf.api import LOGIT_SCORES, Classifier, ood_score
 from imgclf.errors import BundleError
 from imgclf.metrics import apply_temperature
 
-REJECTION_SCORES = ("msp", "max_logit", "energy")
+REJECTION_SCORES = LOGIT_SCORES
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,8 @@ class Predictor:
     ``__call__`` runs one batch of them (the inference worker), through the classifier's export engine when
     it was loaded with one (``imgclf.load(path, engine="onnxruntime")``). Probabilities are calibrated with the bundle's
     temperature. The OOD score is the bundle's ``rejection["score"]`` (``msp`` on calibrated probabilities,
-    ``max_logit`` or ``energy``; higher means more in-distribution), else ``msp``; an image is ``unknown`` when
+    ``max_logit`` or ``energy`` at T = 1, computed by :func:`imgclf.api.ood_score` exactly as predict and
+    ``imgclf robustness`` do; higher means more in-distribution), else ``msp``; an image is ``unknown`` when
     rejection is on and its score is below ``rejection["threshold"]``.
 
     >>> # p = Predictor(imgclf.load("runs/x/bundle")); p([p.preprocess(img)])[0].label
@@ -101,15 +102,7 @@ class Predictor:
         return buf.getvalue()
 
     def _scores(self, logits: torch.Tensor) -> np.ndarray:
-        from imgclf import robustness  # the OOD scores, defined once there
-
-        if self.score_name == "max_logit":
-            scores = robustness.max_logit(logits)
-        elif self.score_name == "energy":
-            scores = robustness.energy(logits, self.score_temperature)
-        else:
-            scores = robustness.msp(logits, self.score_temperature)
-        return scores.double().numpy()  # (B,)
+        return ood_score(self.score_name, logits, self.score_temperature).double().numpy()  # (B,)
 
     def __call__(self, tensors: Sequence[torch.Tensor]) -> list[ImageResult]:
         x = torch.stack(list(tensors)).to(self.device)  # (B, 3, H, W)

@@ -44,7 +44,7 @@ def test_rejection_uses_the_bundles_score_and_threshold(make_bundle, score: str)
     clf = imgclf.load(make_bundle())
     logits = torch.from_numpy(clf.logits_from_images(images))
     expected = {"msp": robustness.msp(logits, 1.5), "max_logit": robustness.max_logit(logits),
-                "energy": robustness.energy(logits, 1.5)}[score].numpy()  # fmt: skip
+                "energy": robustness.energy(logits)}[score].numpy()  # fmt: skip
     threshold = float(np.median(expected))
     pred = Predictor(imgclf.load(make_bundle(rejection={"score": score, "threshold": threshold})))
     results = pred([pred.preprocess(im) for im in images])
