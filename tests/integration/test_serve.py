@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tests.integration._server import cli_server
+from tests.integration._helpers import cli_server
 
 import imgclf
 from imgclf import data as D

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tests.integration._server import cli_server
+from tests.integration._helpers import cli_server
 
 from imgclf.bundle import BundleMeta, save_bundle
 from imgclf.config import DataConfig

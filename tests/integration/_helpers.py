@@ -1,4 +1,4 @@
-"""A real `imgclf serve` process on loopback for the integration tests (shared by the serve tests)."""
+"""Shared by the integration tests: the CLI in a subprocess, and a real `imgclf serve` process on loopback."""
 
 from __future__ import annotations
 
@@ -13,6 +13,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+
+
+def cli(*args: str, cwd: Path | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+    """``python -m imgclf ARGS`` as a user runs it (offline hub, a wide terminal for tables)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "220"}
+    return subprocess.run([sys.executable, "-m", "imgclf", *args], capture_output=True, text=True, env=env, cwd=cwd,
+                          timeout=timeout)  # fmt: skip
 
 
 def free_port() -> int:
