@@ -38,3 +38,12 @@ def friendly_errors(fn: F) -> F:
 
 def is_tty() -> bool:
     return sys.stdout.isatty()
+
+
+def parse_fraction(text: str, option: str) -> float:
+    """'8/255' or '0.03' -> float; anything else is a usage error naming ``option``."""
+    num, _, den = text.partition("/")
+    try:
+        return float(num) / float(den) if den else float(num)
+    except (ValueError, ZeroDivisionError) as exc:
+        raise typer.BadParameter(f"{option} {text!r} is not a number or a fraction like 8/255") from exc

@@ -7,16 +7,7 @@ import typer
 from rich.table import Table
 
 from imgclf.api import robustness
-from imgclf.cli._common import console, friendly_errors
-
-
-def _fraction(text: str) -> float:
-    """'8/255' or '0.03' -> float."""
-    num, _, den = text.partition("/")
-    try:
-        return float(num) / float(den) if den else float(num)
-    except ValueError as exc:
-        raise typer.BadParameter(f"{text!r} is not a number or a fraction like 8/255") from exc
+from imgclf.cli._common import console, friendly_errors, parse_fraction
 
 
 def _show(eps: float) -> str:
@@ -51,7 +42,7 @@ def robustness_cmd(
 
         imgclf robustness runs/x/bundle cifar_folder --max-images 128 --no-corruptions --no-store
     """
-    eps = [_fraction(e) for e in epsilons.split(",") if e.strip()]
+    eps = [parse_fraction(e, "--epsilons") for e in epsilons.split(",") if e.strip()]
     res = robustness(model, data, ood=ood, max_images=max_images, epsilons=eps, corruptions=not no_corruptions,
                      target_acceptance=acceptance, out_dir=out, store=store)  # fmt: skip
     if as_json:

@@ -6,7 +6,7 @@ import typer
 from rich.table import Table
 
 from imgclf.api import Classifier
-from imgclf.cli._common import console, friendly_errors
+from imgclf.cli._common import console, friendly_errors, parse_fraction
 
 
 @friendly_errors
@@ -59,11 +59,7 @@ def train(
     if adv_train:
         extra.append(f"train.adv_train={adv_train}")
     if adv_eps:
-        num, _, den = adv_eps.partition("/")
-        try:
-            extra.append(f"train.adv_eps={float(num) / float(den) if den else float(num)}")
-        except ValueError as exc:
-            raise typer.BadParameter(f"--adv-eps {adv_eps!r} is not a number or a fraction like 8/255") from exc
+        extra.append(f"train.adv_eps={parse_fraction(adv_eps, '--adv-eps')}")
     clf = Classifier(config, sets=[*extra, *sets], model=model, epochs=epochs, batch_size=batch_size,
                      img_size=img_size, weights=weights, out=out, name=name, seed=seed)  # fmt: skip
     if seeds > 1 or folds:
