@@ -171,9 +171,12 @@ class Classifier:
 
         Inputs are files, folders or globs (see :func:`expand_inputs`); images are decoded a batch at a time.
         """
+        return self._logits_of_files(expand_inputs(inputs), batch_size)
+
+    def _logits_of_files(self, paths: Sequence[str], batch_size: int = 32
+                         ) -> tuple[list[str], np.ndarray, dict[str, str]]:  # fmt: skip
         _, meta = self._require()
         ok, chunks, errors = [], [np.zeros((0, meta.num_classes), np.float32)], {}
-        paths = expand_inputs(inputs)
         for start in range(0, len(paths), batch_size):
             images = []
             for path in paths[start : start + batch_size]:
@@ -203,7 +206,7 @@ class Classifier:
         """
         _, meta = self._require()
         order = expand_inputs(inputs)
-        paths, logits, errors = self.predict_logits(order)  # files now: expanding again only checks they exist
+        paths, logits, errors = self._logits_of_files(order)
         probs = apply_temperature(logits, 1.0 if raw else meta.temperature or 1.0)
         scores = [None] * len(paths)
         if meta.rejection:

@@ -41,14 +41,19 @@ def split_logits(model: torch.nn.Module, samples: D.SampleList, pre: DataConfig,
 
 
 def monitor_reference(model: torch.nn.Module, samples: D.SampleList, pre: DataConfig, temperature: float,
-                      *, seed: int = 0, batch_size: int = 64) -> dict[str, Any]:  # fmt: skip
+                      *, seed: int = 0, batch_size: int = 64,
+                      logits: np.ndarray | None = None) -> dict[str, Any]:  # fmt: skip
     """Drift-monitoring reference statistics of held-out ``samples`` (calibrated confidences, predicted-class
-    frequencies, projected embeddings), stored in the bundle as ``extra["monitor"]`` for ``imgclf monitor``."""
+    frequencies, projected embeddings), stored in the bundle as ``extra["monitor"]`` for ``imgclf monitor``.
+
+    Pass ``logits`` of the same samples when they are already computed (saves one pass over the images).
+    """
     from imgclf.monitor import reference_stats
 
-    out = split_logits(model, samples, pre, batch_size=batch_size)
+    if logits is None:
+        logits = split_logits(model, samples, pre, batch_size=batch_size).logits
     feats = split_logits(model, samples, pre, batch_size=batch_size, features=True)
-    return reference_stats(M.apply_temperature(out.logits, temperature), feats.logits, seed=seed)
+    return reference_stats(M.apply_temperature(logits, temperature), feats.logits, seed=seed)
 
 
 def sample_tensors(samples: D.SampleList, pre: DataConfig, limit: int | None = None, seed: int = 0

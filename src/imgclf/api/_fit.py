@@ -271,10 +271,11 @@ def _finish(cfg: RunConfig, state: E.TrainState, splits: D.Splits, pre: DataConf
         metrics["test"] = _accuracy(test, temperature or 1.0)
     if state.history:
         metrics["last_epoch"] = state.history[-1]
-    held_out = splits.test if splits.test is not None and len(splits.test) else splits.val
+    held_out, held_logits = (splits.test, test) if test is not None else (splits.val, val)
     extra = dict(extra)
-    if held_out is not None and len(held_out):
-        extra["monitor"] = monitor_reference(model, held_out, pre, temperature or 1.0, seed=cfg.train.seed)
+    if held_logits is not None:
+        extra["monitor"] = monitor_reference(model, held_out, pre, temperature or 1.0, seed=cfg.train.seed,
+                                             logits=held_logits.logits)  # fmt: skip
     meta = BundleMeta(
         architecture=cfg.model.name, classes=tuple(splits.classes), preprocessing=pre,
         arch_args={"drop_rate": cfg.model.drop_rate}, temperature=temperature, training=to_dict(cfg),
