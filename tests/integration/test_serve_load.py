@@ -175,7 +175,9 @@ def test_malformed_uploads_get_only_4xx_and_health_checks_keep_answering(bundle:
             assert http.post("/v1/predict", files=[("file", ("g.png", good, "image/png"))]).status_code == 200
             metrics = http.get("/metrics").text
         assert proc.poll() is None
-        assert 'status="5' not in metrics  # no 5xx was ever answered
+        # No 5xx was ever answered, except /readyz's "not warmed up yet" 503 while the test waits for readiness.
+        five = [line for line in metrics.splitlines() if 'status="5' in line and 'route="/readyz"' not in line]
+        assert not five, five
 
 
 def test_sigterm_during_load_loses_no_accepted_request(bundle: Path, tmp_path: Path) -> None:
