@@ -1,60 +1,15 @@
-"""The Python API mirroring the CLI verbs: ``fit``, ``load``, ``Classifier``."""
+"""The fit chain and the estimator: ``fit``, ``load``, ``Classifier`` (predict / predict_proba / evaluate /
+calibrate / explain / export / save), and ``train_run`` for workflows that train more than once.
 
-from imgclf.api._classifier import Classifier, Prediction, expand_inputs, fit, load
-from imgclf.api._compress import DistillResult, PruneResult, distill, prune_bundle
-from imgclf.api._evaluate import (
-    CalibrationResult,
-    Evaluation,
-    analyse,
-    calibrate,
-    compare,
-    evaluate,
-    sample_tensors,
-    split_logits,
-    summary_rows,
-)
-from imgclf.api._explain import ExplainedImage, ExplainReport, explain_files
-from imgclf.api._export import ExportResult, benchmark_bundle, export_bundle
-from imgclf.api._fit import FitResult, RepeatResult, train_repeated, train_run
-from imgclf.api._report import ReportResult, audit, audit_splits, build_report
-from imgclf.api._robustness import LOGIT_SCORES, RobustnessResult, ood_score, robustness, stress_test
+Bundle-level verbs of each capability live in that capability's package (``imgclf.evaluation.build_report``,
+``imgclf.robustness.stress_test``, ``imgclf.export.export_bundle`` ...).
+"""
 
-__all__ = [
-    "LOGIT_SCORES",
-    "DistillResult",
-    "PruneResult",
-    "distill",
-    "prune_bundle",
-    "ExportResult",
-    "benchmark_bundle",
-    "export_bundle",
-    "RobustnessResult",
-    "ood_score",
-    "robustness",
-    "stress_test",
-    "ReportResult",
-    "audit",
-    "audit_splits",
-    "build_report",
-    "CalibrationResult",
-    "Classifier",
-    "Evaluation",
-    "analyse",
-    "calibrate",
-    "compare",
-    "evaluate",
-    "sample_tensors",
-    "split_logits",
-    "summary_rows",
-    "ExplainReport",
-    "ExplainedImage",
-    "FitResult",
-    "Prediction",
-    "expand_inputs",
-    "explain_files",
-    "fit",
-    "load",
-    "RepeatResult",
-    "train_repeated",
-    "train_run",
-]
+from imgclf.api._classifier import SHORTCUTS, Classifier, Prediction, fit, load
+from imgclf.api._fit import FitResult, train_run
+from imgclf.api._run import run_name
+from imgclf.utils import publish
+
+__all__ = ["SHORTCUTS", "Classifier", "FitResult", "Prediction", "fit", "load", "run_name", "train_run"]
+
+publish(__name__, globals(), __all__)

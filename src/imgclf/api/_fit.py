@@ -2,42 +2,42 @@
 
 from __future__ import annotations
 
-import json
 import statistics
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from rich.console import Console
 
 from imgclf import data as D
 from imgclf import engine as E
-from imgclf.api._adversarial import AdversarialTraining
-from imgclf.api._distill import DistillationObjective, TeacherSignal
-from imgclf.api._evaluate import checked_temperature, monitor_reference, sample_tensors, split_logits
-from imgclf.api._report import audit_splits, build_report
+from imgclf import evaluation as V
+from imgclf import export as X
+from imgclf import monitor
+from imgclf import robustness as R
 from imgclf.api._run import run_name, write_run_files
-from imgclf.bundle import BundleMeta, load_bundle, save_bundle
+from imgclf.bundle import Bundle, BundleMeta, load_bundle, read_meta, save_bundle
 from imgclf.config import DataConfig, RunConfig, load_config, to_dict
 from imgclf.errors import ConfigError, DataError, TrainingInterrupted
-from imgclf.losses import balanced_class_weights, build_loss
-from imgclf.metrics import apply_temperature
 from imgclf.models import create_model, freeze_backbone, model_data_config, split_parameters
 from imgclf.optim import build_optimizer, build_scheduler
-from imgclf.utils import atomic_write_text, seed_everything
+from imgclf.tasks import Task, fit_rejection, make_task
+from imgclf.utils import seed_everything
 
 
 @dataclass(frozen=True)
 class FitResult:
-    """Where a finished run put its files, and its final metrics."""
+    """Where a finished run put its files, its final metrics, and the trained bundle in memory
+    (``bundle``; ``evaluation``: the held-out evaluation the report shows)."""
 
     run_dir: Path
     bundle_dir: Path
     metrics: dict[str, Any]
     config: RunConfig
+    bundle: Bundle | None = field(default=None, repr=False, compare=False)
+    evaluation: V.Evaluation | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"run_dir": str(self.run_dir), "bundle_dir": str(self.bundle_dir), "metrics": self.metrics,
@@ -107,6 +107,7 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
     if resume is not None:
         resume = Path(resume)
         cfg = load_config(resume / "config.yaml")
+    cfg = _absolute_source(cfg)
     device = E.resolve_device(cfg.train.device)
     info = E.init_distributed(device)
     device = E.local_device(device, info)
@@ -118,6 +119,7 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
     if cfg.data.folds:
         splits = D.kfold(splits, cfg.data.folds, cfg.data.fold, cfg.train.seed)
     num_classes = len(splits.classes)
+    task = _task(cfg, splits)
     model, extra = _initial_model(cfg, num_classes, resume)
     pre = _preprocessing(cfg, model, splits, console)
     cfg = replace(cfg, data=replace(cfg.data, img_size=pre.input_size))
@@ -127,28 +129,25 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
         write_run_files(run_dir, cfg, device, info)
         D.write_split(run_dir / "split.json", splits)
         _summarise_data(splits, console)
-        audit = _quick_audit(splits, console) if resume is None else None
+        audit = _audit(splits, console)
     if cfg.model.freeze == "backbone":
         freeze_backbone(model)
     backbone, head = split_parameters(model)
     model = model.to(device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    counts = D.class_counts(splits.train.labels, num_classes)
     ratio = D.imbalance_ratio(splits.train.labels)
     if ratio > 5 and cfg.data.sampler != "balanced" and cfg.train.class_weights == "none" and info.is_main:
         console.print(f"[yellow]classes are imbalanced (largest/smallest = {ratio:.1f}); consider "
                       "--set train.class_weights=balanced or --set data.sampler=balanced[/yellow]")  # fmt: skip
-    weights = balanced_class_weights(counts).to(device) if cfg.train.class_weights == "balanced" else None
-    loss_fn = build_loss(cfg.train.loss, label_smoothing=cfg.train.label_smoothing, class_weights=weights,
-                         focal_gamma=cfg.train.focal_gamma)  # fmt: skip
+    loss_fn = task.build_loss(cfg.train, _targets(splits.train)).to(device)
     teacher = None
     if cfg.train.distill_teacher:
         teacher = load_bundle(cfg.train.distill_teacher, device=device)
         if teacher.meta.classes != tuple(splits.classes):
             raise DataError(f"the teacher {cfg.train.distill_teacher} has classes {teacher.meta.classes}, the data "
                             f"{tuple(splits.classes)}; distillation needs the same classes")  # fmt: skip
-        loss_fn = DistillationObjective(loss_fn, cfg.train.distill_temperature, cfg.train.distill_alpha)
+        loss_fn = X.DistillationObjective(loss_fn, cfg.train.distill_temperature, cfg.train.distill_alpha)
     scale = cfg.optim.backbone_lr_scale if cfg.model.weights else 1.0
     optimizer = build_optimizer(backbone, head, cfg.optim, backbone_lr_scale=scale)
     train_loader, sampler, val_loader = _loaders(cfg, splits, pre, info, device)
@@ -165,17 +164,17 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
         batch_size=cfg.data.batch_size, device=device, amp_dtype=amp,
         scaler=torch.amp.GradScaler("cuda") if amp == torch.float16 else None,
         channels_last=cfg.train.channels_last, grad_clip=cfg.train.grad_clip, accumulate=cfg.train.accumulate,
-        dist=info,
+        dist=info, task=task,
     )  # fmt: skip
     callbacks: list[E.Callback] = [E.GracefulStop()]
     mix = D.mixup_cutmix(num_classes, cfg.data.mixup, cfg.data.cutmix)
     if mix is not None:
         callbacks.append(E.BatchMix(mix))
     if cfg.train.adv_train == "pgd":
-        robust_val = sample_tensors(splits.val, pre, 128) if splits.val else None
-        callbacks.append(AdversarialTraining(pre, eps=cfg.train.adv_eps, steps=cfg.train.adv_steps, val=robust_val))
+        robust_val = D.sample_tensors(splits.val, pre, 128) if splits.val else None
+        callbacks.append(R.AdversarialTraining(pre, eps=cfg.train.adv_eps, steps=cfg.train.adv_steps, val=robust_val))
     if teacher is not None:
-        callbacks.append(TeacherSignal(teacher.model, loss_fn, pre, teacher.meta.preprocessing))
+        callbacks.append(X.TeacherSignal(teacher.model, loss_fn, pre, teacher.meta.preprocessing))
     if cfg.train.ema:
         callbacks.append(E.EMA(model, cfg.train.ema_decay, total_steps=steps * cfg.train.epochs))
     monitor = cfg.train.monitor if val_loader is not None else "train_loss"
@@ -195,7 +194,9 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
                                   f"Continue with: imgclf train --resume {run_dir}")  # fmt: skip
     if state.stop_reason and info.is_main:
         console.print(state.stop_reason)
-    result = _finish(cfg, state, splits, pre, run_dir, checkpointer, console, audit, extra) if info.is_main else None
+    result = None
+    if info.is_main:
+        result = _finish(cfg, task, state, splits, pre, run_dir, checkpointer, console, audit, extra)
     E.barrier(info)
     E.cleanup_distributed(info)
     return result or FitResult(run_dir, run_dir / "bundle", {}, cfg)
@@ -217,13 +218,33 @@ def _initial_model(cfg: RunConfig, num_classes: int, resume: Path | None) -> tup
     return create_model(cfg.model.name, num_classes, weights=weights, drop_rate=cfg.model.drop_rate), {}
 
 
-def _quick_audit(splits: D.Splits, console: Console) -> Any:
-    """The cheap part of the audit before training: counts, unreadable files, exact duplicates and leakage."""
-    audit = audit_splits(splits, near_duplicates=False)
+def _audit(splits: D.Splits, console: Console) -> V.AuditReport | None:
+    """The data audit, once per run: counts, unreadable files, exact and near duplicates, leakage (near duplicates
+    up to NEAR_DUPLICATE_LIMIT files). Its warnings are shown now; the report reuses it."""
+    n_files = sum(len(s) for _, s in splits.items())
+    audit = V.audit_splits(splits, near_duplicates=n_files <= V.NEAR_DUPLICATE_LIMIT)
     for warning in audit.warnings if audit is not None else ():
         style = "bold red" if warning.startswith("LEAKAGE") else "yellow"
         console.print(f"[{style}]{warning}[/{style}]", highlight=False)
     return audit
+
+
+def _absolute_source(cfg: RunConfig) -> RunConfig:
+    """The data source as an absolute path when it is one, so the bundle finds its data from anywhere."""
+    source = cfg.data.source
+    if source and Path(source).exists():
+        return replace(cfg, data=replace(cfg.data, source=str(Path(source).resolve())))
+    return cfg
+
+
+def _task(cfg: RunConfig, splits: D.Splits) -> Task:
+    """The kind of label the data has (``Splits.task``) as a task over its classes."""
+    return make_task(getattr(splits, "task", "single"), splits.classes)
+
+
+def _targets(samples: Any) -> Any:
+    """The training targets a task weights its loss by: class indices, or multi-hot rows."""
+    return getattr(samples, "multi_hot", None) if getattr(samples, "is_multilabel", False) else samples.labels
 
 
 def _summarise_data(splits: D.Splits, console: Console) -> None:
@@ -233,106 +254,71 @@ def _summarise_data(splits: D.Splits, console: Console) -> None:
         console.print(f"[yellow]skipped {len(splits.skipped)} unreadable file(s); see split.json[/yellow]")
 
 
-def _split_logits(model: torch.nn.Module, samples: D.SampleList | None, pre: DataConfig,
-                  cfg: RunConfig) -> E.InferenceOutput | None:  # fmt: skip
+def _held_out_pass(model: torch.nn.Module, samples: D.SampleList | None, pre: DataConfig,
+                   cfg: RunConfig) -> E.InferenceOutput | None:  # fmt: skip
+    """Logits and features of a held-out split in one pass (None for a missing split)."""
     if samples is None or len(samples) == 0:
         return None
-    return split_logits(model, samples, pre, batch_size=cfg.data.batch_size, workers=cfg.data.workers,
-                        channels_last=cfg.train.channels_last)  # fmt: skip
+    return E.run_inference(model, samples, pre, batch_size=cfg.data.batch_size, workers=cfg.data.workers,
+                           channels_last=cfg.train.channels_last, features=True)  # fmt: skip
 
 
-def _accuracy(out: E.InferenceOutput, temperature: float = 1.0) -> dict[str, float]:
-    probs = apply_temperature(out.logits, temperature)
-    p_true = probs[np.arange(len(out.labels)), out.labels].clip(1e-12)
-    return {"acc": float((probs.argmax(1) == out.labels).mean()), "nll": float(-np.log(p_true).mean()),
-            "n": int(len(out.labels))}  # fmt: skip
-
-
-def _finish(cfg: RunConfig, state: E.TrainState, splits: D.Splits, pre: DataConfig, run_dir: Path,
-            checkpointer: E.Checkpointer, console: Console, audit: Any,
+def _finish(cfg: RunConfig, task: Task, state: E.TrainState, splits: D.Splits, pre: DataConfig, run_dir: Path,
+            checkpointer: E.Checkpointer, console: Console, audit: V.AuditReport | None,
             extra: dict[str, Any]) -> FitResult:  # fmt: skip
-    """Load the best weights, calibrate on val, score the test split, write the bundle."""
+    """Load the best weights; one pass over val and one over test (logits and features together); from them the
+    calibration, decision thresholds, rejection rule, metrics, drift reference, bundle and report."""
     model = state.model_for_eval()
     if checkpointer.best_path.is_file():
         tensors, _ = E.load_checkpoint(checkpointer.best_path)
         model.load_state_dict(E.unprefixed("model", tensors))
     model = model.float().eval()
-    temperature = None
+    temperature, rejection = None, None
     metrics: dict[str, Any] = {"epochs_run": state.epoch, "skipped_images": state.skipped_images + len(splits.skipped)}
-    val = _split_logits(model, splits.val, pre, cfg)
+    val = _held_out_pass(model, splits.val, pre, cfg)
+    test = _held_out_pass(model, splits.test, pre, cfg)
+    task_record = task.to_dict()
     if val is not None:
         if cfg.train.calibrate:
-            temperature, reason = checked_temperature(val.logits, val.labels)
+            temperature, reason = task.fit_calibration(val.logits, val.labels)
             if temperature is None:
                 console.print(f"[yellow]calibration skipped: {reason}[/yellow]")
-        metrics["val"] = _accuracy(val, temperature or 1.0)
-    test = _split_logits(model, splits.test, pre, cfg)
+        task_record.update(task.fit_decision(task.probabilities(val.logits, temperature), val.labels))
+        if task.supports_rejection:
+            rejection = fit_rejection(val.logits, temperature=temperature, ood_source="none (held-out images only)")
+        metrics["val"] = task.summary(task.probabilities(val.logits, temperature), val.labels)
     if test is not None:
-        metrics["test"] = _accuracy(test, temperature or 1.0)
+        metrics["test"] = task.summary(task.probabilities(test.logits, temperature), test.labels)
     if state.history:
         metrics["last_epoch"] = state.history[-1]
-    held_out, held_logits = (splits.test, test) if test is not None else (splits.val, val)
+    task = make_task(task_record["kind"], task.classes, **{k: v for k, v in task_record.items() if k != "kind"})
+    split_name, held_samples = V.held_out_split(splits)
+    held = test if split_name == "test" else val
     extra = dict(extra)
-    if held_logits is not None:
-        extra["monitor"] = monitor_reference(model, held_out, pre, temperature or 1.0, seed=cfg.train.seed,
-                                             logits=held_logits.logits)  # fmt: skip
+    evaluation = None
+    if held is not None:
+        probs = task.probabilities(held.logits, temperature)
+        extra["monitor"] = monitor.reference_stats(probs, held.features, seed=cfg.train.seed)
+        if cfg.train.report:
+            evaluation = V.analyse(held.logits, held.labels, task, temperature=temperature, split=split_name,
+                                   describe=held_samples.describe, skipped=held.skipped,
+                                   seed=cfg.train.seed)  # fmt: skip
     meta = BundleMeta(
         architecture=cfg.model.name, classes=tuple(splits.classes), preprocessing=pre,
-        arch_args={"drop_rate": cfg.model.drop_rate}, temperature=temperature, training=to_dict(cfg),
-        metrics=metrics, data=splits.info, extra=extra,
+        arch_args={"drop_rate": cfg.model.drop_rate}, temperature=temperature, task=task_record,
+        rejection=rejection, training=to_dict(cfg), metrics=metrics, data=splits.info, extra=extra,
     )  # fmt: skip
     bundle_dir = save_bundle(run_dir / "bundle", model, meta)
-    summary = "  ".join(f"{k} acc {v['acc']:.4f}" for k, v in metrics.items() if k in ("val", "test"))
+    bundle = Bundle(model, read_meta(bundle_dir), bundle_dir)
+    summary = "  ".join(f"{k} {_headline(v)}" for k, v in metrics.items() if k in ("val", "test"))
     console.print(f"[green]done[/green]: {summary}  bundle: {bundle_dir}")
     if cfg.train.report:
-        report = build_report(run_dir, bundle=load_bundle(bundle_dir), audit_report=audit)
+        report = V.build_report(run_dir, bundle=bundle, evaluation=evaluation, splits=splits, audit_report=audit)
         console.print(f"report: {report.html}")
-    return FitResult(run_dir, bundle_dir, metrics, cfg)
+    return FitResult(run_dir, bundle_dir, metrics, cfg, bundle, evaluation)
 
 
-@dataclass(frozen=True)
-class RepeatResult:
-    """Several runs of one recipe (seeds or cross-validation folds) and the spread of their accuracy."""
-
-    kind: str
-    metric: str
-    runs: tuple[FitResult, ...]
-    values: tuple[float, ...]
-
-    @property
-    def mean(self) -> float:
-        return float(np.mean(self.values))
-
-    @property
-    def std(self) -> float:
-        return float(np.std(self.values, ddof=1)) if len(self.values) > 1 else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "metric": self.metric, "values": list(self.values), "mean": self.mean,
-                "std": self.std, "runs": [str(r.run_dir) for r in self.runs]}  # fmt: skip
-
-
-def train_repeated(cfg: RunConfig, *, seeds: int = 1, folds: int | None = None,
-                   console: Console | None = None) -> RepeatResult:  # fmt: skip
-    """Train ``seeds`` times (seed, seed+1, ...) or once per fold of stratified ``folds``-fold cross-validation.
-
-    Runs go to ``OUT/NAME/seed<i>`` or ``OUT/NAME/fold<i>``; ``OUT/NAME/summary.json`` holds mean ± std of test
-    accuracy (seeds; val when there is no test split) or of each fold's held-out accuracy (folds).
-    """
-    console = console or Console()
-    parent = Path(cfg.train.out) / run_name(cfg)
-    kind = "folds" if folds else "seeds"
-    runs = []
-    for i in range(folds or seeds):
-        train = replace(cfg.train, out=str(parent), name=f"{kind[:-1]}{i}",
-                        seed=cfg.train.seed if folds else cfg.train.seed + i)  # fmt: skip
-        data = replace(cfg.data, folds=folds, fold=i) if folds else cfg.data
-        console.rule(f"{kind[:-1]} {i + 1} of {folds or seeds}")
-        runs.append(train_run(replace(cfg, train=train, data=data), console=console))
-    metric = "val" if folds or any("test" not in r.metrics for r in runs) else "test"
-    values = tuple(float(r.metrics[metric]["acc"]) for r in runs)
-    result = RepeatResult(kind, f"{metric} accuracy", tuple(runs), values)
-    atomic_write_text(parent / "summary.json", json.dumps(result.to_dict(), indent=2) + "\n")
-    console.print(f"[bold]{result.metric} over {len(values)} {kind}: {result.mean:.4f} ± {result.std:.4f}[/bold] "
-                  f"(values {', '.join(f'{v:.4f}' for v in values)}); summary: {parent / 'summary.json'}")  # fmt: skip
-    return result
+def _headline(summary: dict[str, float]) -> str:
+    """The first figure of a split summary, e.g. ``acc 0.9812``."""
+    key = next(k for k in summary if k != "n")
+    return f"{key} {summary[key]:.4f}"

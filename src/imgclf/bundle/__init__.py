@@ -12,10 +12,13 @@ from imgclf.bundle._bundle import (
     save_bundle,
     update_meta,
 )
+from imgclf.bundle._data import SPLITS, split_samples, training_source
+from imgclf.utils import publish
 
 __all__ = [
     "BUNDLE_FILE",
     "SCHEMA_VERSION",
+    "SPLITS",
     "WEIGHTS_FILE",
     "Bundle",
     "BundleMeta",
@@ -23,5 +26,9 @@ __all__ = [
     "load_bundle",
     "read_meta",
     "save_bundle",
+    "split_samples",
+    "training_source",
     "update_meta",
 ]
+
+publish(__name__, globals(), __all__)

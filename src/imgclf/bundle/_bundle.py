@@ -17,9 +17,10 @@ from torch import nn
 from imgclf.config import DataConfig, from_dict, to_dict
 from imgclf.errors import BundleError, ImgclfError
 from imgclf.models import create_model, resize_to_state_dict
+from imgclf.tasks import Task, task_from_dict
 from imgclf.utils import atomic_write_bytes, atomic_write_text, sha256_bytes
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the task (kind of label, its decision parameters); schema-1 bundles load as single-label
 BUNDLE_FILE = "imgclf.json"
 WEIGHTS_FILE = "model.safetensors"
 
@@ -42,13 +43,19 @@ def library_versions() -> dict[str, str]:
 
 @dataclass(frozen=True)
 class BundleMeta:
-    """Everything needed to use the weights: architecture, labels, preprocessing, calibration, provenance."""
+    """Everything needed to use the weights: architecture, labels, task, preprocessing, calibration, provenance.
+
+    ``task`` records the kind of label and its decision parameters (``{"kind": "single"}``; multi-label adds
+    per-class ``thresholds``, hierarchical its ``hierarchy`` and back-off threshold); ``temperature`` is the
+    calibration (one float, or one per class for multi-label).
+    """
 
     architecture: str
     classes: tuple[str, ...]
     preprocessing: DataConfig
     arch_args: dict[str, Any] = field(default_factory=dict)
-    temperature: float | None = None
+    temperature: float | list[float] | None = None
+    task: dict[str, Any] = field(default_factory=lambda: {"kind": "single"})
     rejection: dict[str, Any] | None = None
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -62,6 +69,10 @@ class BundleMeta:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def make_task(self) -> Task:
+        """The :class:`~imgclf.tasks.Task` this bundle was trained for."""
+        return task_from_dict(self.task, self.classes)
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -83,11 +94,15 @@ class BundleMeta:
 
 @dataclass(frozen=True)
 class Bundle:
-    """A loaded bundle: the model (eval mode) and its metadata."""
+    """A model (eval mode) with its metadata; ``path`` is where it was loaded from (None: only in memory)."""
 
     model: nn.Module
     meta: BundleMeta
-    path: Path
+    path: Path | None = None
+
+    @property
+    def task(self) -> Task:
+        return self.meta.make_task()
 
 
 def _bundle_dir(path: str | Path) -> Path:
@@ -108,7 +123,7 @@ def save_bundle(directory: str | Path, model: nn.Module, meta: BundleMeta) -> Pa
     directory = Path(directory)
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     weights = st_save(state)
-    meta = dataclasses.replace(meta, weights_sha256=sha256_bytes(weights))
+    meta = dataclasses.replace(meta, weights_sha256=sha256_bytes(weights), schema_version=SCHEMA_VERSION)
     atomic_write_bytes(directory / WEIGHTS_FILE, weights)
     atomic_write_text(directory / BUNDLE_FILE, json.dumps(meta.to_dict(), indent=2) + "\n")
     return directory
@@ -155,6 +170,6 @@ def load_bundle(path: str | Path, *, device: str | torch.device = "cpu") -> Bund
 def update_meta(path: str | Path, **changes: Any) -> BundleMeta:
     """Rewrite ``imgclf.json`` with some fields changed (e.g. ``temperature=1.7``); weights are untouched."""
     directory = _bundle_dir(path)
-    meta = dataclasses.replace(read_meta(directory), **changes)
+    meta = dataclasses.replace(read_meta(directory), **changes, schema_version=SCHEMA_VERSION)
     atomic_write_text(directory / BUNDLE_FILE, json.dumps(meta.to_dict(), indent=2) + "\n")
     return meta

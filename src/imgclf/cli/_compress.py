@@ -5,8 +5,9 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from imgclf.api import Classifier, distill, prune_bundle
+from imgclf.api import Classifier
 from imgclf.cli._common import console, friendly_errors
+from imgclf.workflows import distill, prune_bundle
 
 
 @friendly_errors

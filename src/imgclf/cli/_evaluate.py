@@ -6,8 +6,10 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from imgclf.api import calibrate, compare, evaluate
+from imgclf.api import load
+from imgclf.bundle import load_bundle
 from imgclf.cli._common import console, friendly_errors
+from imgclf.evaluation import bundle_name, compare_bundles, summary_rows
 
 
 @friendly_errors
@@ -30,18 +32,25 @@ def evaluate_cmd(
 
         imgclf evaluate runs/x/bundle data.csv --split all --groups sites.csv --out eval/ --json
     """
-    ev = evaluate(model, data, split=split, raw=raw, groups_csv=groups, out_dir=out, n_resamples=resamples,
-                  engine=engine)
+    ev = load(model, engine=engine).evaluate(data, split=split, raw=raw, groups_csv=groups, out_dir=out,
+                                             n_resamples=resamples)  # fmt: skip
     if as_json:
         print(json.dumps(ev.to_dict(), indent=2))
         return
-    from imgclf.api import summary_rows
-
-    head = Table("metric", "value [95% CI]", title=f"{ev.metrics.n} images, split {ev.split}"
+    head = Table("metric", "value [95% CI]", title=f"{ev.n} images, split {ev.split}, {ev.task} task"
                  + (f", {ev.skipped} unreadable skipped" if ev.skipped else ""))  # fmt: skip
     for name, value in summary_rows(ev):
         head.add_row(name, value)
     console.print(head)
+    per_class = ev.task_metrics.detail.get("per_class")
+    if per_class:  # multi-label: per-class AP / precision / recall / F1
+        per = Table("class", "AP", "precision", "recall", "F1", "support", title="per class")
+        for row in per_class:
+            per.add_row(str(row["class"]), *(f"{row[k]:.3f}" if row[k] is not None else "n/a"
+                                             for k in ("ap", "precision", "recall", "f1")), str(row["support"]))
+        console.print(per)
+    if ev.metrics is None:
+        return
     per = Table("class", "precision", "recall", "F1", "support", "AUC", title="per class, worst first")
     for c in ev.metrics.worst_classes():
         per.add_row(c.name, f"{c.precision:.3f}", f"{c.recall:.3f}", f"{c.f1:.3f}", str(c.support), f"{c.auc:.3f}")
@@ -49,7 +58,7 @@ def evaluate_cmd(
     if ev.confused:
         pairs = "; ".join(f"{p.true} → {p.predicted} ({p.count})" for p in ev.confused[:5])
         console.print(f"most confused: {pairs}")
-    if ev.risk.threshold is not None:
+    if ev.risk is not None and ev.risk.threshold is not None:
         console.print(f"abstaining below confidence {ev.risk.threshold:.3f} keeps {ev.risk.threshold_coverage:.1%} "
                       f"of images at {ev.risk.accuracy_at_threshold:.3f} accuracy")  # fmt: skip
     if ev.groups is not None:
@@ -62,19 +71,30 @@ def evaluate_cmd(
 @friendly_errors
 def calibrate_cmd(
     model: Path = typer.Argument(..., help="A bundle directory (RUN_DIR/bundle); updated in place."),
-    data: str = typer.Argument(..., help="Data with a validation split (the one training used by default)."),
-    split: str = typer.Option("val", "--split", help="Split to fit the temperature on."),
+    data: str = typer.Argument(None, help="Data with a validation split (default: the bundle's training data)."),
+    split: str = typer.Option("val", "--split", help="Split to fit the temperature on (val keeps test held out)."),
 ) -> None:
-    """Fit temperature scaling (minimising NLL) and store it in the bundle; predict/evaluate then use it.
+    """Fit temperature scaling (minimising NLL) and store it in the bundle; predict/evaluate then use it. The
+    rejection threshold is re-chosen at the new temperature, and the drift reference follows.
 
     Examples:
 
-        imgclf calibrate runs/x/bundle path/to/images
+        imgclf calibrate runs/x/bundle
+
+        imgclf calibrate runs/x/bundle path/to/images --split val
     """
-    res = calibrate(model, data, split=split)
-    b, a = res.before, res.after
-    console.print(f"temperature {res.temperature:.3f} on split {res.split}: ECE {b.ece:.4f} → {a.ece:.4f}, "
-                  f"NLL {b.nll:.4f} → {a.nll:.4f}; stored in {model}")  # fmt: skip
+    res = load(model).calibrate(data, split=split, save=True)
+    for warning in res.warnings:
+        console.print(f"[yellow]warning: {warning}[/yellow]")
+    t = res.temperature
+    shown = f"{t:.3f}" if isinstance(t, float) else f"{len(t)} per-class temperatures"
+    line = f"temperature {shown} on split {res.split}"
+    if res.before is not None and res.after is not None:
+        b, a = res.before, res.after
+        line += f": ECE {b.ece:.4f} → {a.ece:.4f}, NLL {b.nll:.4f} → {a.nll:.4f}"
+    if "rejection" in res.changes:
+        line += f"; rejection threshold re-chosen ({res.changes['rejection']['threshold']:.4g})"
+    console.print(f"{line}; stored in {model}")
 
 
 @friendly_errors
@@ -91,10 +111,12 @@ def compare_cmd(
 
         imgclf compare runs/a/bundle runs/b/bundle path/to/images
     """
-    cmp = compare(model_a, model_b, data, split=split)
+    a, b = load_bundle(model_a), load_bundle(model_b)
+    cmp = compare_bundles(a, b, data, split=split)
     if as_json:
         print(json.dumps(cmp.to_dict(), indent=2))
         return
-    console.print(f"A = {model_a}: accuracy {cmp.accuracy_a:.4f}\nB = {model_b}: accuracy {cmp.accuracy_b:.4f}\n"
+    console.print(f"A = {bundle_name(a)}: accuracy {cmp.accuracy_a:.4f}\nB = {bundle_name(b)}: accuracy "
+                  f"{cmp.accuracy_b:.4f}\n"
                   f"difference A − B: {cmp.difference}  McNemar p = {cmp.mcnemar.p_value:.4g}\n"
                   f"[bold]{cmp.verdict}[/bold]")  # fmt: skip

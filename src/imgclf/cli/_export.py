@@ -6,8 +6,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from imgclf.api import benchmark_bundle, export_bundle
 from imgclf.cli._common import console, friendly_errors
+from imgclf.export import benchmark_bundle, export_bundle
 
 
 @friendly_errors

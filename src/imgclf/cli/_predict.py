@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from imgclf.api import load
+from imgclf.api import Prediction, load
 from imgclf.cli._common import console, err_console, friendly_errors
 from imgclf.utils import atomic_write_text
 
@@ -25,6 +25,8 @@ def predict(
                                "onnxruntime (the bundle's model.onnx)."),
     no_reject: bool = typer.Option(False, "--no-reject", help="Show the top class even for images the bundle's "
                                    "rejection rule calls unknown."),
+    no_backoff: bool = typer.Option(False, "--no-backoff", help="Hierarchical models: show the leaf even when it is "
+                                    "unsure (default: back off to the deepest confident ancestor)."),
 ) -> None:
     """Predict labels for images with a trained bundle.
 
@@ -35,28 +37,59 @@ def predict(
         imgclf predict runs/x/bundle 'shots/**/*.png' --top-k 3 --json
 
     Unreadable images are reported per file; the rest are still predicted (exit code 1 if any failed).
+    Multi-label models list every label above its threshold; hierarchical ones add the ancestors.
     """
     clf = load(model, engine=engine)
-    preds = clf.predict(inputs, top_k=top_k, raw=raw, reject=not no_reject)
+    preds = clf.predict(inputs, top_k=top_k, raw=raw, reject=not no_reject, backoff=not no_backoff)
     if as_json:
         print(json.dumps([p.to_dict() for p in preds], indent=2))
     else:
-        table = Table("path", "label", "score", f"top-{top_k}")
-        for p in preds:
-            if p.error:
-                table.add_row(p.path, "[red]error[/red]", "", p.error)
-            else:
-                label = f"[yellow]unknown[/yellow] (ood {p.ood_score:.3g})" if p.label == "unknown" else p.label
-                table.add_row(p.path, label, f"{p.score:.3f}", ", ".join(f"{lab} {s:.2f}" for lab, s in p.topk))
-        console.print(table)
+        console.print(_table(preds, top_k))
     if csv_path is not None:
-        buf = io.StringIO()
-        w = csv.writer(buf)
-        w.writerow(["path", "label", "score", "error"])
-        for p in preds:
-            w.writerow([p.path, p.label or "", "" if p.score is None else f"{p.score:.6f}", p.error or ""])
-        atomic_write_text(csv_path, buf.getvalue())
+        atomic_write_text(csv_path, _csv(preds))
     failed = [p for p in preds if p.error]
     if failed:
         err_console.print(f"{len(failed)} of {len(preds)} input(s) could not be read")
         raise typer.Exit(1)
+
+
+def _answer_cell(p: Prediction) -> str:
+    if p.labels is not None:  # multi-label
+        return ", ".join(p.labels) or "[dim](none)[/dim]"
+    if p.unknown and p.label == "unknown":
+        return f"[yellow]unknown[/yellow] (ood {p.ood_score:.3g})"
+    if p.ancestors is not None and p.label != p.leaf:
+        return f"{p.label} [dim](backed off from {p.leaf})[/dim]"
+    return str(p.label)
+
+
+def _table(preds: list[Prediction], top_k: int) -> Table:
+    multilabel = any(p.labels is not None for p in preds)
+    table = Table("path", "labels" if multilabel else "label", "score", "scores" if multilabel else f"top-{top_k}")
+    for p in preds:
+        if p.error:
+            table.add_row(p.path, "[red]error[/red]", "", p.error)
+        elif p.labels is not None:
+            best = sorted((p.scores or {}).items(), key=lambda kv: -kv[1])[:top_k]
+            table.add_row(p.path, _answer_cell(p), f"{p.score:.3f}", ", ".join(f"{k} {v:.2f}" for k, v in best))
+        else:
+            table.add_row(p.path, _answer_cell(p), f"{p.score:.3f}", ", ".join(f"{lab} {s:.2f}" for lab, s in p.topk))
+    return table
+
+
+def _csv(preds: list[Prediction]) -> str:
+    """``path,label,score,error`` rows; multi-label adds ``labels`` (joined by ;), hierarchies ``ancestors``."""
+    multilabel = any(p.labels is not None for p in preds)
+    hierarchical = any(p.ancestors is not None for p in preds)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["path", "label", "score", *(["labels"] if multilabel else []),
+                *(["ancestors", "leaf"] if hierarchical else []), "error"])  # fmt: skip
+    for p in preds:
+        row = [p.path, p.label or "", "" if p.score is None else f"{p.score:.6f}"]
+        if multilabel:
+            row.append(";".join(p.labels or ()))
+        if hierarchical:
+            row += [";".join(p.ancestors or ()), p.leaf or ""]
+        w.writerow([*row, p.error or ""])
+    return buf.getvalue()

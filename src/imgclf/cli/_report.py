@@ -6,8 +6,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from imgclf.api import audit, build_report
 from imgclf.cli._common import console, friendly_errors
+from imgclf.evaluation import audit, build_report
 
 
 @friendly_errors

@@ -6,8 +6,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from imgclf.api import robustness
 from imgclf.cli._common import console, friendly_errors, parse_fraction
+from imgclf.robustness import robustness
 
 
 def _show(eps: float) -> str:

@@ -7,6 +7,7 @@ from rich.table import Table
 
 from imgclf.api import Classifier
 from imgclf.cli._common import console, friendly_errors, parse_fraction
+from imgclf.workflows import train_repeated
 
 
 @friendly_errors
@@ -23,7 +24,8 @@ def train(
     freeze: str = typer.Option(None, "--freeze", help="'backbone': train only the new head (a linear probe); "
                                "default 'none' (full fine-tuning, backbone at a 10x lower learning rate)."),
     out: str = typer.Option(None, "--out", help="Parent folder of run directories (default runs/)."),
-    name: str = typer.Option(None, "--name", help="Run directory name (default <data>-<model>-<time>)."),
+    name: str = typer.Option(None, "--name", help="Run directory name (default: DATA-MODEL-TIME, e.g. "
+                             "flowers-resnet18-20260101-120000)."),
     seed: int = typer.Option(None, "--seed", help="Random seed; the same seed repeats a run on the same machine."),
     config: Path = typer.Option(None, "--config", "-c", help="YAML config (e.g. a run's config.yaml)."),
     sets: list[str] = typer.Option([], "--set", "-s", help="Override any config key: --set optim.lr=3e-4 "
@@ -34,6 +36,10 @@ def train(
     adv_eps: str = typer.Option(None, "--adv-eps", help="L-inf budget for --adv-train, e.g. 8/255."),
     seeds: int = typer.Option(1, "--seeds", help="Train N times with seeds seed..seed+N-1; report mean ± std."),
     folds: int = typer.Option(None, "--folds", help="Stratified K-fold cross-validation over train+val."),
+    task: str = typer.Option(None, "--task", help="single or multilabel (default: inferred from the data; a CSV "
+                             "with a `labels` column, or `;` in its labels, is multi-label)."),
+    hierarchy: Path = typer.Option(None, "--hierarchy", help="YAML mapping each inner node to its children, whose "
+                                   "leaves are the class names: hierarchical predictions with back-off."),
 ) -> None:
     """Train a classifier and write RUN_DIR with checkpoints, metrics and a bundle.
 
@@ -51,21 +57,25 @@ def train(
 
         imgclf train cifar_folder --model resnet20_cifar --adv-train pgd --adv-eps 8/255
 
+        imgclf train photos.csv --task multilabel         (CSV path,labels with labels joined by ;)
+
+        imgclf train cifar_folder --hierarchy taxonomy.yaml --set train.hierarchy_loss=soft-labels
+
     Multi-GPU / multi-node: torchrun --nproc-per-node 4 -m imgclf train DATA ...
     """
     if data is None and resume is None:
         raise typer.BadParameter("give DATA (a folder, CSV or built-in name) or --resume RUN_DIR")
-    extra = [f"model.freeze={freeze}"] if freeze else []
-    if adv_train:
-        extra.append(f"train.adv_train={adv_train}")
+    # Typed values straight into the config (only the user's own --set strings are parsed).
+    adv = [f"train.adv_train={adv_train}"] if adv_train else []
     if adv_eps:
-        extra.append(f"train.adv_eps={parse_fraction(adv_eps, '--adv-eps')}")
-    clf = Classifier(config, sets=[*extra, *sets], model=model, epochs=epochs, batch_size=batch_size,
-                     img_size=img_size, weights=weights, out=out, name=name, seed=seed)  # fmt: skip
+        adv.append(f"train.adv_eps={parse_fraction(adv_eps, '--adv-eps')}")
+    clf = Classifier(config, sets=[*adv, *sets], model=model, epochs=epochs, batch_size=batch_size,
+                     img_size=img_size, weights=weights, out=out, name=name, seed=seed, freeze=freeze, task=task,
+                     hierarchy=str(hierarchy) if hierarchy else None)  # fmt: skip
     if seeds > 1 or folds:
         if resume is not None:
             raise typer.BadParameter("--resume continues one run; it cannot be combined with --seeds / --folds")
-        clf.fit_repeated(data, seeds=seeds, folds=folds, console=console)
+        train_repeated(clf.resolved_config(data), seeds=seeds, folds=folds, console=console)
         return
     clf.fit(data, resume=resume, console=console)
     if clf.result_ is not None:

@@ -15,6 +15,7 @@ from imgclf.config._schema import (
     RunConfig,
     TrainConfig,
 )
+from imgclf.utils import publish
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -32,3 +33,5 @@ __all__ = [
     "to_yaml",
     "update",
 ]
+
+publish(__name__, globals(), __all__)

@@ -81,6 +81,8 @@ class DataSourceConfig:
     max_per_class: int | None = None
     folds: int | None = None
     fold: int = 0
+    task: str | None = None
+    hierarchy: str | None = None
 
     def __post_init__(self) -> None:
         _positive("data", "img_size", self.img_size)
@@ -93,6 +95,8 @@ class DataSourceConfig:
             raise ConfigError(f"data.folds={self.folds}, data.fold={self.fold}: need folds >= 2 and 0 <= fold < folds")
         _choice("data", "augment", self.augment, AUGMENT_PRESETS)
         _choice("data", "sampler", self.sampler, ("shuffle", "balanced"))
+        if self.task is not None:
+            _choice("data", "task", self.task, ("single", "multilabel"))
         for key in ("val_fraction", "test_fraction"):
             if not 0 <= getattr(self, key) < 1:
                 raise ConfigError(f"data.{key}={getattr(self, key)} must be in [0, 1)")

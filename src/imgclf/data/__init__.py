@@ -8,7 +8,8 @@
 """
 
 from imgclf.data._builtin import BUILTIN_DATASETS
-from imgclf.data._decode import IMAGE_EXTENSIONS, BadImageError, DataWarning, check_image, open_image
+from imgclf.data._decode import IMAGE_EXTENSIONS, BadImageError, DataWarning, check_image, open_image, to_rgb
+from imgclf.data._inputs import InputImages, describe_all, expand_inputs, sample_tensors, to_pil
 from imgclf.data._loader import (
     Batch,
     IndexedDataset,
@@ -25,6 +26,7 @@ from imgclf.data._sources import load_source
 from imgclf.data._split import kfold, write_split
 from imgclf.data._synthetic import make_synthetic_dataset
 from imgclf.data._transforms import AUGMENT_PRESETS, build_eval_transform, build_train_transform, mixup_cutmix
+from imgclf.utils import publish
 
 __all__ = [
     "AUGMENT_PRESETS",
@@ -34,6 +36,7 @@ __all__ = [
     "Batch",
     "DataWarning",
     "IndexedDataset",
+    "InputImages",
     "ResumableSampler",
     "SampleList",
     "Splits",
@@ -43,6 +46,8 @@ __all__ = [
     "class_counts",
     "collate_skip_bad",
     "default_workers",
+    "describe_all",
+    "expand_inputs",
     "imbalance_ratio",
     "kfold",
     "list_images",
@@ -51,5 +56,10 @@ __all__ = [
     "make_synthetic_dataset",
     "mixup_cutmix",
     "open_image",
+    "sample_tensors",
+    "to_pil",
+    "to_rgb",
     "write_split",
 ]
+
+publish(__name__, globals(), __all__)

@@ -23,10 +23,18 @@ from imgclf.engine._device import (
     resolve_device,
 )
 from imgclf.engine._ema import EMA
-from imgclf.engine._inference import InferenceOutput, autocast, predict_logits
+from imgclf.engine._inference import (
+    InferenceOutput,
+    Runner,
+    autocast,
+    logits_and_features,
+    predict_logits,
+    run_inference,
+)
 from imgclf.engine._loop import Trainer
 from imgclf.engine._progress import ProgressBar
 from imgclf.engine._state import TrainState
+from imgclf.utils import publish
 
 __all__ = [
     "Callback",
@@ -41,6 +49,7 @@ __all__ = [
     "TrainState",
     "DistInfo",
     "InferenceOutput",
+    "Runner",
     "autocast",
     "barrier",
     "capture_state",
@@ -49,11 +58,15 @@ __all__ = [
     "improved",
     "init_distributed",
     "load_checkpoint",
+    "logits_and_features",
     "local_device",
     "predict_logits",
     "resolve_amp",
     "resolve_device",
     "restore_state",
+    "run_inference",
     "save_checkpoint",
     "unprefixed",
 ]
+
+publish(__name__, globals(), __all__)

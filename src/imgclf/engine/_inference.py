@@ -1,14 +1,24 @@
-"""The batched inference loop used by predict, evaluate and every capability."""
+"""THE inference pass: logits (and, on request, pooled features) of a sample list in one go.
+
+predict, evaluate, calibrate, robustness, export checks, the monitor reference and serve all run through
+:func:`predict_logits` / :func:`run_inference`; nothing else loops over images for a model's outputs.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+
+from imgclf import data as D
+from imgclf.config import DataConfig
+
+Runner = Callable[[torch.Tensor], Any]  # (B, 3, H, W) -> logits (B, C), e.g. an export engine's predict_logits
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager:
@@ -20,15 +30,23 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContext
 
 @dataclass(frozen=True)
 class InferenceOutput:
-    """Logits ``(N, C)`` with the dataset indices and labels they belong to, and how many inputs were skipped."""
+    """Logits ``(N, C)`` (and pooled ``features`` ``(N, D)`` when asked for) with the dataset indices and labels
+    they belong to (``(N,)`` class indices, or ``(N, C)`` multi-hot targets), and how many inputs were skipped."""
 
     logits: np.ndarray
     labels: np.ndarray
     indices: np.ndarray
     skipped: int
+    features: np.ndarray | None = None
 
     def to_dict(self) -> dict:
         return {"n": int(self.logits.shape[0]), "skipped": self.skipped}
+
+
+def logits_and_features(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward pass giving logits ``(B, C)`` and the pooled pre-logit features ``(B, D)`` it computed."""
+    feats = model.forward_features(x)
+    return model.forward_head(feats), model.forward_head(feats, pre_logits=True)
 
 
 @torch.inference_mode()
@@ -39,18 +57,20 @@ def predict_logits(
     *,
     amp_dtype: torch.dtype | None = None,
     channels_last: bool = False,
-    forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    runner: Runner | None = None,
+    features: bool = False,
 ) -> InferenceOutput:
     """Run ``model`` in eval mode over batches (objects with ``images``, ``labels``, ``indices``, ``skipped``).
 
-    ``forward`` replaces ``model(x)`` (e.g. to return pooled features); its output lands in ``logits``.
+    ``runner`` replaces the model for the logits (an export engine); ``features=True`` also returns the pooled
+    features from the same forward pass (from the eager model, which a runner cannot give).
 
-    >>> # out = predict_logits(model, loader); out.logits.shape == (len(dataset), num_classes)
+    >>> # out = predict_logits(model, loader, features=True); out.logits.shape, out.features.shape
     """
     device = torch.device(device)
     was_training = model.training
     model.eval()
-    logits, labels, indices, skipped = [], [], [], 0
+    logits, feats, labels, indices, skipped = [], [], [], [], 0
     try:
         for batch in batches:
             skipped += batch.skipped
@@ -60,14 +80,41 @@ def predict_logits(
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(device, amp_dtype):
-                out = model(x) if forward is None else forward(x)
+                if runner is not None:
+                    out = torch.as_tensor(np.asarray(runner(x)))
+                    f = logits_and_features(model, x)[1] if features else None
+                elif features:
+                    out, f = logits_and_features(model, x)
+                else:
+                    out, f = model(x), None
             logits.append(out.float().cpu())
+            if f is not None:
+                feats.append(f.float().cpu())
             labels.append(batch.labels)
             indices.append(batch.indices)
     finally:
         model.train(was_training)
     if not logits:
-        return InferenceOutput(np.zeros((0, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64), skipped)
-    return InferenceOutput(
-        torch.cat(logits).numpy(), torch.cat(labels).numpy(), torch.cat(indices).numpy(), skipped
-    )
+        empty = np.zeros(0, np.int64)
+        return InferenceOutput(np.zeros((0, 0), np.float32), empty, empty.copy(), skipped,
+                               np.zeros((0, 0), np.float32) if features else None)  # fmt: skip
+    return InferenceOutput(torch.cat(logits).numpy(), torch.cat(labels).numpy(), torch.cat(indices).numpy(), skipped,
+                           torch.cat(feats).numpy() if feats else None)  # fmt: skip
+
+
+def run_inference(model: nn.Module, samples: Any, pre: DataConfig, *, batch_size: int = 64,
+                  workers: int | None = None, channels_last: bool = False, runner: Runner | None = None,
+                  features: bool = False) -> InferenceOutput:  # fmt: skip
+    """Logits (+ features) of every sample with the eval preprocessing, in sample order; unreadable ones skipped.
+
+    ``samples`` is a :class:`~imgclf.data.SampleList` or :class:`~imgclf.data.InputImages`.
+
+    >>> # out = run_inference(bundle.model, splits.test, bundle.meta.preprocessing, features=True)
+    """
+    device = next(model.parameters()).device
+    if workers is None and len(samples) <= batch_size:
+        workers = 0  # one batch: worker start-up would cost more than it saves
+    loader = D.make_loader(D.IndexedDataset(samples, D.build_eval_transform(pre)),
+                           D.ResumableSampler(samples.labels, seed=0, shuffle=False), batch_size,
+                           workers=workers, device_type=device.type)  # fmt: skip
+    return predict_logits(model, loader, device, channels_last=channels_last, runner=runner, features=features)

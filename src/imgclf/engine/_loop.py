@@ -9,7 +9,6 @@ from contextlib import nullcontext
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from imgclf.engine._callbacks import Callback
 from imgclf.engine._device import sync_buffers
@@ -63,7 +62,7 @@ class Trainer:
                 s.batch_in_epoch += 1
                 continue
             images = batch.images.to(s.device, non_blocking=True)  # (B, C, H, W)
-            labels = batch.labels.to(s.device, non_blocking=True)  # (B,)
+            labels = batch.labels.to(s.device, non_blocking=True)  # (B,) class indices or (B, C) targets
             if s.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             targets = labels
@@ -81,7 +80,7 @@ class Trainer:
             backward_loss = loss / s.accumulate
             (s.scaler.scale(backward_loss) if s.scaler else backward_loss).backward()
             s.batch_in_epoch += 1
-            batch_correct = (logits.argmax(1) == labels).sum().item()
+            batch_correct = s.task.batch_score(logits.detach(), labels)
             total_loss += loss.item() * labels.shape[0]
             correct += batch_correct
             seen += labels.shape[0]
@@ -117,7 +116,7 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Plain cross-entropy and accuracy of the eval model on the validation loader (every rank, full set)."""
+        """The task's plain loss and batch score of the eval model on the validation loader (every rank, full set)."""
         s = self.state
         if s.val_loader is None:
             return {}
@@ -135,8 +134,8 @@ class Trainer:
             ctx = autocast(s.device, s.amp_dtype) if s.amp_dtype else nullcontext()
             with ctx:
                 logits = model(images).float()
-            total_loss += F.cross_entropy(logits, labels, reduction="sum").item()
-            correct += (logits.argmax(1) == labels).sum().item()
+            total_loss += s.task.eval_loss(logits, labels)
+            correct += s.task.batch_score(logits, labels)
             seen += labels.shape[0]
         model.train(was_training)
         if seen == 0:

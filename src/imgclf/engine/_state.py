@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from imgclf.engine._device import DistInfo
+from imgclf.tasks import SingleLabelTask, Task
 
 
 @dataclass
@@ -14,7 +15,8 @@ class TrainState:
     """Everything the loop and its callbacks share. Callbacks read and write it; the loop owns the order.
 
     ``model`` is what the loop trains (maybe DDP-wrapped); ``raw_model`` the bare module; ``eval_model`` what
-    validation and the final bundle use (the EMA copy when EMA is on).
+    validation and the final bundle use (the EMA copy when EMA is on). ``task`` scores batches and validation
+    (single-label unless given).
     """
 
     model: nn.Module
@@ -34,6 +36,7 @@ class TrainState:
     grad_clip: float | None = None
     accumulate: int = 1
     dist: DistInfo = field(default_factory=DistInfo)
+    task: Task = field(default_factory=lambda: SingleLabelTask(()))
     eval_model: nn.Module | None = None
     epoch: int = 0
     batch_in_epoch: int = 0

@@ -22,6 +22,18 @@ from imgclf.evaluation._audit_types import (
     SplitSummary,
     UnreadableFile,
 )
+from imgclf.evaluation._calibrate import CalibrationResult, calibrate_bundle, calibration_changes
+from imgclf.evaluation._evaluate import (
+    Evaluation,
+    analyse,
+    bundle_name,
+    compare_bundles,
+    evaluate_bundle,
+    held_out_split,
+    read_groups,
+    summary_rows,
+    write_plots,
+)
 from imgclf.evaluation._gallery import ErrorExample, plot_error_gallery
 from imgclf.evaluation._imagehash import dhash, hamming, phash
 from imgclf.evaluation._label_issues import LabelIssues, find_label_issues
@@ -36,9 +48,36 @@ from imgclf.evaluation._plots import (
 )
 from imgclf.evaluation._report import SECTION_IDS, render_report
 from imgclf.evaluation._report_data import ReportData
+from imgclf.evaluation._run_report import (
+    NEAR_DUPLICATE_LIMIT,
+    ReportResult,
+    audit,
+    audit_splits,
+    build_report,
+    label_issues_of,
+)
+from imgclf.utils import publish
 
 __all__ = [
+    "NEAR_DUPLICATE_LIMIT",
     "SECTION_IDS",
+    "CalibrationResult",
+    "Evaluation",
+    "ReportResult",
+    "analyse",
+    "audit",
+    "audit_splits",
+    "build_report",
+    "bundle_name",
+    "calibrate_bundle",
+    "calibration_changes",
+    "compare_bundles",
+    "evaluate_bundle",
+    "held_out_split",
+    "label_issues_of",
+    "read_groups",
+    "summary_rows",
+    "write_plots",
     "AuditReport",
     "DuplicateGroup",
     "ErrorExample",
@@ -65,3 +104,5 @@ __all__ = [
     "render_model_card",
     "render_report",
 ]
+
+publish(__name__, globals(), __all__)

@@ -34,6 +34,8 @@ class ReportData:
       temperature scaling.
     - ``risk_coverage``, ``confidence``: selective-prediction curve and confidence histograms.
     - ``groups``: per-group metrics; ``errors``: top-loss gallery tiles; ``notes``: extra warnings to show.
+    - ``task_kind`` / ``task_metrics``: the kind of label and its :class:`~imgclf.tasks.TaskMetrics` (mAP and
+      per-class AP for multi-label, hierarchical F1 and mistake severity for hierarchies).
 
     >>> data = ReportData(title="cifar10 · resnet18", metrics=report, intervals=ci)  # doctest: +SKIP
     >>> render_report(data, "runs/r1/report.html")  # doctest: +SKIP
@@ -57,3 +59,5 @@ class ReportData:
     groups: GroupReport | None = None
     errors: Sequence[ErrorExample] = ()
     notes: Sequence[str] = ()
+    task_kind: str = "single"
+    task_metrics: Any = None

@@ -10,11 +10,16 @@ faithfulness, ``randomization_check`` runs the model-randomisation sanity check,
 
 from imgclf.explain._explain import METHODS, explain, normalize_maps
 from imgclf.explain._faithfulness import deletion_insertion
+from imgclf.explain._files import ExplainedImage, ExplainReport, explain_files
 from imgclf.explain._overlay import GalleryItem, overlay, save_gallery, save_side_by_side, to_display_image
 from imgclf.explain._result import Attribution, Faithfulness
 from imgclf.explain._sanity import randomization_check, spearman
+from imgclf.utils import publish
 
 __all__ = [
+    "ExplainReport",
+    "ExplainedImage",
+    "explain_files",
     "METHODS",
     "Attribution",
     "Faithfulness",
@@ -29,3 +34,5 @@ __all__ = [
     "spearman",
     "to_display_image",
 ]
+
+publish(__name__, globals(), __all__)

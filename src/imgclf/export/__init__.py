@@ -12,7 +12,18 @@ onnx / onnxruntime are imported only inside the functions that need them (extra 
 """
 
 from imgclf.export._bench import BenchResult, benchmark_engine, benchmark_engines, file_size, measure_peak_gflops
+from imgclf.export._bundle_export import (
+    INT8_FILE,
+    ONNX_FILE,
+    BenchmarkRow,
+    ExportResult,
+    benchmark_bundle,
+    export_bundle,
+    make_engine,
+    resolve_model,
+)
 from imgclf.export._distill import distillation_loss
+from imgclf.export._distill_training import DistillationObjective, TeacherSignal
 from imgclf.export._engines import ENGINES, Engine, OnnxRuntimeEngine, TorchEngine, TorchFastEngine, load_engine
 from imgclf.export._flops import count_flops
 from imgclf.export._onnx_export import EXPORTERS, export_onnx
@@ -21,8 +32,19 @@ from imgclf.export._parity import ExportParityError, Parity, compare_logits, par
 from imgclf.export._prune import prune_channels
 from imgclf.export._quantize import QUANT_MODES, quantize_onnx
 from imgclf.export._runtime import physical_cores, tune_malloc
+from imgclf.utils import publish
 
 __all__ = [
+    "INT8_FILE",
+    "ONNX_FILE",
+    "BenchmarkRow",
+    "DistillationObjective",
+    "ExportResult",
+    "TeacherSignal",
+    "benchmark_bundle",
+    "export_bundle",
+    "make_engine",
+    "resolve_model",
     "ENGINES",
     "EXPORTERS",
     "QUANT_MODES",
@@ -51,3 +73,5 @@ __all__ = [
     "read_onnx_metadata",
     "tune_malloc",
 ]
+
+publish(__name__, globals(), __all__)

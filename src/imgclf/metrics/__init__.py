@@ -31,8 +31,10 @@ from imgclf.metrics._error_analysis import (
     top_losses,
 )
 from imgclf.metrics._groups import GroupMetrics, GroupReport, group_metrics
+from imgclf.metrics._ood_scores import as_2d, choose_threshold, energy, max_logit, msp
 from imgclf.metrics._paired import Comparison, McNemarResult, compare_predictions, mcnemar_exact, paired_bootstrap_diff
 from imgclf.metrics._temperature import apply_temperature, fit_temperature
+from imgclf.utils import publish
 
 __all__ = [
     "HEADLINE_METRICS",
@@ -51,6 +53,11 @@ __all__ = [
     "RiskCoverage",
     "TopLosses",
     "apply_temperature",
+    "as_2d",
+    "choose_threshold",
+    "energy",
+    "max_logit",
+    "msp",
     "bootstrap_ci",
     "calibration_metrics",
     "check_probs_labels",
@@ -68,3 +75,5 @@ __all__ = [
     "to_numpy",
     "top_losses",
 ]
+
+publish(__name__, globals(), __all__)

@@ -18,6 +18,7 @@ from imgclf.models._registry import ModelEntry, register_model
 from imgclf.models._resize import resize_to_state_dict
 from imgclf.models._target import TargetLayer, target_layer
 from imgclf.models._weights import LoadReport, load_weights
+from imgclf.utils import publish
 
 __all__ = [
     "resize_to_state_dict",
@@ -36,3 +37,5 @@ __all__ = [
     "split_parameters",
     "target_layer",
 ]
+
+publish(__name__, globals(), __all__)

@@ -18,6 +18,7 @@ from imgclf.monitor._plots import plot_p_values, plot_window
 from imgclf.monitor._reference import REFERENCE_VERSION, check_reference, project_features, reference_stats
 from imgclf.monitor._run import MonitorResult, monitor_log
 from imgclf.monitor._stats import chi2_test, ks_test, mmd_test
+from imgclf.utils import publish
 
 __all__ = [
     "MIN_WINDOW",
@@ -41,3 +42,5 @@ __all__ = [
     "reference_stats",
     "windows",
 ]
+
+publish(__name__, globals(), __all__)

@@ -13,6 +13,8 @@ classifier that takes normalised input in :class:`NormalizedModel` (``mean`` / `
 - Figures: :func:`plot_robust_curve`, :func:`plot_corruption_heatmap`, :func:`plot_ood_histogram`.
 """
 
+from imgclf.metrics import choose_threshold, energy, max_logit, msp
+from imgclf.robustness._adversarial_training import AdversarialTraining
 from imgclf.robustness._apgd import apgd
 from imgclf.robustness._attacks import fgsm, pgd
 from imgclf.robustness._corruption_eval import CorruptionReport, corruption_accuracy
@@ -20,12 +22,18 @@ from imgclf.robustness._corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from imgclf.robustness._curve import ATTACKS, RobustCurve, robust_accuracy_curve
 from imgclf.robustness._normalize import NormalizedModel
 from imgclf.robustness._ood_feature import KNNScorer, Mahalanobis
-from imgclf.robustness._ood_metrics import OODReport, choose_threshold, ood_metrics
-from imgclf.robustness._ood_scores import energy, max_logit, msp
+from imgclf.robustness._ood_metrics import OODReport, ood_metrics
 from imgclf.robustness._outliers import OUTLIER_KINDS, synthetic_outliers
 from imgclf.robustness._plots import plot_corruption_heatmap, plot_ood_histogram, plot_robust_curve
+from imgclf.robustness._stress import DEFAULT_EPSILONS, RobustnessResult, robustness, stress_test
+from imgclf.utils import publish
 
 __all__ = [
+    "DEFAULT_EPSILONS",
+    "AdversarialTraining",
+    "RobustnessResult",
+    "robustness",
+    "stress_test",
     "ATTACKS",
     "CORRUPTIONS",
     "OUTLIER_KINDS",
@@ -52,3 +60,5 @@ __all__ = [
     "robust_accuracy_curve",
     "synthetic_outliers",
 ]
+
+publish(__name__, globals(), __all__)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from imgclf.errors import ConfigError, DataError
+from imgclf.errors import DataError
 
 
 def as_1d(values: Any, what: str) -> np.ndarray:
@@ -79,19 +78,3 @@ def ood_metrics(scores_in: Any, scores_out: Any) -> OODReport:
         n_in=int(s_in.size),
         n_out=int(s_out.size),
     )
-
-
-def choose_threshold(scores_in: Any, target_acceptance: float = 0.95) -> float:
-    """The largest threshold ``t`` such that at least ``target_acceptance`` of ``scores_in`` satisfy
-    ``score >= t`` (accept when ``score >= t``, answer ``unknown`` below it).
-
-    With ``n`` distinct scores it accepts ``ceil(target * n)`` of them: exactly the target up to one example.
-
-    >>> choose_threshold([float(i) for i in range(1, 101)], 0.95)
-    6.0
-    """
-    if not 0 < target_acceptance <= 1:
-        raise ConfigError(f"target_acceptance must be in (0, 1], got {target_acceptance}.")
-    s = np.sort(as_1d(scores_in, "scores_in"))
-    n_accept = min(s.size, math.ceil(target_acceptance * s.size - 1e-9))
-    return float(s[s.size - n_accept])

@@ -16,6 +16,7 @@ from imgclf.serve._metrics import Counter, Gauge, Histogram, ServerMetrics
 from imgclf.serve._predictor import REJECTION_SCORES, ImageResult, Predictor
 from imgclf.serve._server import run_server
 from imgclf.serve._settings import TOKEN_ENV, ServeSettings
+from imgclf.utils import publish
 
 __all__ = [
     "REJECTION_SCORES",
@@ -40,3 +41,5 @@ __all__ = [
     "decode_upload",
     "run_server",
 ]
+
+publish(__name__, globals(), __all__)

@@ -12,9 +12,10 @@ from PIL import Image
 
 from imgclf import data as D
 from imgclf import monitor
-from imgclf.api import LOGIT_SCORES, Classifier, ood_score
+from imgclf.api import Classifier
 from imgclf.errors import BundleError
 from imgclf.metrics import apply_temperature
+from imgclf.tasks import LOGIT_SCORES, ood_score
 
 REJECTION_SCORES = LOGIT_SCORES
 
@@ -45,7 +46,7 @@ class Predictor:
     ``__call__`` runs one batch of them (the inference worker), through the classifier's export engine when
     it was loaded with one (``imgclf.load(path, engine="onnxruntime")``). Probabilities are calibrated with the bundle's
     temperature. The OOD score is the bundle's ``rejection["score"]`` (``msp`` on calibrated probabilities,
-    ``max_logit`` or ``energy`` at T = 1, computed by :func:`imgclf.api.ood_score` exactly as predict and
+    ``max_logit`` or ``energy`` at T = 1, computed by :func:`imgclf.tasks.ood_score` exactly as predict and
     ``imgclf robustness`` do; higher means more in-distribution), else ``msp``; an image is ``unknown`` when
     rejection is on and its score is below ``rejection["threshold"]``.
 

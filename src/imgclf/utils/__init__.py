@@ -3,6 +3,7 @@
 from imgclf.utils._figures import save_figure
 from imgclf.utils._files import atomic_write_bytes, atomic_write_text, sha256_bytes, sha256_file
 from imgclf.utils._imports import optional_import
+from imgclf.utils._public import publish
 from imgclf.utils._seed import seed_everything
 from imgclf.utils._suggest import closest
 from imgclf.utils._torch import eval_mode, model_device
@@ -13,9 +14,12 @@ __all__ = [
     "sha256_bytes",
     "sha256_file",
     "optional_import",
+    "publish",
     "seed_everything",
     "closest",
     "eval_mode",
     "model_device",
     "save_figure",
 ]
+
+publish(__name__, globals(), __all__)

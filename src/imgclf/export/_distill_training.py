@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from imgclf import engine as E
-from imgclf import export as X
 from imgclf.config import DataConfig
+from imgclf.export._distill import distillation_loss
 
 
 class DistillationObjective(nn.Module):
@@ -27,7 +27,7 @@ class DistillationObjective(nn.Module):
         if self.teacher_logits is None:
             return self.base(logits, targets)
         labels = targets if targets.ndim == 1 else targets.argmax(1)
-        return X.distillation_loss(logits.float(), self.teacher_logits, labels, temperature=self.temperature,
+        return distillation_loss(logits.float(), self.teacher_logits, labels, temperature=self.temperature,
                                    alpha=self.alpha)  # fmt: skip
 
 

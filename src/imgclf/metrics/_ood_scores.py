@@ -1,9 +1,14 @@
-"""Out-of-distribution scores from logits. Convention: a higher score means more in-distribution."""
+"""Out-of-distribution scores from logits, and the acceptance threshold on them.
+
+Convention: a higher score means more in-distribution; an image is accepted when ``score >= threshold``.
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import numpy as np
 import torch
 
 from imgclf.errors import ConfigError, DataError
@@ -48,3 +53,21 @@ def energy(logits: Any, temperature: float = 1.0) -> torch.Tensor:
     if temperature <= 0:
         raise ConfigError(f"temperature must be positive, got {temperature}.")
     return temperature * torch.logsumexp(z / temperature, dim=1)
+
+
+def choose_threshold(scores_in: Any, target_acceptance: float = 0.95) -> float:
+    """The largest threshold ``t`` such that at least ``target_acceptance`` of ``scores_in`` satisfy
+    ``score >= t`` (accept when ``score >= t``, answer ``unknown`` below it).
+
+    With ``n`` distinct scores it accepts ``ceil(target * n)`` of them: exactly the target up to one example.
+
+    >>> choose_threshold([float(i) for i in range(1, 101)], 0.95)
+    6.0
+    """
+    if not 0 < target_acceptance <= 1:
+        raise ConfigError(f"target_acceptance must be in (0, 1], got {target_acceptance}.")
+    s = np.sort(np.asarray(torch.as_tensor(scores_in).detach().cpu().double().reshape(-1)))
+    if s.size == 0:
+        raise DataError("choose_threshold needs at least one in-distribution score")
+    n_accept = min(s.size, math.ceil(target_acceptance * s.size - 1e-9))
+    return float(s[s.size - n_accept])

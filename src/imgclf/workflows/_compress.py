@@ -12,10 +12,10 @@ import torch
 from rich.console import Console
 
 from imgclf import export as X
-from imgclf.api._evaluate import evaluate_bundle
-from imgclf.api._fit import train_run
-from imgclf.bundle import Bundle, load_bundle, save_bundle
+from imgclf.api import train_run
+from imgclf.bundle import Bundle, load_bundle, save_bundle, training_source
 from imgclf.config import RunConfig, from_dict
+from imgclf.evaluation import evaluate_bundle
 from imgclf.models import count_parameters
 from imgclf.utils import atomic_write_text
 
@@ -47,7 +47,7 @@ def prune_bundle(path: str | Path, *, amount: float = 0.3, finetune_epochs: int 
     (default: the training data) for ``finetune_epochs``; parameters, FLOPs, latency and accuracy before/after."""
     bundle = load_bundle(path)
     cfg = from_dict(RunConfig, bundle.meta.training)
-    source = data or cfg.data.source
+    source = training_source(bundle.meta, data)
     size = bundle.meta.preprocessing.input_size
     pruned = X.prune_channels(bundle.model, amount, torch.zeros(1, 3, size, size))
     out_dir = Path(out) if out else Path(path).resolve().parent.parent / f"{Path(path).resolve().parent.name}-pruned"

@@ -7,8 +7,9 @@ from typing import Any
 import torch
 
 from imgclf import engine as E
-from imgclf import robustness as R
 from imgclf.config import DataConfig
+from imgclf.robustness._attacks import pgd
+from imgclf.robustness._normalize import NormalizedModel
 
 
 class AdversarialTraining(E.Callback):
@@ -36,8 +37,8 @@ class AdversarialTraining(E.Callback):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         pixels, mean, std = self._pixel(images)  # (B, 3, H, W) in [0, 1]
         labels = targets if targets.ndim == 1 else targets.argmax(1)
-        model = R.NormalizedModel(state.raw_model, self.mean, self.std)
-        adv = R.pgd(model, pixels, labels, self.eps, steps=self.steps, random_start=True)
+        model = NormalizedModel(state.raw_model, self.mean, self.std)
+        adv = pgd(model, pixels, labels, self.eps, steps=self.steps, random_start=True)
         state.raw_model.train()  # the attack runs in eval mode
         return (adv - mean) / std, targets
 
@@ -46,7 +47,7 @@ class AdversarialTraining(E.Callback):
             return
         x, y = (t.to(state.device) for t in self.val)
         pixels, _, _ = self._pixel(x)
-        model = R.NormalizedModel(state.model_for_eval(), self.mean, self.std)
-        adv = R.pgd(model, pixels, y, self.eps, steps=max(self.steps, 10), random_start=True)
+        model = NormalizedModel(state.model_for_eval(), self.mean, self.std)
+        adv = pgd(model, pixels, y, self.eps, steps=max(self.steps, 10), random_start=True)
         with torch.no_grad():
             metrics["val_robust_acc"] = float((model(adv).argmax(1) == y).float().mean())

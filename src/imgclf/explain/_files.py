@@ -1,4 +1,4 @@
-"""``explain``: attribution overlays for image files, with the bundle's own preprocessing."""
+"""``explain``: attribution overlays for images (files, folders, in-memory), with the bundle's own preprocessing."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ from typing import Any
 import torch
 
 from imgclf import data as D
-from imgclf import explain as X
+from imgclf.bundle import Bundle
 from imgclf.errors import ConfigError, DataError
+from imgclf.explain._explain import explain
+from imgclf.explain._faithfulness import deletion_insertion
+from imgclf.explain._overlay import GalleryItem, save_gallery, save_side_by_side, to_display_image
 from imgclf.utils import closest
 
 
@@ -46,16 +49,17 @@ class ExplainReport:
 
 
 def explain_files(
-    clf: Any, inputs: Iterable[str | Path], out_dir: str | Path, *, method: str = "gradcam",
+    bundle: Bundle, inputs: Iterable[Any], out_dir: str | Path, *, method: str = "gradcam",
     target: str | None = None, faithfulness: bool = False, batch_size: int = 16,
 ) -> ExplainReport:  # fmt: skip
-    """Explain ``clf``'s decision on image files; writes ``<stem>_<method>.png`` side-by-side overlays.
+    """Explain ``bundle``'s decision on images (paths, folders, globs, PIL images, arrays, tensors); writes
+    ``<stem>_<method>.png`` side-by-side overlays (``input_<i>_<method>.png`` for in-memory images).
 
     ``target`` is a class name (default: each image's predicted class).
-    """
-    from imgclf.api._classifier import expand_inputs
 
-    model, meta = clf._require()
+    >>> # explain_files(load_bundle("runs/x/bundle"), ["cat.jpg"], "out").images[0].overlay
+    """
+    model, meta = bundle.model, bundle.meta
     if target is not None and target not in meta.classes:
         raise ConfigError(f"--target {target!r} is not a class of this model.{closest(target, meta.classes)} "
                           f"Classes: {', '.join(meta.classes)}")  # fmt: skip
@@ -63,13 +67,14 @@ def explain_files(
     out.mkdir(parents=True, exist_ok=True)
     transform = D.build_eval_transform(meta.preprocessing)
     device = next(model.parameters()).device
-    paths = expand_inputs(inputs)
+    images = D.InputImages(inputs)
     errors, done, tiles = {}, [], []
-    for start in range(0, len(paths), batch_size):
+    for start in range(0, len(images), batch_size):
         chunk, tensors = [], []
-        for p in paths[start : start + batch_size]:
+        for i in range(start, min(start + batch_size, len(images))):
+            p = images.describe(i)
             try:
-                tensors.append(transform(D.open_image(p)))
+                tensors.append(transform(images[i][0]))
                 chunk.append(p)
             except DataError as exc:
                 errors[p] = getattr(exc, "reason", str(exc))
@@ -77,18 +82,23 @@ def explain_files(
             continue
         x = torch.stack(tensors).to(device)  # (B, 3, H, W)
         tgt = None if target is None else [meta.classes.index(target)] * len(chunk)
-        attr = X.explain(model, x, method=method, target=tgt)
-        faith = X.deletion_insertion(model, x, attr.maps, target=list(attr.targets)) if faithfulness else None
+        attr = explain(model, x, method=method, target=tgt)
+        faith = deletion_insertion(model, x, attr.maps, target=list(attr.targets)) if faithfulness else None
         for i, p in enumerate(chunk):
-            image = X.to_display_image(x[i].cpu(), meta.preprocessing.mean, meta.preprocessing.std)
+            image = to_display_image(x[i].cpu(), meta.preprocessing.mean, meta.preprocessing.std)
             label, tname = meta.classes[int(attr.predicted[i])], meta.classes[int(attr.targets[i])]
             title = f"{Path(p).name}: {label} {float(attr.scores[i]):.2f} (explaining {tname})"
-            png = X.save_side_by_side(image, attr.maps[i], out / f"{Path(p).stem}_{method}.png", title)
-            tiles.append(X.GalleryItem(image, attr.maps[i], f"{Path(p).name}: {label}"))
+            png = save_side_by_side(image, attr.maps[i], out / f"{_stem(p)}_{method}.png", title)
+            tiles.append(GalleryItem(image, attr.maps[i], f"{Path(p).name}: {label}"))
             done.append(ExplainedImage(
                 p, label, float(attr.scores[i]), tname, str(png),
                 None if faith is None else float(faith.deletion_auc[i]),
                 None if faith is None else float(faith.insertion_auc[i]),
             ))  # fmt: skip
-    gallery = str(X.save_gallery(tiles, out / f"gallery_{method}.png")) if len(tiles) > 1 else None
+    gallery = str(save_gallery(tiles, out / f"gallery_{method}.png")) if len(tiles) > 1 else None
     return ExplainReport(method, tuple(done), gallery, errors)
+
+
+def _stem(name: str) -> str:
+    """A file stem for an input: the file's stem, or ``input_3`` for the in-memory ``input[3]``."""
+    return name.replace("[", "_").rstrip("]") if name.startswith("input[") else Path(name).stem

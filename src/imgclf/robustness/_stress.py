@@ -11,25 +11,20 @@ from typing import Any
 import torch
 
 from imgclf import data as D
-from imgclf import robustness as R
-from imgclf.api._evaluate import load_split, sample_tensors
-from imgclf.bundle import Bundle
+from imgclf import engine as E
+from imgclf.bundle import Bundle, load_bundle, split_samples, update_meta
 from imgclf.errors import DataError
+from imgclf.robustness._corruption_eval import CorruptionReport, corruption_accuracy
+from imgclf.robustness._curve import RobustCurve, robust_accuracy_curve
+from imgclf.robustness._normalize import NormalizedModel
+from imgclf.robustness._ood_feature import KNNScorer, Mahalanobis
+from imgclf.robustness._ood_metrics import OODReport, ood_metrics
+from imgclf.robustness._outliers import synthetic_outliers
+from imgclf.robustness._plots import plot_corruption_heatmap, plot_ood_histogram, plot_robust_curve
+from imgclf.tasks import LOGIT_SCORES, fit_rejection, ood_score
 from imgclf.utils import atomic_write_text
 
-LOGIT_SCORES = ("msp", "max_logit", "energy")  # storable in the bundle: predict and serve compute them from logits
 DEFAULT_EPSILONS = (0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)
-
-
-def ood_score(name: str, logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """A logit-based OOD score ``(N,)`` (higher = more in-distribution): msp (calibrated), max_logit, energy."""
-    if name == "msp":
-        return R.msp(logits, temperature)
-    if name == "max_logit":
-        return R.max_logit(logits)
-    if name == "energy":
-        return R.energy(logits)
-    raise DataError(f"unknown OOD score {name!r}; choose one of {', '.join(LOGIT_SCORES)}")
 
 
 def _folder_tensors(folder: str | Path, bundle: Bundle, limit: int, seed: int) -> torch.Tensor:
@@ -37,17 +32,13 @@ def _folder_tensors(folder: str | Path, bundle: Bundle, limit: int, seed: int) -
     if not paths:
         raise DataError(f"--ood {folder}: no images found; give a folder of images from outside the classes")
     samples = D.SampleList.from_paths([str(p) for p in paths], [0] * len(paths))
-    return sample_tensors(samples, bundle.meta.preprocessing, limit, seed)[0]
+    return D.sample_tensors(samples, bundle.meta.preprocessing, limit, seed)[0]
 
 
 @torch.no_grad()
 def _logits_features(model: torch.nn.Module, x: torch.Tensor, batch: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
-    logits, feats = [], []
-    for i in range(0, len(x), batch):
-        f = model.forward_features(x[i : i + batch])
-        feats.append(model.forward_head(f, pre_logits=True))
-        logits.append(model.forward_head(f))
-    return torch.cat(logits), torch.cat(feats)
+    parts = [E.logits_and_features(model, x[i : i + batch]) for i in range(0, len(x), batch)]
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
 @dataclass(frozen=True)
@@ -56,9 +47,9 @@ class RobustnessResult:
 
     n: int
     clean_accuracy: float
-    adversarial: dict[str, R.RobustCurve]
-    corruptions: R.CorruptionReport | None
-    ood: dict[str, R.OODReport]
+    adversarial: dict[str, RobustCurve]
+    corruptions: CorruptionReport | None
+    ood: dict[str, OODReport]
     ood_source: str
     rejection: dict[str, Any] | None
     plots: dict[str, str] = field(default_factory=dict)
@@ -82,59 +73,58 @@ def stress_test(bundle: Bundle, source: str, *, ood: str | Path | None = None, s
     in-distribution validation images are accepted. Feature-space scores (Mahalanobis, kNN) are reported too.
     """
     model, meta = bundle.model.eval(), bundle.meta
-    samples, split, splits = load_split(meta, source, split)
-    x, y = sample_tensors(samples, meta.preprocessing, max_images, seed)
+    samples, split, splits = split_samples(meta, source, split)
+    x, y = D.sample_tensors(samples, meta.preprocessing, max_images, seed)
     mean = torch.tensor(meta.preprocessing.mean).view(1, 3, 1, 1)
     std = torch.tensor(meta.preprocessing.std).view(1, 3, 1, 1)
     pixels = (x * std + mean).clamp(0, 1)  # (N, 3, H, W) in [0, 1]
-    pixel_model = R.NormalizedModel(model, meta.preprocessing.mean, meta.preprocessing.std).eval()
+    pixel_model = NormalizedModel(model, meta.preprocessing.mean, meta.preprocessing.std).eval()
     logits, feats = _logits_features(model, x)
     clean = float((logits.argmax(1) == y).float().mean())
     adversarial = {}
     steps = {"apgd": {"steps": 50}, "pgd": {"steps": 10}}
     for name in attacks:
-        adversarial[f"{name}-linf"] = R.robust_accuracy_curve(
+        adversarial[f"{name}-linf"] = robust_accuracy_curve(
             pixel_model, (pixels, y), list(epsilons), attack=name, attack_kwargs=steps.get(name, {}))
     if "pgd" in attacks:
-        adversarial["pgd-l2"] = R.robust_accuracy_curve(
+        adversarial["pgd-l2"] = robust_accuracy_curve(
             pixel_model, (pixels, y), [0.0, 0.25, 0.5, 1.0], attack="pgd", attack_kwargs={"norm": "l2", "steps": 10})
     corr = None
     if corruptions:
         n_corr = corruption_images or (max_images if meta.preprocessing.input_size <= 64 else min(max_images, 32))
-        corr = R.corruption_accuracy(pixel_model, (pixels[:n_corr], y[:n_corr]), seed=seed)
+        corr = corruption_accuracy(pixel_model, (pixels[:n_corr], y[:n_corr]), seed=seed)
     # Out-of-distribution: the given folder, else synthetic outliers of the input's shape.
     if ood is not None:
         x_out, ood_source = _folder_tensors(ood, bundle, max_images, seed), str(ood)
     else:
-        x_out = (R.synthetic_outliers(len(x), tuple(x.shape[1:]), seed=seed) - mean) / std
+        x_out = (synthetic_outliers(len(x), tuple(x.shape[1:]), seed=seed) - mean) / std
         ood_source = "synthetic outliers (noise, blobs, constant, stripes, checkerboards)"
     out_logits, out_feats = _logits_features(model, x_out)
     temperature = meta.temperature or 1.0
-    reports = {n: R.ood_metrics(ood_score(n, logits, temperature), ood_score(n, out_logits, temperature))
+    reports = {n: ood_metrics(ood_score(n, logits, temperature), ood_score(n, out_logits, temperature))
                for n in LOGIT_SCORES}  # fmt: skip
     remap = [meta.classes.index(c) for c in splits.classes]
-    train_x, train_y = sample_tensors(splits.train.relabel(remap), meta.preprocessing, 2000, seed)
+    train_x, train_y = D.sample_tensors(splits.train.relabel(remap), meta.preprocessing, 2000, seed)
     _, train_feats = _logits_features(model, train_x)
-    maha = R.Mahalanobis().fit(train_feats, train_y)
-    knn = R.KNNScorer(k=min(50, len(train_feats))).fit(train_feats)
-    reports["mahalanobis"] = R.ood_metrics(maha.score(feats), maha.score(out_feats))
-    reports["knn"] = R.ood_metrics(knn.score(feats), knn.score(out_feats))
+    maha = Mahalanobis().fit(train_feats, train_y)
+    knn = KNNScorer(k=min(50, len(train_feats))).fit(train_feats)
+    reports["mahalanobis"] = ood_metrics(maha.score(feats), maha.score(out_feats))
+    reports["knn"] = ood_metrics(knn.score(feats), knn.score(out_feats))
     best = max(LOGIT_SCORES, key=lambda n: reports[n].auroc)
     ref = splits.val if splits.val is not None else samples
-    ref_x, _ = sample_tensors(ref, meta.preprocessing, 2000, seed)
-    ref_scores = ood_score(best, _logits_features(model, ref_x)[0], temperature)
-    rejection = {"score": best, "threshold": float(R.choose_threshold(ref_scores, target_acceptance)),
-                 "target_acceptance": target_acceptance, "auroc": reports[best].auroc,
-                 "fpr_at_95_tpr": reports[best].fpr_at_95_tpr, "ood_source": ood_source}  # fmt: skip
+    ref_x, _ = D.sample_tensors(ref, meta.preprocessing, 2000, seed)
+    rejection = fit_rejection(_logits_features(model, ref_x)[0], score=best, temperature=temperature,
+                              target_acceptance=target_acceptance, auroc=reports[best].auroc,
+                              fpr_at_95_tpr=reports[best].fpr_at_95_tpr, ood_source=ood_source)  # fmt: skip
     result = RobustnessResult(len(y), clean, adversarial, corr, reports, ood_source, rejection)
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        result.plots["adversarial"] = str(R.plot_robust_curve(
+        result.plots["adversarial"] = str(plot_robust_curve(
             [c for k, c in adversarial.items() if k.endswith("linf")], out / "robust_accuracy.png"))  # fmt: skip
         if corr is not None:
-            result.plots["corruptions"] = str(R.plot_corruption_heatmap(corr, out / "corruptions.png"))
-        result.plots["ood"] = str(R.plot_ood_histogram(
+            result.plots["corruptions"] = str(plot_corruption_heatmap(corr, out / "corruptions.png"))
+        result.plots["ood"] = str(plot_ood_histogram(
             ood_score(best, logits, temperature), ood_score(best, out_logits, temperature), out / "ood_scores.png",
             score_name=best, report=reports[best], threshold=rejection["threshold"]))  # fmt: skip
         atomic_write_text(out / "robustness.json", json.dumps(result.to_dict(), indent=2) + "\n")
@@ -143,8 +133,6 @@ def stress_test(bundle: Bundle, source: str, *, ood: str | Path | None = None, s
 
 def robustness(model: str | Path, data: str, *, store: bool = True, **kwargs: Any) -> RobustnessResult:
     """Load the bundle at ``model``, run :func:`stress_test` on ``data`` and (``store``) save the rejection rule."""
-    from imgclf.bundle import load_bundle, update_meta
-
     result = stress_test(load_bundle(model), str(data), **kwargs)
     if store and result.rejection is not None:
         update_meta(model, rejection=result.rejection)

@@ -11,10 +11,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from imgclf import export as X
-from imgclf.api._evaluate import load_split, sample_tensors
-from imgclf.bundle import Bundle, load_bundle, update_meta
+from imgclf import data as D
+from imgclf.bundle import Bundle, load_bundle, split_samples, training_source, update_meta
 from imgclf.errors import BundleError, ConfigError
+from imgclf.export._bench import benchmark_engines, file_size, measure_peak_gflops
+from imgclf.export._engines import Engine, load_engine
+from imgclf.export._flops import count_flops
+from imgclf.export._onnx_export import export_onnx
+from imgclf.export._parity import Parity, parity_check
+from imgclf.export._quantize import quantize_onnx
 from imgclf.models import count_parameters
 
 ONNX_FILE = "model.onnx"
@@ -23,11 +28,8 @@ INT8_FILE = "model.int8.onnx"
 
 def _held_out(bundle: Bundle, source: str | None, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Up to ``n`` real images of ``source`` (default: the training data), from its held-out split."""
-    source = source or bundle.meta.training.get("data", {}).get("source")
-    if not source:
-        raise ConfigError("no data to check the export on: pass --data (a folder, CSV or built-in name)")
-    samples, _, _ = load_split(bundle.meta, str(source), None)
-    return sample_tensors(samples, bundle.meta.preprocessing, n, seed)
+    samples, _, _ = split_samples(bundle.meta, training_source(bundle.meta, source), None)
+    return D.sample_tensors(samples, bundle.meta.preprocessing, n, seed)
 
 
 def _metadata(bundle: Bundle) -> dict[str, str]:
@@ -43,7 +45,7 @@ class ExportResult:
     """Files written and what they change: parity for the fp32 export; accuracy and speed for int8."""
 
     onnx: Path
-    parity: X.Parity
+    parity: Parity
     int8: Path | None = None
     quantization: dict[str, Any] | None = None
 
@@ -52,38 +54,43 @@ class ExportResult:
                 "int8": str(self.int8) if self.int8 else None, "quantization": self.quantization}  # fmt: skip
 
 
-def export_bundle(path: str | Path, *, quantize: str | None = None, data: str | None = None,
+def export_bundle(path: str | Path | Bundle, *, quantize: str | None = None, data: str | None = None,
                   out: str | Path | None = None, atol: float = 1e-3,
                   parity_images: int = 64) -> ExportResult:  # fmt: skip
-    """Export the bundle at ``path`` to ONNX next to it (or in ``out``), checked against PyTorch on real images.
+    """Export the bundle (a directory, or a loaded / in-memory :class:`~imgclf.bundle.Bundle`) to ONNX next to it
+    (or in ``out``), checked against PyTorch on real images.
 
     ``quantize``: ``"int8"`` (static, calibrated on training images) or ``"dynamic"``; the accuracy change on
-    held-out images and the throughput change are measured and recorded in the bundle.
+    held-out images and the throughput change are measured and recorded in the bundle when exporting beside it.
+
+    >>> # export_bundle("runs/x/bundle", quantize="int8").parity.top1_agreement
     """
-    bundle = load_bundle(path)
-    out_dir = Path(out) if out else bundle.path
+    bundle = path if isinstance(path, Bundle) else load_bundle(path)
+    if out is None and bundle.path is None:
+        raise ConfigError("this model is only in memory: give the folder to export into (out=...)")
+    out_dir = Path(out) if out else Path(bundle.path)
     x, y = _held_out(bundle, data, max(parity_images, 256 if quantize else 0))
-    onnx_path = X.export_onnx(bundle.model, out_dir / ONNX_FILE, input_size=bundle.meta.preprocessing.input_size,
+    onnx_path = export_onnx(bundle.model, out_dir / ONNX_FILE, input_size=bundle.meta.preprocessing.input_size,
                               metadata=_metadata(bundle), parity_images=x[:parity_images], atol=atol)  # fmt: skip
-    parity = X.parity_check(bundle.model, onnx_path, x[:parity_images], atol=atol)
+    parity = parity_check(bundle.model, onnx_path, x[:parity_images], atol=atol)
     record: dict[str, Any] = {"onnx": {"file": onnx_path.name, "parity": parity.to_dict()}}
     int8_path, quant = None, None
     if quantize:
         if quantize not in ("int8", "dynamic"):
             raise ConfigError(f"--quantize {quantize!r}: choose int8 (static) or dynamic")
         mode = "static" if quantize == "int8" else "dynamic"
-        int8_path = X.quantize_onnx(onnx_path, out_dir / INT8_FILE, calibration_images=x[:128], mode=mode)
-        fp32, q = X.load_engine("onnxruntime", onnx_path=onnx_path), X.load_engine("onnxruntime", onnx_path=int8_path)
+        int8_path = quantize_onnx(onnx_path, out_dir / INT8_FILE, calibration_images=x[:128], mode=mode)
+        fp32, q = load_engine("onnxruntime", onnx_path=onnx_path), load_engine("onnxruntime", onnx_path=int8_path)
         held_x, held_y = x[128:] if len(x) > 160 else x, y[128:] if len(x) > 160 else y
         acc = [float((e.predict_logits(held_x).argmax(1) == held_y.numpy()).mean()) for e in (fp32, q)]
-        speed = X.benchmark_engines([fp32, q], bundle.meta.preprocessing.input_size, repeats=5,
+        speed = benchmark_engines([fp32, q], bundle.meta.preprocessing.input_size, repeats=5,
                                     images=held_x)  # fmt: skip
         quant = {"mode": mode, "file": int8_path.name, "held_out_images": int(len(held_y)),
                  "accuracy_fp32": acc[0], "accuracy_int8": acc[1], "accuracy_change": acc[1] - acc[0],
                  "throughput_fp32": speed[0].throughput_ips, "throughput_int8": speed[1].throughput_ips,
                  "speedup": speed[1].throughput_ips / max(speed[0].throughput_ips, 1e-9)}  # fmt: skip
         record["int8"] = quant
-    if out_dir == bundle.path:
+    if bundle.path is not None and out_dir.resolve() == Path(bundle.path).resolve():
         update_meta(bundle.path, extra={**bundle.meta.extra, "exports": record})
     return ExportResult(onnx_path, parity, int8_path, quant)
 
@@ -98,14 +105,14 @@ def resolve_model(path: str | Path) -> tuple[Path, Path | None]:
     return p, None
 
 
-def make_engine(bundle: Bundle, kind: str, onnx: Path | None = None) -> X.Engine:
+def make_engine(bundle: Bundle, kind: str, onnx: Path | None = None) -> Engine:
     """An inference engine over the bundle's model: torch, torch-fast, or onnxruntime (its exported file)."""
     if kind == "onnxruntime" or onnx is not None:
         onnx = onnx or bundle.path / ONNX_FILE
         if not onnx.is_file():
             raise BundleError(f"{onnx} is missing; run `imgclf export {bundle.path} --format onnx` first")
-        return X.load_engine("onnxruntime", onnx_path=onnx)
-    return X.load_engine(kind, model=bundle.model)
+        return load_engine("onnxruntime", onnx_path=onnx)
+    return load_engine(kind, model=bundle.model)
 
 
 @dataclass(frozen=True)
@@ -134,18 +141,18 @@ def benchmark_bundle(path: str | Path, data: str | None = None, *, engines: Sequ
     peak matmul GFLOP/s measured in the same run) and, with ``data``, accuracy and its change vs eager torch."""
     bundle = load_bundle(path)
     size = bundle.meta.preprocessing.input_size
-    candidates: list[tuple[X.Engine, Path]] = [(X.load_engine(k, model=bundle.model), bundle.path / "model.safetensors")
+    candidates: list[tuple[Engine, Path]] = [(load_engine(k, model=bundle.model), bundle.path / "model.safetensors")
                                                for k in engines]  # fmt: skip
     for name in (ONNX_FILE, INT8_FILE):
         if (bundle.path / name).is_file():
-            candidates.append((X.load_engine("onnxruntime", onnx_path=bundle.path / name), bundle.path / name))
+            candidates.append((load_engine("onnxruntime", onnx_path=bundle.path / name), bundle.path / name))
     x = y = None
     if data is not None:
         x, y = _held_out(bundle, data, max_images)
-    results = X.benchmark_engines([e for e, _ in candidates], size, batch_sizes=(1, batch_size), repeats=repeats,
+    results = benchmark_engines([e for e, _ in candidates], size, batch_sizes=(1, batch_size), repeats=repeats,
                                   images=x)  # fmt: skip
-    flops = X.count_flops(bundle.model, size) / 1e9
-    peak = X.measure_peak_gflops()
+    flops = count_flops(bundle.model, size) / 1e9
+    peak = measure_peak_gflops()
     rows, base_acc = [], None
     for (engine, file), r in zip(candidates, results):
         acc = None
@@ -153,7 +160,7 @@ def benchmark_bundle(path: str | Path, data: str | None = None, *, engines: Sequ
             acc = float((np.asarray(engine.predict_logits(x)).argmax(1) == y.numpy()).mean())
             base_acc = acc if base_acc is None else base_acc
         rows.append(BenchmarkRow(
-            engine.name, engine.precision, file.name, X.file_size(file) / 1e6,
+            engine.name, engine.precision, file.name, file_size(file) / 1e6,
             (r.latency_ms_p50, r.latency_ms_p90, r.latency_ms_p99), r.throughput_ips, flops,
             flops * r.throughput_ips / peak, acc, None if acc is None else acc - base_acc,
         ))  # fmt: skip

@@ -1,0 +1,129 @@
+"""``report`` and ``audit``: the run's HTML report and model card, and the data audit."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from imgclf import data as D
+from imgclf.bundle import Bundle, load_bundle, split_samples
+from imgclf.config import load_config
+from imgclf.errors import DataError
+from imgclf.evaluation._audit import audit_files
+from imgclf.evaluation._audit_types import AuditReport
+from imgclf.evaluation._evaluate import Evaluation, evaluate_bundle
+from imgclf.evaluation._gallery import ErrorExample
+from imgclf.evaluation._label_issues import LabelIssues, find_label_issues
+from imgclf.evaluation._model_card import render_model_card
+from imgclf.evaluation._report import render_report
+from imgclf.evaluation._report_data import ReportData
+from imgclf.utils import atomic_write_text
+
+NEAR_DUPLICATE_LIMIT = 20_000  # pHash comparison above this many files is left to `imgclf audit`
+
+
+def audit_splits(splits: D.Splits, *, near_duplicates: bool = True) -> AuditReport | None:
+    """Audit the file-backed splits of a source (None for in-memory built-ins)."""
+    parts = dict(splits.items())
+    if any(s.paths is None for s in parts.values()):
+        return None
+    return audit_files({k: s.paths for k, s in parts.items()}, {k: s.labels for k, s in parts.items()},
+                       splits.classes, near_duplicates=near_duplicates)  # fmt: skip
+
+
+def label_issues_of(ev: Evaluation, samples: Any, classes: tuple[str, ...]) -> LabelIssues | None:
+    """Likely label errors among the evaluated images (cleanlab on held-out probabilities), with their paths."""
+    if ev.labels.ndim != 1:
+        return None
+    issues = find_label_issues(ev.probs, ev.labels, list(classes))
+    return issues.with_paths([samples.describe(int(i)) for i in issues.indices])
+
+
+def audit(source: str, *, model: str | Path | None = None, near_duplicates: bool = True, seed: int = 0
+          ) -> tuple[AuditReport | None, LabelIssues | None, D.Splits]:  # fmt: skip
+    """`imgclf audit`: counts, sizes, unreadable files, duplicates and leakage; with a model, likely label errors
+    among the held-out images (cleanlab on the model's probabilities for images it did not train on)."""
+    splits = D.load_source(str(source), seed=seed)
+    report = audit_splits(splits, near_duplicates=near_duplicates)
+    issues = None
+    if model is not None:
+        bundle = load_bundle(model)
+        samples, _, _ = split_samples(bundle.meta, str(source), None)
+        issues = label_issues_of(evaluate_bundle(bundle, str(source), n_resamples=0), samples, bundle.meta.classes)
+    return report, issues, splits
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """Where the report went, and the evaluation it shows."""
+
+    html: Path
+    model_card: Path
+    evaluation: Evaluation | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"html": str(self.html), "model_card": str(self.model_card)}
+
+
+def _history(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def build_report(run_dir: str | Path, *, bundle: Bundle | None = None, source: str | None = None,
+                 evaluation: Evaluation | None = None, splits: D.Splits | None = None,
+                 audit_report: AuditReport | None = None, n_resamples: int = 1000) -> ReportResult:  # fmt: skip
+    """Write ``RUN_DIR/report.html`` (self-contained) and ``RUN_DIR/model_card.md``, plots in ``RUN_DIR/plots``.
+
+    Training passes what it already has (``evaluation`` of its held-out pass, the ``splits`` it scanned, the
+    ``audit_report`` it made) and nothing is recomputed; ``imgclf report RUN_DIR`` passes nothing and everything
+    is rebuilt from disk: the bundle evaluated on the same held-out split training used (class cap included),
+    the data audited (near duplicates up to ``NEAR_DUPLICATE_LIMIT`` files).
+    """
+    run = Path(run_dir)
+    if not (run / "config.yaml").is_file():
+        raise DataError(f"{run} is not a run directory (config.yaml is missing); pass the folder `imgclf train` made")
+    cfg = load_config(run / "config.yaml")
+    bundle = bundle or load_bundle(run / "bundle")
+    source = source or cfg.data.source
+    samples, split, loaded = split_samples(bundle.meta, source, evaluation.split if evaluation else None)
+    splits = splits or loaded
+    ev = evaluation or evaluate_bundle(bundle, source, split=split, n_resamples=n_resamples)
+    n_files = sum(len(s) for _, s in splits.items())
+    if audit_report is None:
+        audit_report = audit_splits(splits, near_duplicates=n_files <= NEAR_DUPLICATE_LIMIT)
+    issues = label_issues_of(ev, samples, bundle.meta.classes)
+    label_tiles = [] if issues is None else [
+        ErrorExample(str(p), bundle.meta.classes[int(g)], bundle.meta.classes[int(s)], float(1 - c))
+        for p, g, s, c in list(zip(issues.paths, issues.given, issues.suggested, issues.self_confidence))[:20]
+    ]  # fmt: skip
+    notes = []
+    if n_files > NEAR_DUPLICATE_LIMIT:
+        notes.append(f"near-duplicate search skipped ({n_files} files); run `imgclf audit {source}` for it")
+    if splits.skipped:
+        notes.append(f"WARNING: {len(splits.skipped)} unreadable file(s) were skipped while scanning the data")
+    temperature = bundle.meta.temperature
+    data = ReportData(
+        title=f"{Path(str(source)).name} · {bundle.meta.architecture}",
+        facts={"model": bundle.meta.architecture, "task": bundle.task.kind, "classes": len(bundle.meta.classes),
+               "data": source, "evaluated split": f"{ev.split} ({ev.n} images)", "run": str(run),
+               "temperature": f"{temperature:.3f}" if isinstance(temperature, float) else str(temperature),
+               "rejection": _rejection_fact(bundle.meta.rejection), "created": bundle.meta.created},
+        data_summary={f"{k} images": len(s) for k, s in splits.items()}, audit=audit_report,
+        label_issues=label_tiles, history=_history(run), notes=notes, **ev.report_fields(),
+    )  # fmt: skip
+    html = render_report(data, run / "report.html", plots_dir=run / "plots")
+    card = render_model_card(data, model_name=f"{bundle.meta.architecture} ({run.name})")
+    card_path = atomic_write_text(run / "model_card.md", card)
+    return ReportResult(html, card_path, ev)
+
+
+def _rejection_fact(rule: dict[str, Any] | None) -> str:
+    if not rule:
+        return "none (run `imgclf robustness` to add one)"
+    return (f"{rule.get('score')} >= {float(rule.get('threshold', 0)):.4g} "
+            f"(accepts {float(rule.get('target_acceptance', 0)):.0%} of held-out images)")  # fmt: skip

@@ -1,0 +1,33 @@
+"""Tasks: what kind of label — single-label, multi-label, hierarchical — and everything that differs between them.
+
+>>> from imgclf.tasks import make_task
+>>> task = make_task("single", ["cat", "dog"])
+>>> # loss = task.build_loss(cfg.train, train_labels); answers = task.decode(task.probabilities(logits, T))
+"""
+
+from imgclf.tasks._base import Answer, Task, TaskMetrics, topk_rows, unknown_mask
+from imgclf.tasks._registry import TASK_KINDS, make_task, task_from_dict
+from imgclf.tasks._rejection import DEFAULT_ACCEPTANCE, LOGIT_SCORES, fit_rejection, ood_score, rejection_scores
+from imgclf.tasks._single import MIN_CALIBRATION_IMAGES, SingleLabelTask, checked_temperature
+from imgclf.utils import publish
+
+__all__ = [
+    "DEFAULT_ACCEPTANCE",
+    "LOGIT_SCORES",
+    "fit_rejection",
+    "ood_score",
+    "rejection_scores",
+    "MIN_CALIBRATION_IMAGES",
+    "TASK_KINDS",
+    "Answer",
+    "SingleLabelTask",
+    "Task",
+    "TaskMetrics",
+    "checked_temperature",
+    "make_task",
+    "task_from_dict",
+    "topk_rows",
+    "unknown_mask",
+]
+
+publish(__name__, globals(), __all__)
