@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 import imgclf
-from imgclf.api import analyse, split_logits, stress_test
-from imgclf.api._evaluate import load_split
-from imgclf.bundle import load_bundle
+from imgclf.bundle import load_bundle, split_samples
+from imgclf.engine import run_inference
+from imgclf.evaluation import analyse
+from imgclf.robustness import stress_test
 from imgclf.data import load_source
 from imgclf.metrics import fit_temperature
 
@@ -56,11 +57,11 @@ def test_temperature_scaling_halves_held_out_ece(cifar_overconfident: imgclf.Cla
     assert (cifar_overconfident.result_.run_dir / "report.html").is_file()  # train → evaluate → report on CIFAR
     bundle = load_bundle(cifar_overconfident.result_.bundle_dir)
     splits = load_source(str(cifar10_dir), max_per_class=200, seed=0)
-    val = split_logits(bundle.model, splits.val, bundle.meta.preprocessing)
-    test = split_logits(bundle.model, splits.test, bundle.meta.preprocessing)
+    val = run_inference(bundle.model, splits.val, bundle.meta.preprocessing)
+    test = run_inference(bundle.model, splits.test, bundle.meta.preprocessing)
     t = fit_temperature(val.logits, val.labels)
-    raw = analyse(test.logits, test.labels, bundle.meta.classes, temperature=1.0, n_resamples=0)
-    cal = analyse(test.logits, test.labels, bundle.meta.classes, temperature=t, n_resamples=0)
+    raw = analyse(test.logits, test.labels, bundle.task, temperature=1.0, n_resamples=0)
+    cal = analyse(test.logits, test.labels, bundle.task, temperature=t, n_resamples=0)
     assert t > 1.2  # overconfident: probabilities get softened
     assert cal.calibration.ece <= raw.calibration.ece / 2, (raw.calibration.ece, cal.calibration.ece)
     assert cal.metrics.accuracy == raw.metrics.accuracy
@@ -78,8 +79,8 @@ def test_pgd_8_255_drives_cifar_model_to_5_percent(cifar_overconfident: imgclf.C
 
 
 def test_int8_export_agrees_on_real_digits(mnist_model: imgclf.Classifier, mnist_dir: Path) -> None:
-    from imgclf.api import export_bundle, sample_tensors
-    from imgclf.export import load_engine
+    from imgclf.data import sample_tensors
+    from imgclf.export import export_bundle, load_engine
 
     bundle = mnist_model.result_.bundle_dir
     res = export_bundle(bundle, quantize="int8")
@@ -87,7 +88,7 @@ def test_int8_export_agrees_on_real_digits(mnist_model: imgclf.Classifier, mnist
     q = res.quantization
     assert q["accuracy_int8"] >= q["accuracy_fp32"] - 0.02, q
     loaded = load_bundle(bundle)
-    samples, _, _ = load_split(loaded.meta, str(mnist_dir), "test")
+    samples, _, _ = split_samples(loaded.meta, str(mnist_dir), "test")
     x, _ = sample_tensors(samples, loaded.meta.preprocessing, 500, seed=1)
     fp32 = load_engine("onnxruntime", onnx_path=res.onnx).predict_logits(x).argmax(1)
     int8 = load_engine("onnxruntime", onnx_path=res.int8).predict_logits(x).argmax(1)
@@ -97,7 +98,8 @@ def test_int8_export_agrees_on_real_digits(mnist_model: imgclf.Classifier, mnist
 def test_distillation_helps_a_data_starved_student(mnist_model: imgclf.Classifier, mnist_dir: Path,
                                                    tmp_path: Path) -> None:  # fmt: skip
     """A student that sees 30 images per class learns more from the full-data teacher's soft targets."""
-    from imgclf.api import Classifier, distill
+    from imgclf.api import Classifier
+    from imgclf.workflows import distill
 
     cfg = Classifier(epochs=20, out=str(tmp_path), sets=[
         "data.max_per_class=30", "data.augment=none", "train.report=false", "optim.lr=3e-3",

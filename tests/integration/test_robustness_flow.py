@@ -76,7 +76,7 @@ def test_adversarial_training_tracks_robust_accuracy(trained, tmp_path: Path) ->
 
 @pytest.mark.slow
 def test_robustness_on_a_vit_bundle(trained, tmp_path: Path) -> None:
-    from imgclf.api import stress_test
+    from imgclf.robustness import stress_test
     from imgclf.bundle import load_bundle
 
     src, _, _ = trained

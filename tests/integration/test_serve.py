@@ -66,9 +66,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
                      sets=["data.workers=0", "optim.lr=0.01", "optim.warmup_epochs=0"])  # fmt: skip
     held, held_labels = synthetic_images(tmp / "held", 100, seed=1)
     assert clf.classes == CLASSES
-    probs = apply_temperature(clf.logits_from_images(held), clf.meta_.temperature or 1.0)
+    probs = apply_temperature(clf.predict_logits(held)[1], clf.meta_.temperature or 1.0)
     assert np.mean(probs.argmax(1) == np.asarray(held_labels)) > 0.8, "the test model did not learn the classes"
-    ref = reference_stats(probs, clf.embed_images(held), seed=0)
+    ref = reference_stats(probs, clf.embed(held), seed=0)
     bundle = clf.result_.bundle_dir
     update_meta(bundle, extra={**clf.meta_.extra, "monitor": ref})
     return {"bundle": bundle, "clf": imgclf.load(bundle), "ref": ref, "tmp": tmp}
@@ -99,12 +99,12 @@ def test_web_page_shows_the_right_label_bars_latency_and_an_unknown_badge(traine
 
     clf = trained["clf"]
     images, labels = synthetic_images(tmp_path / "imgs", 10, seed=5)
-    logits = clf.logits_from_images(images)
+    logits = clf.predict_logits(images)[1]
     right = np.flatnonzero(logits.argmax(1) == np.asarray(labels))
     known = int(right[np.argmax(logits[right].max(1))])  # the most confidently right image
     stranger = Image.new("RGB", (32, 32), (128, 128, 128))  # flat grey: none of the classes
     score_known = float(robustness.max_logit(torch.from_numpy(logits[known : known + 1]))[0])
-    score_stranger = float(robustness.max_logit(torch.from_numpy(clf.logits_from_images([stranger])))[0])
+    score_stranger = float(robustness.max_logit(torch.from_numpy(clf.predict_logits([stranger])[1]))[0])
     assert score_known > score_stranger, "the test model scores grey above its best class image"
     bundle = tmp_path / "bundle"
     shutil.copytree(trained["bundle"], bundle)
@@ -161,15 +161,15 @@ def test_false_alarms_stay_at_the_level_and_corruption_is_detected(trained: dict
     images, _ = synthetic_images(trained["tmp"] / "fresh", 800, seed=11)  # 2,400 fresh in-distribution images
     order = np.random.default_rng(0).permutation(len(images))
     images = [images[i] for i in order]
-    probs = apply_temperature(clf.logits_from_images(images), clf.meta_.temperature or 1.0)
-    feats = clf.embed_images(images)
+    probs = apply_temperature(clf.predict_logits(images)[1], clf.meta_.temperature or 1.0)
+    feats = clf.embed(images)
     reports = [drift_check(ref, probs[i : i + 60], feats[i : i + 60]) for i in range(0, 2400, 60)]
     alarms = sum(r.drifted for r in reports)
     assert len(reports) == 40 and alarms <= 2, f"{alarms} false alarms in 40 in-distribution windows (alpha 0.05)"
     rng = np.random.default_rng(1)
     bad = [noisy(im, rng) for im in images[:600]]
-    bad_probs = apply_temperature(clf.logits_from_images(bad), clf.meta_.temperature or 1.0)
-    bad_feats = clf.embed_images(bad)
+    bad_probs = apply_temperature(clf.predict_logits(bad)[1], clf.meta_.temperature or 1.0)
+    bad_feats = clf.embed(bad)
     assert all(drift_check(ref, bad_probs[i : i + 60], bad_feats[i : i + 60]).drifted for i in range(0, 600, 60))
 
 

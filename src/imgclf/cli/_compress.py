@@ -26,12 +26,8 @@ def prune_cmd(
         imgclf prune runs/x/bundle --amount 0.3 --finetune-epochs 2
     """
     res = prune_bundle(model, amount=amount, finetune_epochs=finetune_epochs, data=data, out=out, console=console)
-    table = Table("", "parameters", "GFLOPs", "latency p50 (ms)", "img/s", "accuracy", title="pruning")
-    for label, d in (("before", res.before), ("after", res.after)):
-        table.add_row(label, f"{d['parameters']:,}", f"{d['gflops']:.4f}", f"{d['latency_ms_p50']:.2f}",
-                      f"{d['throughput_ips']:.0f}", f"{d['accuracy']:.4f}")  # fmt: skip
-    console.print(table)
-    console.print(f"pruned bundle: {res.bundle_dir}")
+    console.print(_table("pruning", res.rows, kept=res.kept))
+    console.print(f"{res.reason}\npruned bundle: {res.bundle_dir}")
 
 
 @friendly_errors
@@ -57,8 +53,20 @@ def distill_cmd(
     extra = [f"train.distill_temperature={temperature}", f"train.distill_alpha={alpha}"]
     cfg = Classifier(sets=[*extra, *sets], epochs=epochs, img_size=img_size, out=out).resolved_config(data)
     res = distill(teacher, student, data, cfg=cfg, baseline=baseline, console=console)
-    table = Table("model", "held-out accuracy", title="distillation")
-    for label, acc in res.accuracies.items():
-        table.add_row(label, f"{acc:.4f}")
-    console.print(table)
+    console.print(_table("distillation", res.rows))
+    if res.comparison is not None:
+        console.print(f"distilled vs no teacher: {res.comparison.verdict}")
     console.print(f"student bundle: {res.student_bundle}")
+
+
+def _table(title: str, rows: dict[str, dict], kept: str | None = None) -> Table:
+    """One row per model: parameters, GFLOPs, size, latency, throughput, held-out accuracy (with its image count)."""
+    first = next(iter(rows.values()))
+    table = Table("model", "parameters", "GFLOPs", "size (MB)", "latency p50 (ms)", "img/s",
+                  f"accuracy ({first['split']}, {first['images']} images)", title=title)  # fmt: skip
+    for label, d in rows.items():
+        size = "" if d.get("size_mb") is None else f"{d['size_mb']:.2f}"
+        name = f"{label} [green](kept)[/green]" if label == kept else label
+        table.add_row(name, f"{d['parameters']:,}", f"{d['gflops']:.4f}", size, f"{d['latency_ms_p50']:.2f}",
+                      f"{d['throughput_ips']:.0f}", f"{d['accuracy']:.4f}")  # fmt: skip
+    return table

@@ -192,15 +192,17 @@ class TrainConfig:
     adv_train: str = "none"
     adv_eps: float = 8 / 255
     adv_steps: int = 5
+    hierarchy_loss: str = "none"
 
     def __post_init__(self) -> None:
         _positive("train", "epochs", self.epochs)
         _choice("train", "amp", self.amp, ("auto", "off", "bf16", "fp16"))
-        _choice("train", "loss", self.loss, ("ce", "focal"))
+        _choice("train", "loss", self.loss, ("ce", "focal", "bce", "asl"))
         _choice("train", "class_weights", self.class_weights, ("none", "balanced"))
         _choice("train", "monitor", self.monitor, ("val_acc", "val_loss"))
         _positive("train", "accumulate", self.accumulate)
         _choice("train", "adv_train", self.adv_train, ("none", "pgd"))
+        _choice("train", "hierarchy_loss", self.hierarchy_loss, ("none", "soft-labels", "hxe"))
         _positive("train", "distill_temperature", self.distill_temperature)
         if not 0 <= self.distill_alpha <= 1:
             raise ConfigError(f"train.distill_alpha={self.distill_alpha} must be in [0, 1]")

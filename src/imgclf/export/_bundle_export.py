@@ -26,10 +26,11 @@ ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 
 
-def _held_out(bundle: Bundle, source: str | None, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Up to ``n`` real images of ``source`` (default: the training data), from its held-out split."""
-    samples, _, _ = split_samples(bundle.meta, training_source(bundle.meta, source), None)
-    return D.sample_tensors(samples, bundle.meta.preprocessing, n, seed)
+def _held_out(bundle: Bundle, source: str | None, n: int, seed: int = 0
+              ) -> tuple[torch.Tensor, torch.Tensor, str]:  # fmt: skip
+    """Up to ``n`` real images of ``source`` (default: the training data), from its held-out split (named)."""
+    samples, split, _ = split_samples(bundle.meta, training_source(bundle.meta, source), None)
+    return (*D.sample_tensors(samples, bundle.meta.preprocessing, n, seed), f"{split} ({len(samples)} images)")
 
 
 def _metadata(bundle: Bundle) -> dict[str, str]:
@@ -48,10 +49,12 @@ class ExportResult:
     parity: Parity
     int8: Path | None = None
     quantization: dict[str, Any] | None = None
+    notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {"onnx": str(self.onnx), "parity": self.parity.to_dict(),
-                "int8": str(self.int8) if self.int8 else None, "quantization": self.quantization}  # fmt: skip
+                "int8": str(self.int8) if self.int8 else None, "quantization": self.quantization,
+                "notes": list(self.notes)}  # fmt: skip
 
 
 def export_bundle(path: str | Path | Bundle, *, quantize: str | None = None, data: str | None = None,
@@ -69,16 +72,20 @@ def export_bundle(path: str | Path | Bundle, *, quantize: str | None = None, dat
     if out is None and bundle.path is None:
         raise ConfigError("this model is only in memory: give the folder to export into (out=...)")
     out_dir = Path(out) if out else Path(bundle.path)
-    x, y = _held_out(bundle, data, max(parity_images, 256 if quantize else 0))
+    x, y, _ = _held_out(bundle, data, max(parity_images, 256 if quantize else 0))
     onnx_path = export_onnx(bundle.model, out_dir / ONNX_FILE, input_size=bundle.meta.preprocessing.input_size,
                               metadata=_metadata(bundle), parity_images=x[:parity_images], atol=atol)  # fmt: skip
     parity = parity_check(bundle.model, onnx_path, x[:parity_images], atol=atol)
     record: dict[str, Any] = {"onnx": {"file": onnx_path.name, "parity": parity.to_dict()}}
-    int8_path, quant = None, None
+    int8_path, quant, notes = None, None, []
     if quantize:
         if quantize not in ("int8", "dynamic"):
             raise ConfigError(f"--quantize {quantize!r}: choose int8 (static) or dynamic")
         mode = "static" if quantize == "int8" else "dynamic"
+        if mode == "dynamic" and _convolutional(bundle.model):
+            notes.append("dynamic int8 quantizes only Linear/matmul layers and converts activations at run time; on "
+                         "a convolutional network it is often slower than fp32. Prefer --quantize int8 (static, "
+                         "calibrated) for CNNs; dynamic suits transformer / MLP models")  # fmt: skip
         int8_path = quantize_onnx(onnx_path, out_dir / INT8_FILE, calibration_images=x[:128], mode=mode)
         fp32, q = load_engine("onnxruntime", onnx_path=onnx_path), load_engine("onnxruntime", onnx_path=int8_path)
         held_x, held_y = x[128:] if len(x) > 160 else x, y[128:] if len(x) > 160 else y
@@ -90,9 +97,12 @@ def export_bundle(path: str | Path | Bundle, *, quantize: str | None = None, dat
                  "throughput_fp32": speed[0].throughput_ips, "throughput_int8": speed[1].throughput_ips,
                  "speedup": speed[1].throughput_ips / max(speed[0].throughput_ips, 1e-9)}  # fmt: skip
         record["int8"] = quant
+        if quant["speedup"] < 1:
+            notes.append(f"the {mode} int8 model is {quant['speedup']:.2f}x the fp32 ONNX throughput here: slower; "
+                         + ("try --quantize int8 (static)" if mode == "dynamic" else "keep the fp32 export"))
     if bundle.path is not None and out_dir.resolve() == Path(bundle.path).resolve():
         update_meta(bundle.path, extra={**bundle.meta.extra, "exports": record})
-    return ExportResult(onnx_path, parity, int8_path, quant)
+    return ExportResult(onnx_path, parity, int8_path, quant, tuple(notes))
 
 
 def resolve_model(path: str | Path) -> tuple[Path, Path | None]:
@@ -138,7 +148,9 @@ def benchmark_bundle(path: str | Path, data: str | None = None, *, engines: Sequ
                      batch_size: int = 32, repeats: int = 10, max_images: int = 256) -> dict[str, Any]:  # fmt: skip
     """One row per engine/precision/format (+ exported ONNX fp32 / int8 when present) with latency p50/p90/p99
     at batch 1, throughput at ``batch_size``, file size, parameters, GFLOPs, efficiency (achieved GFLOP/s over the
-    peak matmul GFLOP/s measured in the same run) and, with ``data``, accuracy and its change vs eager torch."""
+    fp32 matmul peak measured in the same run: int8 and bf16 rows can exceed 100%) and, with ``data``, accuracy
+    on ``max_images`` held-out images (``accuracy_on`` says how many, from which split) and its change vs eager
+    torch."""
     bundle = load_bundle(path)
     size = bundle.meta.preprocessing.input_size
     candidates: list[tuple[Engine, Path]] = [(load_engine(k, model=bundle.model), bundle.path / "model.safetensors")
@@ -147,8 +159,10 @@ def benchmark_bundle(path: str | Path, data: str | None = None, *, engines: Sequ
         if (bundle.path / name).is_file():
             candidates.append((load_engine("onnxruntime", onnx_path=bundle.path / name), bundle.path / name))
     x = y = None
+    accuracy_on = None
     if data is not None:
-        x, y = _held_out(bundle, data, max_images)
+        x, y, split = _held_out(bundle, data, max_images)
+        accuracy_on = f"{len(y)} images drawn from the {split} split (seeded; pass --max-images to change)"
     results = benchmark_engines([e for e, _ in candidates], size, batch_sizes=(1, batch_size), repeats=repeats,
                                   images=x)  # fmt: skip
     flops = count_flops(bundle.model, size) / 1e9
@@ -165,5 +179,12 @@ def benchmark_bundle(path: str | Path, data: str | None = None, *, engines: Sequ
             flops * r.throughput_ips / peak, acc, None if acc is None else acc - base_acc,
         ))  # fmt: skip
     return {"model": bundle.meta.architecture, "input_size": size, "parameters": count_parameters(bundle.model),
-            "gflops_per_image": flops, "peak_gflops": peak, "batch_size": batch_size,
-            "rows": [r.to_dict() for r in rows]}  # fmt: skip
+            "gflops_per_image": flops, "peak_gflops": peak, "peak_precision": "fp32", "batch_size": batch_size,
+            "accuracy_on": accuracy_on, "rows": [r.to_dict() for r in rows]}  # fmt: skip
+
+
+def _convolutional(model: torch.nn.Module) -> bool:
+    """Whether most of the model's weights sit in convolutions (where dynamic quantization does not help)."""
+    conv = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    total = sum(p.numel() for p in model.parameters())
+    return conv > total / 2

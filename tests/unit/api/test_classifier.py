@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from imgclf.api import Classifier, expand_inputs
+from imgclf.api import Classifier
+from imgclf.data import expand_inputs
 from imgclf.api._fit import auto_img_size
 from imgclf.config import RunConfig, update
 from imgclf.data import load_source, make_synthetic_dataset

@@ -50,7 +50,7 @@ def test_predict_multipart_batch_gives_calibrated_topk_per_image(client, base_bu
 
     from PIL import Image
 
-    probs = apply_temperature(clf.logits_from_images([Image.open(io.BytesIO(b)) for b in blobs]), 1.5)
+    probs = apply_temperature(clf.predict_logits([Image.open(io.BytesIO(b)) for b in blobs])[1], 1.5)
     for pred, row, blob in zip(body["predictions"], probs, blobs):
         assert [t["label"] for t in pred["topk"]] == [clf.classes[j] for j in np.argsort(-row)[:2]]
         assert pred["topk"][0]["probability"] == pytest.approx(row.max(), abs=1e-6)
@@ -186,7 +186,7 @@ def test_drift_gauges_appear_after_a_window(make_bundle, tmp_path: Path) -> None
     from PIL import Image
 
     images = [Image.open(io.BytesIO(png_bytes(i))) for i in range(40)]
-    ref = reference_stats(apply_temperature(clf.logits_from_images(images), 1.5), clf.embed_images(images))
+    ref = reference_stats(apply_temperature(clf.predict_logits(images)[1], 1.5), clf.embed(images))
     log = tmp_path / "audit.jsonl"
     with client_for(create_app(make_bundle(extra={"monitor": ref}), ServeSettings(drift_window=10, log=log))) as c:
         for i in range(0, 10, 5):

@@ -28,7 +28,7 @@ def test_probabilities_are_the_classifiers_calibrated_ones(base_bundle) -> None:
     pred = Predictor(clf, top_k=2)
     images = _images(5)
     results = pred([pred.preprocess(im) for im in images])
-    probs = apply_temperature(clf.logits_from_images(images), 1.5)  # the bundle's temperature
+    probs = apply_temperature(clf.predict_logits(images)[1], 1.5)  # the bundle's temperature
     for res, row in zip(results, probs):
         order = np.argsort(-row)
         assert [lab for lab, _ in res.topk] == [clf.classes[j] for j in order[:2]]
@@ -42,7 +42,7 @@ def test_probabilities_are_the_classifiers_calibrated_ones(base_bundle) -> None:
 def test_rejection_uses_the_bundles_score_and_threshold(make_bundle, score: str) -> None:
     images = _images(6)
     clf = imgclf.load(make_bundle())
-    logits = torch.from_numpy(clf.logits_from_images(images))
+    logits = torch.from_numpy(clf.predict_logits(images)[1])
     expected = {"msp": robustness.msp(logits, 1.5), "max_logit": robustness.max_logit(logits),
                 "energy": robustness.energy(logits)}[score].numpy()  # fmt: skip
     threshold = float(np.median(expected))
@@ -65,11 +65,11 @@ def test_unknown_rejection_score_is_refused_at_startup(make_bundle) -> None:
 def test_features_are_projected_with_the_bundles_reference(make_bundle) -> None:
     clf = imgclf.load(make_bundle())
     images = _images(24)
-    probs = apply_temperature(clf.logits_from_images(images), 1.5)
-    ref = reference_stats(probs, clf.embed_images(images), max_samples=10)
+    probs = apply_temperature(clf.predict_logits(images)[1], 1.5)
+    ref = reference_stats(probs, clf.embed(images), max_samples=10)
     pred = Predictor(imgclf.load(make_bundle(extra={"monitor": ref})))
     results = pred([pred.preprocess(im) for im in images[:4]])
-    expected = project_features(ref, clf.embed_images(images[:4]))
+    expected = project_features(ref, clf.embed(images[:4]))
     assert np.allclose([r.features for r in results], expected, rtol=1e-3, atol=1e-4)
 
 

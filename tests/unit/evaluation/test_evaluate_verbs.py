@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from imgclf.api import analyse
-from imgclf.api._evaluate import checked_temperature
+from imgclf.evaluation import analyse
+from imgclf.tasks import SingleLabelTask, checked_temperature
 
 
 def _logits(n: int, accuracy: float, scale: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -27,9 +27,10 @@ def test_checked_temperature_refuses_unsupported_splits() -> None:
 
 def test_analyse_fills_every_section() -> None:
     logits, labels = _logits(300, 0.85, 3.0)
-    ev = analyse(logits, labels, ["a", "b", "c"], temperature=1.3, n_resamples=100)
+    ev = analyse(logits, labels, SingleLabelTask(["a", "b", "c"]), temperature=1.3, n_resamples=100)
     assert set(ev.intervals) >= {"accuracy", "macro_f1", "ece"}
     assert ev.intervals["accuracy"].low <= ev.metrics.accuracy <= ev.intervals["accuracy"].high
     assert ev.risk.threshold is not None and len(ev.errors) == 25
     d = ev.to_dict()
-    assert d["temperature"] == 1.3 and d["n"] == 300
+    assert d["temperature"] == 1.3 and d["n"] == 300 and d["task"] == "single"
+    assert d["accuracy"] == ev.metrics.accuracy  # the task's headline figures sit at the top of --json
