@@ -80,11 +80,13 @@ def local_device(device: torch.device, info: DistInfo) -> torch.device:
 
 
 def barrier(info: DistInfo) -> None:
+    """Wait for every rank (a no-op outside a distributed run)."""
     if info.enabled and dist.is_initialized():
         dist.barrier()
 
 
 def cleanup_distributed(info: DistInfo) -> None:
+    """Tear down the process group this run started (a no-op outside a distributed run)."""
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
 
