@@ -10,6 +10,7 @@ import pytest
 from tests.integration._helpers import cli
 
 import imgclf
+from imgclf.workflows import train_repeated
 from imgclf import data as D
 from imgclf.bundle import read_meta
 
@@ -125,9 +126,9 @@ def test_report_renders_in_chromium(world: dict) -> None:
 def test_seeds_and_folds_report_mean_and_std(world: dict, tmp_path: Path) -> None:
     clf = imgclf.Classifier(model="test_cnn", epochs=1, img_size=32, out=str(tmp_path), name="rep",
                             sets=["data.workers=0", "train.report=false"])  # fmt: skip
-    seeds = clf.fit_repeated(world["src"], seeds=2)
+    seeds = train_repeated(clf.resolved_config(world["src"]), seeds=2)
     assert len(seeds.values) == 2 and seeds.metric == "test accuracy"
-    folds = clf.fit_repeated(world["src"], folds=2)
+    folds = train_repeated(clf.resolved_config(world["src"]), folds=2)
     assert folds.kind == "folds" and len(folds.runs) == 2
     summary = json.loads((tmp_path / "rep" / "summary.json").read_text())
     assert summary["kind"] == "folds" and summary["std"] >= 0
