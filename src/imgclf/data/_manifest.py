@@ -40,7 +40,8 @@ def _columns(path: Path, fieldnames: list[str]) -> tuple[dict[str, str], bool]:
     plural = "labels" in key
     if plural and any(a in key for a in ("label", *COLUMN_ALIASES["label"])):
         raise DataError(f"manifest {path} has both a 'labels' and a 'label' column; keep one (labels holds "
-                        f"'{SEPARATOR}'-joined class names for multi-label data, label one class per image)")  # fmt: skip
+                        f"'{SEPARATOR}'-joined class names for multi-label data, label one class per "
+                        "image)")  # fmt: skip
     for column, aliases in COLUMN_ALIASES.items():
         names = ("labels",) if column == "label" and plural else (column, *aliases)
         found = next((a for a in names if a in key), None)

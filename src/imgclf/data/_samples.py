@@ -11,7 +11,6 @@ from PIL import Image
 
 from imgclf.data._decode import open_image
 
-
 TASKS = ("single", "multilabel")
 
 

@@ -72,8 +72,8 @@ def given_parts(train: SampleList, val: SampleList | None, test: SampleList | No
     if val is not None or val_fraction == 0:
         return {"train": (train, "given"), "val": (val, "given"), "test": (test, test_how or "given")}
     rest, carved = carve(train, [val_fraction], seed)
-    return {"train": (rest, "given, val carved out"), "val": (carved, split_how(seed, val_fraction, train.is_multilabel)),
-            "test": (test, test_how or "given")}  # fmt: skip
+    how = split_how(seed, val_fraction, train.is_multilabel)
+    return {"train": (rest, "given, val carved out"), "val": (carved, how), "test": (test, test_how or "given")}
 
 
 def flat_parts(samples: SampleList, *, val_fraction: float, test_fraction: float,
