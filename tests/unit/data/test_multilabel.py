@@ -224,3 +224,33 @@ def test_loader_over_multilabel_samples_yields_b_by_c_float_labels(tmp_path: Pat
     assert first.labels.dtype == torch.float32 and first.labels.tolist() == multi[:4].tolist()
     assert first.images.shape == (4, 3, 16, 16)
     assert last.skipped == 1 and last.labels.shape == (0, 2)  # a batch of only bad images keeps its C
+
+
+# -- real-data builders --------------------------------------------------------------------------------------------
+@pytest.mark.real
+def test_mnist_multilabel_builder_gives_a_loadable_manifest(mnist_dir: Path, tmp_path: Path) -> None:
+    from tests.realsets import mnist_multilabel_manifest
+
+    manifest = mnist_multilabel_manifest(mnist_dir, tmp_path / "mnist-ml", n_train=60, n_test=20, seed=0)
+    assert mnist_multilabel_manifest(mnist_dir, tmp_path / "mnist-ml", n_train=60, n_test=20, seed=0) == manifest
+    splits = D.load_source(manifest, val_fraction=0.2, seed=0)
+    assert splits.task == "multilabel" and splits.classes == tuple("0123456789")
+    assert (len(splits.train) + len(splits.val), len(splits.test)) == (60, 20)
+    for _, samples in splits.items():
+        counts = samples.multi_hot.sum(axis=1)
+        assert counts.min() >= 1 and counts.max() <= 3  # 2-3 digits, repeats counted once
+        image, target = samples[0]
+        arr = np.asarray(image)[..., 0]
+        assert image.size == (56, 56) and target.sum() == counts[0]
+        inked = sum(arr[t : t + 28, s : s + 28].max() > 0 for t in (0, 28) for s in (0, 28))
+        assert counts[0] <= inked <= 3  # one quadrant per placed digit, never overlapping
+
+
+def test_cifar_hierarchy_yaml_matches_the_cifar10_classes(tmp_path: Path) -> None:
+    from tests.realsets import cifar_hierarchy_yaml
+
+    from imgclf.config import load_hierarchy
+
+    classes = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+    h = load_hierarchy(cifar_hierarchy_yaml(tmp_path / "h.yaml"), classes)
+    assert h.root == "root" and h.children("root") == ("vehicle", "animal") and h.parent("frog") == "animal"
