@@ -226,6 +226,21 @@ def test_loader_over_multilabel_samples_yields_b_by_c_float_labels(tmp_path: Pat
     assert last.skipped == 1 and last.labels.shape == (0, 2)  # a batch of only bad images keeps its C
 
 
+def test_mixup_mixes_multi_hot_targets_like_the_images() -> None:
+    torch.manual_seed(0)
+    y = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    images = y[:, :1, None, None].expand(4, 3, 2, 2).clone()  # each image's pixels = its first target
+    mixed, targets = D.mixup_cutmix(3, 0.4, 0.0)(images, y)
+    assert targets.shape == (4, 3) and targets.dtype == torch.float32
+    lam = None
+    for i in range(4):  # the same convex combination of two rows, for pixels and targets
+        j = (i - 1) % 4
+        if lam is None and y[i, 0] != y[j, 0]:
+            lam = float((mixed[i, 0, 0, 0] - y[j, 0]) / (y[i, 0] - y[j, 0]))
+    assert lam is not None
+    torch.testing.assert_close(targets, lam * y + (1 - lam) * y.roll(1, 0))
+
+
 # -- real-data builders --------------------------------------------------------------------------------------------
 @pytest.mark.real
 def test_mnist_multilabel_builder_gives_a_loadable_manifest(mnist_dir: Path, tmp_path: Path) -> None:
