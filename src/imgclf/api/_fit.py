@@ -19,7 +19,7 @@ from imgclf import monitor
 from imgclf import robustness as R
 from imgclf.api._run import run_name, write_run_files
 from imgclf.bundle import Bundle, BundleMeta, load_bundle, read_meta, save_bundle
-from imgclf.config import DataConfig, RunConfig, load_config, to_dict
+from imgclf.config import DataConfig, RunConfig, load_config, load_hierarchy, to_dict
 from imgclf.errors import ConfigError, DataError, TrainingInterrupted
 from imgclf.models import create_model, freeze_backbone, model_data_config, split_parameters
 from imgclf.optim import build_optimizer, build_scheduler
@@ -114,7 +114,7 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
     seed_everything(cfg.train.seed)
     splits = D.load_source(
         cfg.data.source, val_fraction=cfg.data.val_fraction, test_fraction=cfg.data.test_fraction,
-        seed=cfg.train.seed, strict=cfg.data.strict, max_per_class=cfg.data.max_per_class,
+        seed=cfg.train.seed, strict=cfg.data.strict, max_per_class=cfg.data.max_per_class, task=cfg.data.task,
     )  # fmt: skip
     if cfg.data.folds:
         splits = D.kfold(splits, cfg.data.folds, cfg.data.fold, cfg.train.seed)
@@ -238,13 +238,22 @@ def _absolute_source(cfg: RunConfig) -> RunConfig:
 
 
 def _task(cfg: RunConfig, splits: D.Splits) -> Task:
-    """The kind of label the data has (``Splits.task``) as a task over its classes."""
-    return make_task(getattr(splits, "task", "single"), splits.classes)
+    """The kind of label: hierarchical with ``data.hierarchy``, else what the data has (``Splits.task``)."""
+    if cfg.data.hierarchy:
+        if splits.task != "single":
+            raise ConfigError("--hierarchy needs single-label data (one leaf class per image); this data is "
+                              f"{splits.task}. Drop --hierarchy or give one label per image")  # fmt: skip
+        hierarchy = load_hierarchy(cfg.data.hierarchy, splits.classes)
+        return make_task("hierarchical", splits.classes, hierarchy=hierarchy)
+    if cfg.train.hierarchy_loss != "none":
+        raise ConfigError(f"train.hierarchy_loss={cfg.train.hierarchy_loss} needs a class tree: "
+                          "pass --hierarchy FILE.yaml")
+    return make_task(splits.task, splits.classes)
 
 
 def _targets(samples: Any) -> Any:
     """The training targets a task weights its loss by: class indices, or multi-hot rows."""
-    return getattr(samples, "multi_hot", None) if getattr(samples, "is_multilabel", False) else samples.labels
+    return samples.multi_hot if samples.is_multilabel else samples.labels
 
 
 def _summarise_data(splits: D.Splits, console: Console) -> None:

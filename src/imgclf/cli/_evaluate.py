@@ -46,9 +46,13 @@ def evaluate_cmd(
     if per_class:  # multi-label: per-class AP / precision / recall / F1
         per = Table("class", "AP", "precision", "recall", "F1", "support", title="per class")
         for row in per_class:
-            per.add_row(str(row["class"]), *(f"{row[k]:.3f}" if row[k] is not None else "n/a"
-                                             for k in ("ap", "precision", "recall", "f1")), str(row["support"]))
+            per.add_row(str(row["name"]), *(f"{row[k]:.3f}" if row[k] is not None else "n/a"
+                                            for k in ("average_precision", "precision", "recall", "f1")),
+                        str(row["support"]))  # fmt: skip
         console.print(per)
+        excluded = ev.task_metrics.detail.get("map_excluded_classes")
+        if excluded:
+            console.print(f"[yellow]no positives in this split, left out of mAP: {', '.join(excluded)}[/yellow]")
     if ev.metrics is None:
         return
     per = Table("class", "precision", "recall", "F1", "support", "AUC", title="per class, worst first")

@@ -2,8 +2,11 @@
 
 Precedence: dataclass defaults < the model's data config (for fields left unset) < YAML < ``--set`` / keyword
 arguments. Unknown keys and bad values raise :class:`~imgclf.errors.ConfigError` with the closest valid key.
+A class :class:`Hierarchy` (a tree over the class names, from YAML) lives here too, so losses, metrics and the
+bundle share one shape.
 """
 
+from imgclf.config._hierarchy import Hierarchy, load_hierarchy
 from imgclf.config._io import from_dict, load_config, parse_set, to_dict, to_yaml, update
 from imgclf.config._schema import (
     IMAGENET_MEAN,
@@ -22,12 +25,14 @@ __all__ = [
     "IMAGENET_STD",
     "DataConfig",
     "DataSourceConfig",
+    "Hierarchy",
     "ModelConfig",
     "OptimConfig",
     "RunConfig",
     "TrainConfig",
     "from_dict",
     "load_config",
+    "load_hierarchy",
     "parse_set",
     "to_dict",
     "to_yaml",

@@ -3,6 +3,8 @@
 >>> from imgclf import data
 >>> splits = data.load_source("digits", seed=0)          # or a folder / a .csv manifest
 >>> image, label = splits.train[0]                       # PIL RGB image, int label
+>>> # tags = data.load_source("tags.csv")                 # path,labels[,split] with labels "cat;dog"
+>>> # tags.task, tags.train.multi_hot.shape, tags.train[0][1]   # 'multilabel', (N, C), float32 (C,) 0/1
 >>> # loader = data.make_loader(data.IndexedDataset(splits.train, data.build_eval_transform(cfg)),
 >>> #                           data.ResumableSampler(splits.train.labels, seed=0), batch_size=64)
 """

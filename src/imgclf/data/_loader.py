@@ -6,6 +6,7 @@ import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,9 @@ from imgclf.errors import DataError
 
 
 class IndexedDataset(Dataset):
-    """``dataset[(index, item_seed)] -> (tensor, label, index)``, or ``None`` when the image cannot be decoded.
+    """``dataset[(index, item_seed)] -> (tensor, target, index)``, or ``None`` when the image cannot be decoded.
+
+    ``target`` is the int label, or for multi-label samples a float32 ``(C,)`` 0/1 array.
 
     The transform runs with torch's CPU generator seeded by ``item_seed`` inside ``fork_rng``, so the
     augmentation of a sample depends only on its item seed: not on the worker count, worker order or the
@@ -36,7 +39,7 @@ class IndexedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int, int] | None:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int | np.ndarray, int] | None:
         index, item_seed = (key, 0) if isinstance(key, (int, np.integer)) else key
         index = int(index)
         try:
@@ -55,8 +58,11 @@ class IndexedDataset(Dataset):
 
 @dataclass(frozen=True)
 class Batch:
-    """One collated batch: ``images (B, 3, H, W)``, ``labels (B,)``, dataset ``indices (B,)`` and how many
-    unreadable samples were dropped from it (``skipped``). ``B`` is 0 when every sample was bad."""
+    """One collated batch: ``images (B, 3, H, W)``, ``labels``, dataset ``indices (B,)`` and how many
+    unreadable samples were dropped from it (``skipped``). ``B`` is 0 when every sample was bad.
+
+    ``labels`` is a LongTensor ``(B,)`` of class indices for single-label data and a float32 ``(B, C)`` 0/1
+    tensor for multi-label data."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -71,19 +77,30 @@ class Batch:
         return {"size": int(self.images.shape[0]), "shape": list(self.images.shape), "skipped": self.skipped}
 
 
-def collate_skip_bad(batch: Sequence[tuple[torch.Tensor, int, int] | None]) -> Batch:
+def collate_skip_bad(batch: Sequence[tuple[torch.Tensor, int | np.ndarray, int] | None], *,
+                     num_labels: int | None = None) -> Batch:  # fmt: skip
     """Stack the readable items of ``batch``; ``None`` items (unreadable images) are dropped and counted.
+
+    Int targets become ``labels`` LongTensor ``(B,)``; array targets (multi-label) become float32 ``(B, C)``.
+    ``num_labels`` (``C``) only shapes the labels of a batch whose every image was unreadable: ``(0, C)``
+    float32 instead of ``(0,)`` long (:func:`make_loader` passes it for multi-label data).
 
     >>> collate_skip_bad([(torch.zeros(3, 4, 4), 1, 7), None]).skipped
     1
+    >>> collate_skip_bad([(torch.zeros(3, 4, 4), np.array([1, 0, 1], np.float32), 7)]).labels
+    tensor([[1., 0., 1.]])
     """
     good = [item for item in batch if item is not None]
     skipped = len(batch) - len(good)
     if not good:
         empty = torch.zeros(0, dtype=torch.long)
-        return Batch(torch.zeros(0, 3, 0, 0), empty, empty.clone(), skipped)
+        labels = empty.clone() if num_labels is None else torch.zeros(0, num_labels, dtype=torch.float32)
+        return Batch(torch.zeros(0, 3, 0, 0), labels, empty, skipped)
     images = torch.stack([t for t, _, _ in good])  # (B, 3, H, W)
-    labels = torch.tensor([y for _, y, _ in good], dtype=torch.long)  # (B,)
+    if isinstance(good[0][1], np.ndarray):
+        labels = torch.from_numpy(np.stack([y for _, y, _ in good]).astype(np.float32))  # (B, C)
+    else:
+        labels = torch.tensor([y for _, y, _ in good], dtype=torch.long)  # (B,)
     indices = torch.tensor([i for _, _, i in good], dtype=torch.long)  # (B,)
     return Batch(images, labels, indices, skipped)
 
@@ -103,7 +120,8 @@ def default_workers() -> int:
 
 def make_loader(dataset: IndexedDataset, sampler: Sampler, batch_size: int, *, workers: int | None = None,
                 device_type: str = "cpu", drop_last: bool = False) -> DataLoader:  # fmt: skip
-    """A DataLoader over ``dataset`` in ``sampler``'s order, collated with :func:`collate_skip_bad`.
+    """A DataLoader over ``dataset`` in ``sampler``'s order, collated with :func:`collate_skip_bad` (labels
+    ``(B,)`` long, or ``(B, C)`` float32 for multi-label samples).
 
     ``workers`` defaults to :func:`default_workers`; workers persist across epochs; memory is pinned only for
     ``device_type == "cuda"``. The loader draws its worker base seed from its own generator, so iterating it
@@ -114,8 +132,10 @@ def make_loader(dataset: IndexedDataset, sampler: Sampler, batch_size: int, *, w
     workers = default_workers() if workers is None else workers
     if workers < 0 or batch_size < 1:
         raise ValueError(f"make_loader: workers={workers} must be >= 0 and batch_size={batch_size} >= 1")
+    multi_hot = getattr(getattr(dataset, "samples", None), "multi_hot", None)
+    collate = collate_skip_bad if multi_hot is None else partial(collate_skip_bad, num_labels=multi_hot.shape[1])
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                      collate_fn=collate_skip_bad, pin_memory=device_type == "cuda", drop_last=drop_last,
+                      collate_fn=collate, pin_memory=device_type == "cuda", drop_last=drop_last,
                       persistent_workers=workers > 0, generator=torch.Generator().manual_seed(0))  # fmt: skip
 
 

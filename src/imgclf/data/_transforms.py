@@ -90,7 +90,8 @@ class BatchMixer:
 def mixup_cutmix(num_classes: int, mixup_alpha: float, cutmix_alpha: float
                  ) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None:  # fmt: skip
     """A batch callable applying MixUp (``mixup_alpha > 0``), CutMix (``cutmix_alpha > 0``) or a random choice of
-    the two per batch; ``None`` when both alphas are 0. Labels ``(B,)`` become soft targets ``(B, num_classes)``.
+    the two per batch; ``None`` when both alphas are 0. Labels ``(B,)`` (or multi-hot ``(B, num_classes)``, mixed
+    with the same weights as the images) become soft targets ``(B, num_classes)``.
 
     >>> mix = mixup_cutmix(3, 0.2, 0.0)
     >>> mix(torch.zeros(4, 3, 8, 8), torch.tensor([0, 1, 2, 0]))[1].shape

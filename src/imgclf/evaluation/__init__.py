@@ -37,6 +37,7 @@ from imgclf.evaluation._evaluate import (
 from imgclf.evaluation._gallery import ErrorExample, plot_error_gallery
 from imgclf.evaluation._imagehash import dhash, hamming, phash
 from imgclf.evaluation._label_issues import LabelIssues, find_label_issues
+from imgclf.evaluation._label_issues_multilabel import MultilabelLabelIssues, find_multilabel_label_issues
 from imgclf.evaluation._model_card import render_model_card
 from imgclf.evaluation._plots import (
     plot_confidence_histogram,
@@ -85,6 +86,7 @@ __all__ = [
     "ImageStats",
     "LabelIssues",
     "Leak",
+    "MultilabelLabelIssues",
     "NearDuplicate",
     "ReportData",
     "SplitSummary",
@@ -92,6 +94,7 @@ __all__ = [
     "audit_files",
     "dhash",
     "find_label_issues",
+    "find_multilabel_label_issues",
     "hamming",
     "phash",
     "plot_confidence_histogram",

@@ -7,6 +7,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from imgclf.errors import ConfigError
+from imgclf.losses._multilabel import MultiLabelASLLoss, MultiLabelBCELoss
+
+LOSSES = ("ce", "focal", "bce", "asl")
 
 
 class ClassificationLoss(nn.Module):
@@ -60,11 +63,40 @@ def balanced_class_weights(counts: Sequence[int]) -> torch.Tensor:
 
 
 def build_loss(
-    kind: str, *, label_smoothing: float = 0.0, class_weights: torch.Tensor | None = None, focal_gamma: float = 2.0
-) -> ClassificationLoss:
-    """The training loss named by ``train.loss`` ("ce" or "focal")."""
-    if kind not in ("ce", "focal"):
-        raise ConfigError(f"train.loss={kind!r} is not valid; choose ce or focal")
+    kind: str,
+    *,
+    label_smoothing: float = 0.0,
+    class_weights: torch.Tensor | None = None,
+    focal_gamma: float = 2.0,
+    pos_weight: torch.Tensor | None = None,
+    asl_gamma_neg: float = 4.0,
+    asl_gamma_pos: float = 1.0,
+    asl_clip: float = 0.05,
+) -> nn.Module:
+    """The training loss named by ``train.loss``.
+
+    Single-label (targets ``(B,)`` class indices or ``(B, C)`` probability rows): ``"ce"`` or ``"focal"``
+    (:class:`ClassificationLoss`, with ``class_weights``). Multi-label (targets ``(B, C)`` multi-hot):
+    ``"bce"`` (:class:`MultiLabelBCELoss`) or ``"asl"`` (:class:`MultiLabelASLLoss`, timm's asymmetric loss
+    with ``asl_gamma_neg`` / ``asl_gamma_pos`` / ``asl_clip``), both with a per-class ``pos_weight`` ``(C,)``
+    (e.g. from :func:`multilabel_pos_weights`).
+
+    >>> build_loss("bce")(torch.zeros(2, 3), torch.ones(2, 3)).item() > 0
+    True
+    """
+    if kind not in LOSSES:
+        raise ConfigError(f"train.loss={kind!r} is not valid; choose ce or focal (single-label), bce or asl "
+                          "(multi-label)")  # fmt: skip
+    if kind in ("bce", "asl"):
+        if class_weights is not None:
+            raise ConfigError(f"train.loss={kind!r} weighs classes through pos_weight (multilabel_pos_weights), "
+                              "not class_weights")  # fmt: skip
+        if kind == "bce":
+            return MultiLabelBCELoss(pos_weight=pos_weight, label_smoothing=label_smoothing)
+        return MultiLabelASLLoss(gamma_neg=asl_gamma_neg, gamma_pos=asl_gamma_pos, clip=asl_clip,
+                                 pos_weight=pos_weight, label_smoothing=label_smoothing)  # fmt: skip
+    if pos_weight is not None:
+        raise ConfigError(f"train.loss={kind!r} is single-label: weigh classes with class_weights, not pos_weight")
     return ClassificationLoss(
         label_smoothing=label_smoothing,
         class_weights=class_weights,

@@ -9,6 +9,11 @@ function first needs them.
 >>> report = classification_metrics(probs, labels, class_names)  # doctest: +SKIP
 >>> print(bootstrap_ci(probs, labels)["accuracy"])  # doctest: +SKIP
 0.912 [0.901, 0.923]
+
+Multi-label figures take per-class probabilities ``(N, C)`` (sigmoids) and 0/1 targets ``(N, C)``
+(:func:`multilabel_metrics`, :func:`multilabel_bootstrap_ci`, :func:`tune_thresholds`,
+:func:`fit_per_class_temperature`); hierarchical figures take leaf indices and a :class:`~imgclf.config.Hierarchy`
+(:func:`hierarchical_metrics`).
 """
 
 from imgclf.metrics._arrays import check_probs_labels, softmax, to_numpy
@@ -31,14 +36,30 @@ from imgclf.metrics._error_analysis import (
     top_losses,
 )
 from imgclf.metrics._groups import GroupMetrics, GroupReport, group_metrics
+from imgclf.metrics._hierarchical import HierarchicalReport, hierarchical_metrics
+from imgclf.metrics._multilabel import (
+    MULTILABEL_HEADLINE,
+    MultilabelClassMetrics,
+    MultilabelReport,
+    check_multilabel,
+    multilabel_metrics,
+    tune_thresholds,
+)
+from imgclf.metrics._multilabel_resampled import multilabel_bootstrap_ci
 from imgclf.metrics._ood_scores import as_2d, choose_threshold, energy, max_logit, msp
 from imgclf.metrics._paired import Comparison, McNemarResult, compare_predictions, mcnemar_exact, paired_bootstrap_diff
-from imgclf.metrics._temperature import apply_temperature, fit_temperature
+from imgclf.metrics._temperature import (
+    apply_per_class_temperature,
+    apply_temperature,
+    fit_per_class_temperature,
+    fit_temperature,
+)
 from imgclf.utils import publish
 
 __all__ = [
     "HEADLINE_METRICS",
     "LOWER_IS_BETTER",
+    "MULTILABEL_HEADLINE",
     "CalibrationReport",
     "ClassMetrics",
     "ClassificationReport",
@@ -47,11 +68,15 @@ __all__ = [
     "ConfusedPair",
     "GroupMetrics",
     "GroupReport",
+    "HierarchicalReport",
     "Interval",
     "McNemarResult",
+    "MultilabelClassMetrics",
+    "MultilabelReport",
     "ReliabilityBins",
     "RiskCoverage",
     "TopLosses",
+    "apply_per_class_temperature",
     "apply_temperature",
     "as_2d",
     "choose_threshold",
@@ -60,20 +85,26 @@ __all__ = [
     "msp",
     "bootstrap_ci",
     "calibration_metrics",
+    "check_multilabel",
     "check_probs_labels",
     "classification_metrics",
     "compare_predictions",
     "confidence_histogram",
     "expected_calibration_error",
+    "fit_per_class_temperature",
     "fit_temperature",
     "group_metrics",
+    "hierarchical_metrics",
     "mcnemar_exact",
     "most_confused",
+    "multilabel_bootstrap_ci",
+    "multilabel_metrics",
     "paired_bootstrap_diff",
     "risk_coverage",
     "softmax",
     "to_numpy",
     "top_losses",
+    "tune_thresholds",
 ]
 
 publish(__name__, globals(), __all__)

@@ -19,7 +19,7 @@ MetricSpec = Union[Sequence[str], Mapping[str, Union[str, MetricFn]], None]  # n
 # The figures shown with an interval in every evaluation.
 HEADLINE_METRICS: tuple[str, ...] = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc", "log_loss", "ece")
 # Lower is better for these (the rest: higher is better).
-LOWER_IS_BETTER: frozenset[str] = frozenset({"log_loss", "brier", "ece"})
+LOWER_IS_BETTER: frozenset[str] = frozenset({"log_loss", "brier", "ece", "hamming_loss"})
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,17 @@
 """
 
 from imgclf.tasks._base import Answer, Task, TaskMetrics, topk_rows, unknown_mask
+from imgclf.tasks._hierarchical import DEFAULT_BACKOFF, HierarchicalTask
+from imgclf.tasks._multilabel import MultiLabelTask
 from imgclf.tasks._registry import TASK_KINDS, make_task, task_from_dict
 from imgclf.tasks._rejection import DEFAULT_ACCEPTANCE, LOGIT_SCORES, fit_rejection, ood_score, rejection_scores
 from imgclf.tasks._single import MIN_CALIBRATION_IMAGES, SingleLabelTask, checked_temperature
 from imgclf.utils import publish
 
 __all__ = [
+    "DEFAULT_BACKOFF",
+    "HierarchicalTask",
+    "MultiLabelTask",
     "DEFAULT_ACCEPTANCE",
     "LOGIT_SCORES",
     "fit_rejection",

@@ -78,7 +78,7 @@ class HierarchicalTask(SingleLabelTask):
         flat = super().metrics(probs, targets, n_resamples=n_resamples, seed=seed)
         report = M.hierarchical_metrics(probs.argmax(1), targets, self.hierarchy, list(self.classes))
         d = report.to_dict()
-        values = {**flat.values, **{k: v for k, v in d.items() if isinstance(v, (int, float))}}
+        values = {**flat.values, **{k: v for k, v in d.items() if isinstance(v, (int, float)) and k != "n"}}
         detail = {**flat.detail, **{k: v for k, v in d.items() if not isinstance(v, (int, float))}}
         return TaskMetrics(values, flat.intervals, detail)
 

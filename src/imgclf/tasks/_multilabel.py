@@ -16,7 +16,9 @@ from imgclf.config import TrainConfig
 from imgclf.errors import ConfigError
 from imgclf.tasks._base import Answer, Task, TaskMetrics, topk_rows
 
-HEADLINE = ("mAP", "micro_mAP", "macro_f1", "exact_match", "hamming_loss", "lrap")
+# our names for the metrics' headline figures: `evaluate --json` carries "mAP" (macro, classes with positives)
+HEADLINE = {"mAP": "macro_map", "micro_mAP": "micro_map", "macro_f1": "macro_f1", "micro_f1": "micro_f1",
+            "exact_match": "exact_match", "hamming_loss": "hamming_loss", "lrap": "lrap"}
 
 
 def sample_f1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -92,14 +94,15 @@ class MultiLabelTask(Task):
     def metrics(self, probs: np.ndarray, targets: np.ndarray, *, n_resamples: int = 1000,
                 seed: int = 0) -> TaskMetrics:  # fmt: skip
         report = M.multilabel_metrics(probs, targets, list(self.classes), thresholds=self.thresholds)
-        d = report.to_dict()
-        values = {k: d[k] for k in HEADLINE if k in d}
+        values = {ours: float(getattr(report, theirs)) for ours, theirs in HEADLINE.items()}
         intervals = {}
         if n_resamples:
-            ci = M.multilabel_bootstrap_ci(probs, targets, thresholds=self.thresholds, n_resamples=n_resamples,
-                                           seed=seed)  # fmt: skip
-            intervals = {k: (v.low, v.high) for k, v in ci.items()}
-        detail = {k: v for k, v in d.items() if k not in values}
+            ci = M.multilabel_bootstrap_ci(probs, targets, list(HEADLINE.values()), thresholds=self.thresholds,
+                                           n_resamples=n_resamples, seed=seed)  # fmt: skip
+            intervals = {ours: (ci[theirs].low, ci[theirs].high) for ours, theirs in HEADLINE.items() if theirs in ci}
+        detail = {"per_class": [c.to_dict() for c in report.per_class],
+                  "map_excluded_classes": list(report.map_undefined),
+                  "thresholds": [float(t) for t in self.thresholds]}  # fmt: skip
         return TaskMetrics(values, intervals, detail)
 
     def to_dict(self) -> dict[str, Any]:

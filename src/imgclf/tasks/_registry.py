@@ -7,10 +7,13 @@ from typing import Any
 
 from imgclf.errors import BundleError, ConfigError
 from imgclf.tasks._base import Task
+from imgclf.tasks._hierarchical import HierarchicalTask
+from imgclf.tasks._multilabel import MultiLabelTask
 from imgclf.tasks._single import SingleLabelTask
 
-TASK_KINDS = ("single",)
-_TASKS: dict[str, type[Task]] = {"single": SingleLabelTask}
+_TASKS: dict[str, type[Task]] = {"single": SingleLabelTask, "multilabel": MultiLabelTask,
+                                 "hierarchical": HierarchicalTask}  # fmt: skip
+TASK_KINDS = tuple(_TASKS)
 
 
 def make_task(kind: str, classes: Sequence[str], **params: Any) -> Task:

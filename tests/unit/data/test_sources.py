@@ -219,7 +219,7 @@ def test_csv_split_column_is_honoured(tmp_path: Path) -> None:
         ("path,label\n", "is empty: it has a header but no rows"),
         ("", "is empty"),
         ("path,label\na1.png,a\nmissing.png,b\n", r"line 3: file missing.png does not exist"),
-        ("path,label\na1.png,a;b\n", "multi-label manifests are not supported yet"),
+        ("path,label\na1.png,a;;b\n", r"line 2: label cell .* has an empty class name"),
         ("path,label,split\na1.png,a,train\nb1.png,b,holdout\n", "split 'holdout' is not train, val or test"),
         ("path,label,split\na1.png,a,train\nb1.png,b,train\na2.png,c,val\n", "val class 'c'"),
         ("path,label\na1.png,a\na2.png,a\n", "one class"),
