@@ -136,7 +136,7 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
     model = model.to(device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    ratio = D.imbalance_ratio(splits.train.labels)
+    ratio = _imbalance(splits.train)
     if ratio > 5 and cfg.data.sampler != "balanced" and cfg.train.class_weights == "none" and info.is_main:
         console.print(f"[yellow]classes are imbalanced (largest/smallest = {ratio:.1f}); consider "
                       "--set train.class_weights=balanced or --set data.sampler=balanced[/yellow]")  # fmt: skip
@@ -249,6 +249,15 @@ def _task(cfg: RunConfig, splits: D.Splits) -> Task:
         raise ConfigError(f"train.hierarchy_loss={cfg.train.hierarchy_loss} needs a class tree: "
                           "pass --hierarchy FILE.yaml")
     return make_task(splits.task, splits.classes)
+
+
+def _imbalance(samples: D.SampleList) -> float:
+    """Largest over smallest class count (positives per label for multi-label data)."""
+    if not samples.is_multilabel:
+        return D.imbalance_ratio(samples.labels)
+    counts = samples.multi_hot.sum(0)
+    present = counts[counts > 0]
+    return float(present.max() / present.min()) if present.size else 1.0
 
 
 def _targets(samples: Any) -> Any:

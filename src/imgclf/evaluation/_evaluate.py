@@ -91,7 +91,8 @@ class Evaluation:
                 "calibration_before": self.calibration_raw, "calibration_after": self.calibration,
                 "temperature": self.temperature if isinstance(self.temperature, float) else None,
                 "risk_coverage": self.risk, "confidence": self.confidence, "groups": self.groups,
-                "errors": self.errors, "task_kind": self.task, "task_metrics": self.task_metrics}  # fmt: skip
+                "errors": self.errors, "task_kind": self.task, "task_metrics": self.task_metrics,
+                "probs": self.probs, "targets": self.labels if self.labels.ndim == 2 else None}  # fmt: skip
 
 
 def analyse(logits: np.ndarray, labels: np.ndarray, task: Task, *, temperature: Any = None, split: str = "test",

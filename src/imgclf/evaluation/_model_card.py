@@ -38,6 +38,7 @@ def render_model_card(
     if m is not None:
         out += [f"Classes ({len(m.class_names)}): " + ", ".join(m.class_names), ""]
     out += _data(data)
+    out += _task(data)
     out += _metrics(data)
     out += _calibration(data)
     limits = [*limitations, *_derived_limits(data)]
@@ -57,6 +58,22 @@ def _data(d: ReportData) -> list[str]:
             lines.append(f"- split `{s.name}`: {s.n_files} files{ratio}")
         lines += [f"- {w}" for w in d.audit.warnings]
     return ["## Data", "", *lines, ""] if lines else []
+
+
+def _task(d: ReportData) -> list[str]:
+    """The figures of the kind of label (multi-label mAP, hierarchical F1 and mistake severity)."""
+    tm = d.task_metrics
+    if tm is None or d.task_kind == "single":
+        return []
+    lines = [f"## {d.task_kind.capitalize()} metrics", "", "| metric | value | interval |", "|---|---|---|"]
+    for key, value in tm.values.items():
+        iv = tm.intervals.get(key)
+        interval = f"[{num(iv[0])}, {num(iv[1])}]" if iv else "-"
+        lines.append(f"| {key} | {num(value)} | {interval} |")
+    excluded = tm.detail.get("map_excluded_classes")
+    if excluded:
+        lines += ["", f"Left out of mAP (no positives in the split): {', '.join(excluded)}."]
+    return [*lines, ""]
 
 
 def _metrics(d: ReportData) -> list[str]:

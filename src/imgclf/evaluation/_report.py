@@ -12,7 +12,7 @@ from imgclf.evaluation._report_sections import Figures, build_sections
 from imgclf.evaluation._template import REPORT_TEMPLATE
 from imgclf.utils import atomic_write_text, optional_import
 
-SECTION_IDS = ("data", "training", "metrics", "confusion", "calibration", "risk-coverage", "groups", "errors")
+SECTION_IDS = ("data", "training", "task", "metrics", "confusion", "calibration", "risk-coverage", "groups", "errors")
 
 
 def render_report(data: ReportData, path: str | os.PathLike, *, plots_dir: str | os.PathLike | None = None) -> Path:

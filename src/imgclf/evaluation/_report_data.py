@@ -35,7 +35,8 @@ class ReportData:
     - ``risk_coverage``, ``confidence``: selective-prediction curve and confidence histograms.
     - ``groups``: per-group metrics; ``errors``: top-loss gallery tiles; ``notes``: extra warnings to show.
     - ``task_kind`` / ``task_metrics``: the kind of label and its :class:`~imgclf.tasks.TaskMetrics` (mAP and
-      per-class AP for multi-label, hierarchical F1 and mistake severity for hierarchies).
+      per-class AP for multi-label, hierarchical F1 and mistake severity for hierarchies); ``probs`` /
+      ``targets`` of the evaluated images for curves (multi-label PR curves).
 
     >>> data = ReportData(title="cifar10 · resnet18", metrics=report, intervals=ci)  # doctest: +SKIP
     >>> render_report(data, "runs/r1/report.html")  # doctest: +SKIP
@@ -61,3 +62,5 @@ class ReportData:
     notes: Sequence[str] = ()
     task_kind: str = "single"
     task_metrics: Any = None
+    probs: Any = None
+    targets: Any = None

@@ -11,6 +11,7 @@ from typing import Any
 from imgclf.evaluation import _plots as P
 from imgclf.evaluation._gallery import plot_error_gallery
 from imgclf.evaluation._report_data import ReportData
+from imgclf.evaluation._report_task import task_section
 from imgclf.metrics import most_confused
 
 Block = dict[str, Any]
@@ -58,7 +59,7 @@ def text(kind: str, value: str, id: str | None = None) -> Block:
 
 def build_sections(data: ReportData, figs: Figures) -> list[Section]:
     """Every section the data allows, in reading order."""
-    builders = (_data, _training, _metrics, _confusion, _calibration, _risk, _groups, _errors)
+    builders = (_data, _training, task_section, _metrics, _confusion, _calibration, _risk, _groups, _errors)
     return [s for s in (b(data, figs) for b in builders) if s is not None]
 
 
