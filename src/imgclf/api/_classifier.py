@@ -129,16 +129,7 @@ class Classifier:
         images = D.InputImages(inputs)
         out = E.run_inference(bundle.model, images, bundle.meta.preprocessing, batch_size=batch_size,
                               runner=self._runner(), features=features)  # fmt: skip
-        readable = set(out.indices.tolist())
-        errors = {}
-        for i in range(len(images)):
-            if i not in readable:
-                try:
-                    images[i]
-                    errors[i] = "could not be read"
-                except DataError as exc:
-                    errors[i] = getattr(exc, "reason", str(exc))
-        return images, out, errors
+        return images, out, images.unreadable(out.indices.tolist())
 
     def predict_logits(self, inputs: Any, *, batch_size: int = 32
                        ) -> tuple[list[str], np.ndarray, dict[str, str]]:  # fmt: skip

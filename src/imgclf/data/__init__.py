@@ -21,6 +21,7 @@ from imgclf.data._loader import (
     imbalance_ratio,
     make_loader,
 )
+from imgclf.data._pixels import denormalize, normalize
 from imgclf.data._sampler import ResumableSampler
 from imgclf.data._samples import SampleList, Splits
 from imgclf.data._scan import list_images
@@ -48,6 +49,7 @@ __all__ = [
     "class_counts",
     "collate_skip_bad",
     "default_workers",
+    "denormalize",
     "describe_all",
     "expand_inputs",
     "imbalance_ratio",
@@ -57,6 +59,7 @@ __all__ = [
     "make_loader",
     "make_synthetic_dataset",
     "mixup_cutmix",
+    "normalize",
     "open_image",
     "sample_tensors",
     "to_pil",

@@ -18,6 +18,7 @@ from PIL import Image
 
 from imgclf.config import DataConfig
 from imgclf.data._decode import BadImageError, open_image, to_rgb
+from imgclf.data._loader import IndexedDataset, collate_skip_bad
 from imgclf.data._scan import list_images
 from imgclf.data._transforms import build_eval_transform
 from imgclf.errors import DataError
@@ -119,6 +120,19 @@ class InputImages:
     def describe(self, i: int) -> str:
         return self._names[i]
 
+    def unreadable(self, readable: Iterable[int]) -> dict[int, str]:
+        """``{position: reason}`` for the inputs not in ``readable`` (decoded again for the message: rare)."""
+        seen = set(int(i) for i in readable)
+        out = {}
+        for i in range(len(self._items)):
+            if i not in seen:
+                try:
+                    self[i]
+                    out[i] = "could not be read"
+                except DataError as exc:
+                    out[i] = getattr(exc, "reason", str(exc))
+        return out
+
 
 def sample_tensors(samples: Any, pre: DataConfig, limit: int | None = None, seed: int = 0
                    ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
@@ -129,18 +143,11 @@ def sample_tensors(samples: Any, pre: DataConfig, limit: int | None = None, seed
     >>> # x, y = sample_tensors(splits.val, bundle.meta.preprocessing, 256)
     """
     chosen = np.random.default_rng(seed).permutation(len(samples))[:limit] if limit else np.arange(len(samples))
-    transform = build_eval_transform(pre)
-    xs, ys = [], []
-    for i in sorted(chosen.tolist()):
-        try:
-            image, label = samples[i]
-        except DataError:
-            continue
-        xs.append(transform(image))
-        ys.append(torch.as_tensor(label))
-    if not xs:
+    dataset = IndexedDataset(samples, build_eval_transform(pre))
+    batch = collate_skip_bad([dataset[int(i)] for i in sorted(chosen.tolist())])
+    if batch.images.shape[0] == 0:
         raise DataError("none of the selected images could be read")
-    return torch.stack(xs), torch.stack(ys)
+    return batch.images, batch.labels
 
 
 def describe_all(samples: Sequence[Any] | Any) -> list[str]:

@@ -7,11 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from imgclf import data as D
 from imgclf.bundle import Bundle
-from imgclf.errors import ConfigError, DataError
+from imgclf.errors import ConfigError
 from imgclf.explain._explain import explain
 from imgclf.explain._faithfulness import deletion_insertion
 from imgclf.explain._overlay import GalleryItem, save_gallery, save_side_by_side, to_display_image
@@ -68,19 +66,15 @@ def explain_files(
     transform = D.build_eval_transform(meta.preprocessing)
     device = next(model.parameters()).device
     images = D.InputImages(inputs)
-    errors, done, tiles = {}, [], []
+    dataset = D.IndexedDataset(images, transform)
+    readable, done, tiles = [], [], []
     for start in range(0, len(images), batch_size):
-        chunk, tensors = [], []
-        for i in range(start, min(start + batch_size, len(images))):
-            p = images.describe(i)
-            try:
-                tensors.append(transform(images[i][0]))
-                chunk.append(p)
-            except DataError as exc:
-                errors[p] = getattr(exc, "reason", str(exc))
-        if not tensors:
+        batch = D.collate_skip_bad([dataset[i] for i in range(start, min(start + batch_size, len(images)))])
+        readable += batch.indices.tolist()
+        if batch.images.shape[0] == 0:
             continue
-        x = torch.stack(tensors).to(device)  # (B, 3, H, W)
+        chunk = [images.describe(int(i)) for i in batch.indices]
+        x = batch.images.to(device)  # (B, 3, H, W)
         tgt = None if target is None else [meta.classes.index(target)] * len(chunk)
         attr = explain(model, x, method=method, target=tgt)
         faith = deletion_insertion(model, x, attr.maps, target=list(attr.targets)) if faithfulness else None
@@ -95,6 +89,7 @@ def explain_files(
                 None if faith is None else float(faith.deletion_auc[i]),
                 None if faith is None else float(faith.insertion_auc[i]),
             ))  # fmt: skip
+    errors = {images.describe(i): reason for i, reason in images.unreadable(readable).items()}
     gallery = str(save_gallery(tiles, out / f"gallery_{method}.png")) if len(tiles) > 1 else None
     return ExplainReport(method, tuple(done), gallery, errors)
 
@@ -102,3 +97,4 @@ def explain_files(
 def _stem(name: str) -> str:
     """A file stem for an input: the file's stem, or ``input_3`` for the in-memory ``input[3]``."""
     return name.replace("[", "_").rstrip("]") if name.startswith("input[") else Path(name).stem
+

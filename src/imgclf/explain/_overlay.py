@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from imgclf import data as D
 from imgclf.errors import DataError
 from imgclf.utils import save_figure
 
@@ -34,9 +35,7 @@ def to_display_image(image: torch.Tensor, mean: Sequence[float], std: Sequence[f
     """
     if image.dim() != 3 or image.shape[0] != len(mean) or len(mean) != len(std):
         raise DataError(f"to_display_image needs one (C, H, W) image matching mean/std, got {tuple(image.shape)}.")
-    m = torch.as_tensor(mean, dtype=torch.float32)[:, None, None]  # (C, 1, 1)
-    s = torch.as_tensor(std, dtype=torch.float32)[:, None, None]
-    rgb = (image.detach().float().cpu() * s + m).clamp(0, 1)  # (C, H, W)
+    rgb = D.denormalize(image.detach().float().cpu(), mean, std)  # (C, H, W) in [0, 1]
     if rgb.shape[0] == 1:
         rgb = rgb.expand(3, -1, -1)
     return (rgb.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()  # (H, W, 3)

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from imgclf import data as D
 from imgclf import engine as E
 from imgclf.config import DataConfig
 from imgclf.export._distill import distillation_loss
@@ -48,12 +49,9 @@ class TeacherSignal(E.Callback):
         x = images
         s, t = self.student, self.teacher_pre
         if (s.mean, s.std, s.input_size) != (t.mean, t.std, t.input_size):
-            def stats(v: tuple) -> torch.Tensor:
-                return torch.tensor(v, device=x.device).view(1, 3, 1, 1)
-
-            x = x * stats(s.std) + stats(s.mean)  # back to pixels, (B, 3, H, W)
+            x = D.denormalize(x, s.mean, s.std, clamp=False)  # back to pixels, (B, 3, H, W)
             if s.input_size != t.input_size:
                 x = F.interpolate(x, size=t.input_size, mode="bilinear", align_corners=False, antialias=True)
-            x = (x - stats(t.mean)) / stats(t.std)
+            x = D.normalize(x, t.mean, t.std)
         self.objective.teacher_logits = self.teacher(x.float()).float()
         return images, targets

@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from imgclf import data as D
 from imgclf import engine as E
 from imgclf.config import DataConfig
 from imgclf.robustness._attacks import pgd
@@ -27,26 +28,24 @@ class AdversarialTraining(E.Callback):
         self.mean, self.std = pre.mean, pre.std
         self.eps, self.steps, self.val = eps, steps, val
 
-    def _pixel(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        mean = torch.tensor(self.mean, device=images.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, device=images.device).view(1, 3, 1, 1)
-        return (images * std + mean).clamp(0, 1), mean, std
+    def _pixel(self, images: torch.Tensor) -> torch.Tensor:
+        return D.denormalize(images, self.mean, self.std)  # (B, 3, H, W) in [0, 1]
 
     def on_batch_start(
         self, state: E.TrainState, images: torch.Tensor, targets: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        pixels, mean, std = self._pixel(images)  # (B, 3, H, W) in [0, 1]
+        pixels = self._pixel(images)
         labels = targets if targets.ndim == 1 else targets.argmax(1)
         model = NormalizedModel(state.raw_model, self.mean, self.std)
         adv = pgd(model, pixels, labels, self.eps, steps=self.steps, random_start=True)
         state.raw_model.train()  # the attack runs in eval mode
-        return (adv - mean) / std, targets
+        return D.normalize(adv, self.mean, self.std), targets
 
     def on_epoch_end(self, state: E.TrainState, metrics: dict[str, Any]) -> None:
         if self.val is None:
             return
         x, y = (t.to(state.device) for t in self.val)
-        pixels, _, _ = self._pixel(x)
+        pixels = self._pixel(x)
         model = NormalizedModel(state.model_for_eval(), self.mean, self.std)
         adv = pgd(model, pixels, y, self.eps, steps=max(self.steps, 10), random_start=True)
         with torch.no_grad():

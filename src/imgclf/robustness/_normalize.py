@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from imgclf import data as D
 from imgclf.errors import ConfigError
 
 
@@ -42,7 +43,7 @@ class NormalizedModel(nn.Module):
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """Pixel images ``(B, C, H, W)`` in [0, 1] -> the normalised input the wrapped model expects."""
-        return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)  # (B, C, H, W)
+        return D.normalize(x, self.mean.flatten(), self.std.flatten())  # (B, C, H, W)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(self.normalize(x))  # (B, K)

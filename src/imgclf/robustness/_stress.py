@@ -75,9 +75,8 @@ def stress_test(bundle: Bundle, source: str, *, ood: str | Path | None = None, s
     model, meta = bundle.model.eval(), bundle.meta
     samples, split, splits = split_samples(meta, source, split)
     x, y = D.sample_tensors(samples, meta.preprocessing, max_images, seed)
-    mean = torch.tensor(meta.preprocessing.mean).view(1, 3, 1, 1)
-    std = torch.tensor(meta.preprocessing.std).view(1, 3, 1, 1)
-    pixels = (x * std + mean).clamp(0, 1)  # (N, 3, H, W) in [0, 1]
+    mean, std = meta.preprocessing.mean, meta.preprocessing.std
+    pixels = D.denormalize(x, mean, std)  # (N, 3, H, W) in [0, 1]
     pixel_model = NormalizedModel(model, meta.preprocessing.mean, meta.preprocessing.std).eval()
     logits, feats = _logits_features(model, x)
     clean = float((logits.argmax(1) == y).float().mean())
@@ -97,7 +96,7 @@ def stress_test(bundle: Bundle, source: str, *, ood: str | Path | None = None, s
     if ood is not None:
         x_out, ood_source = _folder_tensors(ood, bundle, max_images, seed), str(ood)
     else:
-        x_out = (synthetic_outliers(len(x), tuple(x.shape[1:]), seed=seed) - mean) / std
+        x_out = D.normalize(synthetic_outliers(len(x), tuple(x.shape[1:]), seed=seed), mean, std)
         ood_source = "synthetic outliers (noise, blobs, constant, stripes, checkerboards)"
     out_logits, out_feats = _logits_features(model, x_out)
     temperature = meta.temperature or 1.0
