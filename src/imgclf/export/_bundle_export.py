@@ -89,7 +89,7 @@ def export_bundle(path: str | Path | Bundle, *, quantize: str | None = None, dat
         int8_path = quantize_onnx(onnx_path, out_dir / INT8_FILE, calibration_images=x[:128], mode=mode)
         fp32, q = load_engine("onnxruntime", onnx_path=onnx_path), load_engine("onnxruntime", onnx_path=int8_path)
         held_x, held_y = x[128:] if len(x) > 160 else x, y[128:] if len(x) > 160 else y
-        acc = [float((e.predict_logits(held_x).argmax(1) == held_y.numpy()).mean()) for e in (fp32, q)]
+        acc = [_accuracy(e.predict_logits(held_x), held_y) for e in (fp32, q)]
         speed = benchmark_engines([fp32, q], bundle.meta.preprocessing.input_size, repeats=5,
                                     images=held_x)  # fmt: skip
         quant = {"mode": mode, "file": int8_path.name, "held_out_images": int(len(held_y)),
@@ -171,7 +171,7 @@ def benchmark_bundle(path: str | Path, data: str | None = None, *, engines: Sequ
     for (engine, file), r in zip(candidates, results):
         acc = None
         if x is not None:
-            acc = float((np.asarray(engine.predict_logits(x)).argmax(1) == y.numpy()).mean())
+            acc = _accuracy(engine.predict_logits(x), y)
             base_acc = acc if base_acc is None else base_acc
         rows.append(BenchmarkRow(
             engine.name, engine.precision, file.name, file_size(file) / 1e6,
@@ -188,3 +188,11 @@ def _convolutional(model: torch.nn.Module) -> bool:
     conv = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Conv2d))
     total = sum(p.numel() for p in model.parameters())
     return conv > total / 2
+
+
+def _accuracy(logits: Any, targets: torch.Tensor) -> float:
+    """Top-1 accuracy for class indices ``(N,)``; exact-match ratio (logit > 0 per label) for multi-hot ``(N, C)``."""
+    z, y = np.asarray(logits), targets.numpy()
+    if y.ndim == 2:
+        return float(((z > 0) == (y > 0.5)).all(1).mean())
+    return float((z.argmax(1) == y).mean())
