@@ -1,0 +1,301 @@
+"""Helpers for the executed tutorials: shared datasets, seeded subsets, trained models shared across pages, the CLI.
+
+Every tutorial page starts with ``import imgclf_docs as d`` (the docs hook puts this folder on ``sys.path``).
+
+- ``d.dataset("mnist")`` extracts ``../shared/datasets/mnist.tar.gz`` once into ``~/.cache/imgclf/datasets``
+  (keyed by the archive's sha256, as the tests do) and returns the dataset folder.
+- ``d.subset("mnist", train=300, test=100)`` writes a seeded CSV manifest (``path,label,split``) of a small subset.
+- ``d.train(data, model="lenet5", epochs=3)`` trains once per build: the run is cached under a key made of its
+  arguments, so every page that asks for the same model gets the same run directory.
+- ``d.imgclf("evaluate", bundle, data, "--json")`` runs the CLI in a subprocess and returns its output (parsed
+  JSON with ``json=True``); a failure raises with the command and the end of its output, which fails the build.
+- ``d.figure(png_or_matplotlib_figure, "caption")`` saves the PNG beside the page in the built site and prints the
+  ``<figure>`` HTML for it.
+
+Trained models and subsets live in one cache folder per build (a temporary folder, removed at exit), so results
+are recomputed on every build; set ``IMGCLF_DOCS_CACHE=DIR`` to keep them between builds while writing a page.
+"""
+
+from __future__ import annotations
+
+import atexit
+import csv
+import hashlib
+import html
+import json as _json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = Path(os.environ.get("IMGCLF_SHARED_DATASETS", ROOT.parent / "shared" / "datasets"))
+DATASET_CACHE = Path(os.environ.get("IMGCLF_TEST_CACHE", Path.home() / ".cache" / "imgclf" / "datasets"))
+SPLITS = {  # archive folder -> split used in the tutorials' manifests
+    "mnist": {"train": "train", "test": "test"},
+    "cifar10": {"train": "train", "test": "test"},
+    "hymenoptera": {"train": "train", "val": "test"},  # its val/ is the only held-out set: our test split
+}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+
+# Filled by the docs hook before each page is rendered: where the page's figures go.
+PAGE: dict[str, Any] = {"src": "", "out_dir": None, "figures": 0}
+TIMINGS: dict[str, float] = {}
+
+_cache: Path | None = None
+
+
+def cache() -> Path:
+    """This build's cache folder (``IMGCLF_DOCS_CACHE`` when set, else a temporary folder removed at exit)."""
+    global _cache
+    if _cache is None:
+        given = os.environ.get("IMGCLF_DOCS_CACHE")
+        if given:
+            _cache = Path(given)
+            _cache.mkdir(parents=True, exist_ok=True)
+        else:
+            _cache = Path(tempfile.mkdtemp(prefix="imgclf-docs-"))
+            atexit.register(shutil.rmtree, _cache, True)
+    return _cache
+
+
+def _key(*parts: Any) -> str:
+    return hashlib.sha256(_json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def dataset(name: str) -> Path:
+    """Extract ``shared/datasets/<name>.tar.gz`` once into the dataset cache; return the dataset folder."""
+    archive = SHARED / f"{name}.tar.gz"
+    if not archive.is_file():
+        raise FileNotFoundError(f"{archive} is missing: the tutorials need the shared datasets beside the repository "
+                                "(or IMGCLF_SHARED_DATASETS pointing at them)")
+    target = DATASET_CACHE / f"{name}-{_sha256(archive)[:16]}"
+    if not (target / ".complete").exists():
+        tmp = target.with_suffix(".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp, filter="data")
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+        (target / ".complete").touch()
+    return target / name
+
+
+def images(name: str, split: str, label: str) -> list[Path]:
+    """Sorted image files of one class in one split of the archive (``split`` as named in the archive)."""
+    folder = dataset(name) / split / label
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def classes(name: str) -> list[str]:
+    """Class names of a shared dataset."""
+    return sorted(p.name for p in (dataset(name) / "train").iterdir() if p.is_dir())
+
+
+def subset(name: str, *, train: int = 200, val: int = 0, test: int = 100, labels: list[str] | None = None,
+           seed: int = 0, imbalance: dict[str, int] | None = None, rename: dict[str, str] | None = None) -> Path:
+    """A seeded subset of a shared dataset as a CSV manifest ``path,label,split``; return its path.
+
+    ``train``/``val``/``test`` are images per class (``val`` taken from the archive's training images; 0 lets
+    imgclf carve its validation split). ``imbalance`` caps the training images of some classes, ``rename`` maps
+    class folder names to labels.
+    """
+    key = _key("subset", name, train, val, test, labels, seed, imbalance, rename)
+    path = cache() / "data" / f"{name}-{key}.csv"
+    if path.exists():
+        return path
+    rng = random.Random(seed)
+    rows = []
+    for label in labels or classes(name):
+        shown = (rename or {}).get(label, label)
+        pool = images(name, "train", label)
+        rng.shuffle(pool)
+        n_train = min(train, (imbalance or {}).get(label, train))
+        rows += [(p, shown, "train") for p in pool[:n_train]]
+        rows += [(p, shown, "val") for p in pool[n_train:n_train + val]]
+        held = [s for s, role in SPLITS[name].items() if role == "test"][0]
+        pool = images(name, held, label)
+        rng.shuffle(pool)
+        rows += [(p, shown, "test") for p in pool[:test]]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label", "split"])
+        w.writerows((str(p), label, split) for p, label, split in rows)
+    return path
+
+
+def folder(name: str, files: list[Path]) -> Path:
+    """A folder of symlinks to ``files`` (for verbs that take a folder of images); return it."""
+    out = cache() / "folders" / f"{name}-{_key('folder', [str(f) for f in files])}"
+    if not out.exists():
+        tmp = out.with_suffix(".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for i, f in enumerate(files):
+            (tmp / f"{i:05d}-{f.parent.name}{f.suffix}").symlink_to(f)
+        tmp.rename(out)
+    return out
+
+
+def imgclf(*args: Any, json: bool = False, timeout: float = 900) -> Any:
+    """Run ``imgclf ARGS`` in a subprocess; return its stdout (parsed when ``json``); raise on a non-zero exit."""
+    cmd = [sys.executable, "-m", "imgclf", *map(str, args)]
+    env = {**os.environ, "COLUMNS": "120", "NO_COLOR": "1", "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
+    work = cache() / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=work, timeout=timeout)
+    TIMINGS[PAGE["src"]] = TIMINGS.get(PAGE["src"], 0.0) + time.perf_counter() - start
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-30:])
+        raise RuntimeError(f"`imgclf {' '.join(map(str, args))}` exited with {proc.returncode}:\n{tail}")
+    if json:
+        return _json.loads(proc.stdout)
+    return proc.stdout
+
+
+def train(data: str | Path, *, model: str, epochs: int, seed: int = 0, sets: dict[str, Any] | None = None,
+          extra: tuple[str, ...] = ()) -> Path:
+    """Train once per build with ``imgclf train`` (cached by its arguments); return the run directory."""
+    args = ["train", str(data), "--model", model, "--epochs", str(epochs), "--seed", str(seed)]
+    for k, v in sorted((sets or {}).items()):
+        args += ["--set", f"{k}={v}"]
+    args += list(extra)
+    key = _key(args)
+    run_dir = cache() / "runs" / f"{model.replace('/', '_')}-{key}"
+    if not (run_dir / "bundle" / "imgclf.json").exists():
+        shutil.rmtree(run_dir, ignore_errors=True)
+        imgclf(*args, "--out", run_dir.parent, "--name", run_dir.name)
+    return run_dir
+
+
+def metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """The per-epoch rows of ``RUN_DIR/metrics.jsonl``."""
+    return [_json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+def figure(fig: Any, caption: str, *, name: str | None = None, width: int | None = None) -> str:
+    """Save a matplotlib figure (or copy a PNG file) beside the page in the built site; return its HTML to print.
+
+    Printed output of an executed block becomes part of the page: ``print(d.figure(fig, "what it shows"))``.
+    """
+    PAGE["figures"] += 1
+    name = name or f"figure-{PAGE['figures']}.png"
+    out_dir = PAGE["out_dir"] or cache() / "figures"
+    out = Path(out_dir) / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(fig, (str, Path)):
+        shutil.copyfile(fig, out)
+    else:
+        fig.savefig(out, dpi=110, bbox_inches="tight")
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+    style = f' style="max-width:{width}px"' if width else ""
+    alt = html.escape(caption, quote=True)
+    return f'<figure><img src="{name}" alt="{alt}"{style}><figcaption>{html.escape(caption)}</figcaption></figure>\n'
+
+
+def table(rows: list[dict[str, Any]], *, digits: int = 3) -> str:
+    """A list of dicts as a Markdown table (to print)."""
+    if not rows:
+        return "*(no rows)*\n"
+    cols = list(rows[0])
+
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.{digits}f}"
+        return str(v).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
+    lines += ["| " + " | ".join(cell(r.get(c, "")) for c in cols) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def text(output: str, lines: int | None = None) -> str:
+    """CLI output as a Markdown code block (its last ``lines`` lines when given), to print."""
+    body = output.rstrip("\n").splitlines()
+    if lines is not None:
+        body = body[-lines:]
+    return "```text\n" + "\n".join(body) + "\n```\n"
+
+
+def cli_reference() -> str:
+    """The CLI reference as Markdown, generated from the Typer app (one section per verb), to print."""
+    import typer
+
+    from imgclf.cli import app
+
+    root = typer.main.get_command(app)
+    commands = root.commands  # type: ignore[attr-defined]
+    parts = [_help_markdown(root.help or ""), ""]
+    parts.append(table([{"verb": f"[`{name}`](#imgclf-{name})", "what it does": _first_line(commands[name].help or "")}
+                        for name in sorted(commands)]))
+    for name in sorted(commands):
+        cmd = commands[name]
+        params = [p for p in cmd.params if p.name != "help"]
+        args = [p for p in params if p.param_type_name == "argument"]
+        opts = [p for p in params if p.param_type_name == "option"]
+        usage = " ".join(["[OPTIONS]", *(_arg_usage(p) for p in args)])
+        parts += [f"## imgclf {name}\n", f"```text\nimgclf {name} {usage}\n```\n", _help_markdown(cmd.help or ""), ""]
+        if args:
+            parts += ["**Arguments**\n", table([{"name": f"`{p.name.upper()}`", "required": "yes" if p.required else "no",
+                                                 "help": _cell(getattr(p, "help", "") or "")} for p in args])]
+        if opts:
+            parts += ["**Options**\n", table([{"option": ", ".join(f"`{o}`" for o in (*p.opts, *p.secondary_opts)),
+                                               "default": _default(p), "help": _cell(p.help or "")} for p in opts])]
+    return "\n".join(parts)
+
+
+def _arg_usage(p: Any) -> str:
+    name = p.name.upper() + ("..." if p.nargs == -1 else "")
+    return name if p.required else f"[{name}]"
+
+
+def _first_line(text: str) -> str:
+    return text.strip().split("\n\n")[0].replace("\n", " ")
+
+
+def _cell(text: str) -> str:
+    return html.escape(" ".join(text.split()), quote=False).replace("|", "\\|")
+
+
+def _default(p: Any) -> str:
+    if p.is_flag and not p.secondary_opts:
+        return ""
+    if p.default is None or p.default == [] or callable(p.default):
+        return ""
+    return f"`{p.default}`"
+
+
+def _help_markdown(text: str) -> str:
+    """A Typer help text (Markdown mode) as page Markdown: example lines become one console block."""
+    out: list[str] = []
+    for para in text.strip().split("\n\n"):
+        lines = [ln.strip() for ln in para.strip().splitlines() if ln.strip()]
+        if not lines:
+            continue
+        if all(ln.startswith(("imgclf ", "curl ", "torchrun ")) for ln in lines):
+            if out and out[-1].startswith("```bash\n"):
+                out[-1] = out[-1][: -len("\n```")] + "\n" + "\n".join(lines) + "\n```"
+            else:
+                out.append("```bash\n" + "\n".join(lines) + "\n```")
+        else:
+            out.append(html.escape(" ".join(lines), quote=False))
+    return "\n\n".join(out)
