@@ -299,3 +299,78 @@ def _help_markdown(text: str) -> str:
         else:
             out.append(html.escape(" ".join(lines), quote=False))
     return "\n\n".join(out)
+
+
+# -- Shared recipes: pages that ask for the same data or model get the same files within one build. ----------------
+FAST = {"data.augment": "none", "optim.lr": 0.003, "optim.warmup_epochs": 0, "train.report": "false"}
+
+
+def mnist() -> Path:
+    """MNIST, 200 training and 100 test images per digit (the tutorials' standard small multiclass set)."""
+    return subset("mnist", train=200, test=100)
+
+
+def mnist_lenet() -> Path:
+    """LeNet-5 trained 3 epochs on :func:`mnist` (about 95% test accuracy); return the run directory."""
+    return train(mnist(), model="lenet5", epochs=3, sets=FAST)
+
+
+def mnist_second() -> Path:
+    """A second, different model on :func:`mnist` (a small VGG), for comparisons and as a distillation teacher."""
+    return train(mnist(), model="vgg_small", epochs=3, sets=FAST)
+
+
+def hymenoptera() -> Path:
+    """Ants vs bees: every training photo, the archive's val/ as the test split (imgclf carves its own val)."""
+    return subset("hymenoptera", train=1000, test=1000)
+
+
+def ood_images(n: int = 64) -> Path:
+    """A folder of CIFAR-10 test photos: images from outside MNIST's world (for rejection and OOD pages)."""
+    files = [f for label in classes("cifar10") for f in images("cifar10", "test", label)[: n // 10 + 1]]
+    return folder("cifar10-ood", files[:n])
+
+
+def bundle_copy(run_dir: Path, name: str) -> Path:
+    """A private copy of ``RUN_DIR/bundle`` for verbs that write into a bundle (export, robustness)."""
+    out = cache() / "bundles" / f"{name}-{_key(str(run_dir), name)}"
+    if not out.exists():
+        shutil.copytree(Path(run_dir) / "bundle", out)
+    return out
+
+
+_memo: dict[str, Any] = {}
+
+
+def robustness(run_dir: Path) -> tuple[dict[str, Any], Path]:
+    """``imgclf robustness`` on :func:`mnist` with CIFAR photos as outliers, once per build (shared by three
+    pages); returns the JSON report and the bundle copy that now stores the rejection threshold."""
+    key = _key("robustness", str(run_dir))
+    if key not in _memo:
+        bundle = bundle_copy(run_dir, "robust")
+        out = cache() / "robustness" / key
+        report = imgclf("robustness", bundle, mnist(), "--ood", ood_images(), "--max-images", 128,
+                        "--out", out, "--json", json=True)
+        _memo[key] = (report, out, bundle)
+    return _memo[key][0], _memo[key][2]
+
+
+def claim(condition: bool, statement: str) -> None:
+    """Fail the build when a statement the page makes about its own results stops being true."""
+    if not condition:
+        raise AssertionError(f"the page says {statement!r}, but this build's results disagree")
+
+
+def model_and_inputs(bundle: Path, paths: list[Path]) -> tuple[Any, Any]:
+    """The bundle's ``torch.nn.Module`` (eval mode) and ``paths`` preprocessed as the bundle says, ``(B, 3, H, W)``.
+
+    For pages that use the tensor-level functions (attributions, sanity checks) on a trained bundle.
+    """
+    import torch
+
+    import imgclf
+    from imgclf.data import build_eval_transform, open_image
+
+    clf = imgclf.load(bundle)
+    transform = build_eval_transform(clf.meta_.preprocessing)
+    return clf.model_.eval(), torch.stack([transform(open_image(p)) for p in paths])
