@@ -374,3 +374,95 @@ def model_and_inputs(bundle: Path, paths: list[Path]) -> tuple[Any, Any]:
     clf = imgclf.load(bundle)
     transform = build_eval_transform(clf.meta_.preprocessing)
     return clf.model_.eval(), torch.stack([transform(open_image(p)) for p in paths])
+
+
+class Server:
+    """``imgclf serve BUNDLE ARGS`` on a free port of 127.0.0.1, for a ``with`` block; stopped with SIGTERM after."""
+
+    def __init__(self, bundle: Path, *args: Any, ready_timeout: float = 180) -> None:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.cmd = [sys.executable, "-m", "imgclf", "serve", str(bundle), "--port", str(self.port), *map(str, args)]
+        self.ready_timeout = ready_timeout
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Server:
+        import urllib.request
+
+        log = cache() / "work" / f"serve-{self.port}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(log, "wb")
+        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"`{' '.join(self.cmd)}` exited with {self.proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(self.url + "/readyz", timeout=2) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.5)
+        self.__exit__()
+        raise RuntimeError(f"`{' '.join(self.cmd)}` was not ready after {self.ready_timeout:.0f} s")
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+    def get(self, path: str) -> Any:
+        """GET ``path``; parsed JSON, or text for other content types."""
+        import urllib.request
+
+        with urllib.request.urlopen(self.url + path, timeout=60) as r:
+            body = r.read().decode()
+            return _json.loads(body) if "json" in r.headers.get("content-type", "") else body
+
+    def predict(self, paths: list[Path] | list[bytes], batch: int = 16) -> list[dict[str, Any]]:
+        """POST images (files or encoded bytes) to ``/v1/predict`` as base64 JSON, ``batch`` per request."""
+        import base64
+        import urllib.request
+
+        out: list[dict[str, Any]] = []
+        for i in range(0, len(paths), batch):
+            chunk = [p if isinstance(p, bytes) else Path(p).read_bytes() for p in paths[i:i + batch]]
+            body = _json.dumps({"images": [base64.b64encode(b).decode() for b in chunk]}).encode()
+            req = urllib.request.Request(self.url + "/v1/predict", data=body, method="POST",
+                                         headers={"content-type": "application/json"})
+            with urllib.request.urlopen(req, timeout=120) as r:
+                out += _json.loads(r.read())["predictions"]
+        return out
+
+
+def screenshot(url: str, path: Path, *, width: int = 1100, height: int = 760, setup: Any = None) -> bool:
+    """A PNG of ``url`` taken by the system's Chromium through Playwright; False when either is missing."""
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        return False
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return False
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.goto(url, wait_until="networkidle")
+            if setup is not None:
+                setup(page)
+            page.screenshot(path=str(path))
+        finally:
+            browser.close()
+    return True
