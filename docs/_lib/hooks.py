@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import imgclf_docs  # noqa: E402
 
 log = logging.getLogger("mkdocs.hooks.imgclf_docs")
-FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<lang>python|py|pycon)[ \t]+(?P<opts>[^\n]*\bexec=\"(?:1|on|true|yes)\"[^\n]*)$",
-                   re.MULTILINE)  # fmt: skip
+FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<lang>python|py|pycon)[ \t]+"
+                   r"(?P<opts>[^\n]*\bexec=\"(?:1|on|true|yes)\"[^\n]*)$", re.MULTILINE)
 IMG = re.compile(r'<img src="([^"/:]+\.png)"')
 _page_start: dict[str, float] = {}
 _page_seconds: dict[str, float] = {}

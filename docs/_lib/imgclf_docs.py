@@ -253,12 +253,13 @@ def cli_reference() -> str:
         args = [p for p in params if p.param_type_name == "argument"]
         opts = [p for p in params if p.param_type_name == "option"]
         usage = " ".join(["[OPTIONS]", *(_arg_usage(p) for p in args)])
-        parts += [f"## imgclf {name}\n", f"```text\nimgclf {name} {usage}\n```\n", _help_markdown(cmd.help or ""), ""]
+        parts += [f"## imgclf {name}\n", f"```text\nimgclf {name} {usage}\n```\n", _help_markdown(cmd.help or "")]
         if args:
-            parts += ["**Arguments**\n", table([{"name": f"`{p.name.upper()}`", "required": "yes" if p.required else "no",
-                                                 "help": _cell(getattr(p, "help", "") or "")} for p in args])]
+            parts += ["", "**Arguments**\n",
+                      table([{"name": f"`{p.name.upper()}`", "required": "yes" if p.required else "no",
+                              "help": _cell(getattr(p, "help", "") or "")} for p in args])]
         if opts:
-            parts += ["**Options**\n", table([{"option": ", ".join(f"`{o}`" for o in (*p.opts, *p.secondary_opts)),
+            parts += ["", "**Options**\n", table([{"option": ", ".join(f"`{o}`" for o in (*p.opts, *p.secondary_opts)),
                                                "default": _default(p), "help": _cell(p.help or "")} for p in opts])]
     return "\n".join(parts)
 
@@ -401,7 +402,8 @@ class Server:
         deadline = time.monotonic() + self.ready_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"`{' '.join(self.cmd)}` exited with {self.proc.returncode}:\n{log.read_text()[-3000:]}")
+                tail = log.read_text()[-3000:]
+                raise RuntimeError(f"`{' '.join(self.cmd)}` exited with {self.proc.returncode}:\n{tail}")
             try:
                 with urllib.request.urlopen(self.url + "/readyz", timeout=2) as r:
                     if r.status == 200:
