@@ -202,7 +202,8 @@ class Classifier:
         changes = dict(result.changes)
         if "monitor" in bundle.meta.extra and result.features is not None:
             probs = bundle.task.probabilities(result.logits, result.temperature)
-            changes["extra"] = {**bundle.meta.extra, "monitor": monitor.reference_stats(probs, result.features)}
+            reference = monitor.reference_stats(probs, result.features, thresholds=bundle.meta.task.get("thresholds"))
+            changes["extra"] = {**bundle.meta.extra, "monitor": reference}
         self.bundle_ = replace(bundle, meta=replace(bundle.meta, **changes))
         if save:
             if bundle.path is None:

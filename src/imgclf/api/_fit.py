@@ -316,7 +316,8 @@ def _finish(cfg: RunConfig, task: Task, state: E.TrainState, splits: D.Splits, p
     evaluation = None
     if held is not None:
         probs = task.probabilities(held.logits, temperature)
-        extra["monitor"] = monitor.reference_stats(probs, held.features, seed=cfg.train.seed)
+        extra["monitor"] = monitor.reference_stats(probs, held.features, seed=cfg.train.seed,
+                                                   thresholds=task_record.get("thresholds"))  # fmt: skip
         if cfg.train.report:
             evaluation = V.analyse(held.logits, held.labels, task, temperature=temperature, split=split_name,
                                    describe=held_samples.describe, skipped=held.skipped,

@@ -32,6 +32,7 @@ class Window:
     index: int = 0
     start: str | None = None
     end: str | None = None
+    labels: np.ndarray | None = None  # (N, C) 0/1 predicted labels of a multi-label model
 
     @property
     def n(self) -> int:
@@ -119,6 +120,8 @@ def check_window(reference: dict[str, Any], window: Window, *, alpha: float = 0.
         raw.append(("feature_mmd", *mmd_test(sample, feats, permutations=permutations, seed=seed)))
     elif spec is not None:
         notes.append("no features in this window: feature test skipped")
+    if "label_counts" in ref and window.labels is not None:
+        raw.append(("label_rate_chi2", *label_rate_test(ref, np.asarray(window.labels))))
     m = len(raw)
     tests = tuple(DriftTest(name, stat, p, min(1.0, p * m), p * m < alpha) for name, stat, p in raw)
     return DriftReport(any(t.drifted for t in tests), alpha, window.n, tests, window.index, window.start,
@@ -143,4 +146,22 @@ def drift_check(reference: dict[str, Any], window_probs: Any, window_features: A
         feats = to_numpy(window_features).astype(np.float64)
         if not projected and ref["features"] is not None:
             feats = project_features(ref, feats)
-    return check_window(ref, Window(p.max(axis=1), p.argmax(axis=1), feats), alpha=alpha, permutations=permutations)
+    labels = (p >= np.asarray(ref["thresholds"])).astype(np.int64) if "thresholds" in ref else None
+    return check_window(ref, Window(p.max(axis=1), p.argmax(axis=1), feats, labels=labels), alpha=alpha,
+                        permutations=permutations)  # fmt: skip
+
+
+def label_rate_test(reference: dict[str, Any], labels: np.ndarray) -> tuple[float, float]:
+    """Has any label's positive rate changed? A chi-square test per label (positives vs negatives, reference vs
+    window), Bonferroni-combined over labels: the largest statistic and ``min(1, C * min p)``.
+
+    >>> ref = {"n": 100, "label_counts": [50, 10]}
+    >>> label_rate_test(ref, np.array([[1, 0], [0, 0]] * 50))[1] > 0.05
+    True
+    """
+    counts = np.asarray(reference["label_counts"], np.float64)
+    n_ref, n_win = float(reference["n"]), float(len(labels))
+    win = labels.sum(axis=0).astype(np.float64)  # (C,)
+    stats_p = [chi2_test(np.array([r, n_ref - r]), np.array([w, n_win - w])) for r, w in zip(counts, win)]
+    statistic = max(s for s, _ in stats_p)
+    return statistic, min(1.0, len(stats_p) * min(p for _, p in stats_p))

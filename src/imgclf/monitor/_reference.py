@@ -28,7 +28,7 @@ def _check_probs(probs: Any, name: str = "probs") -> np.ndarray:
 
 
 def reference_stats(probs: Any, features: Any | None = None, *, seed: int = 0, max_samples: int = 500,
-                    n_components: int = MAX_COMPONENTS) -> dict[str, Any]:  # fmt: skip
+                    n_components: int = MAX_COMPONENTS, thresholds: Any | None = None) -> dict[str, Any]:  # fmt: skip
     """Summaries of held-out predictions that later windows of served predictions are compared against.
 
     ``probs`` ``(N, C)``: calibrated class probabilities (use the temperature the server will use, on data the
@@ -37,7 +37,9 @@ def reference_stats(probs: Any, features: Any | None = None, *, seed: int = 0, m
     over all ``N``, and, with features, a PCA projection to at most ``n_components`` dimensions (mean,
     components, fitted on rows other than the sample) with the projected sample of at most ``min(max_samples,
     N // 2)`` rows. Deterministic for a given ``seed``. Store it as
-    ``meta.extra["monitor"]``.
+    ``meta.extra["monitor"]``. Multi-label models pass their per-class ``thresholds``: ``probs`` are then
+    independent per-label probabilities, and the reference also counts each label's positives
+    (``label_counts``), so windows can be tested label by label for a change in rate.
 
     >>> ref = reference_stats(np.full((4, 2), 0.5), np.eye(4))
     >>> ref["class_counts"], ref["features"]["dim"]
@@ -59,6 +61,10 @@ def reference_stats(probs: Any, features: Any | None = None, *, seed: int = 0, m
         "class_counts": np.bincount(p.argmax(axis=1), minlength=c).astype(int).tolist(),
         "features": None,
     }
+    if thresholds is not None:
+        thr = np.broadcast_to(np.asarray(thresholds, np.float64), (c,))
+        ref["thresholds"] = _round(thr)
+        ref["label_counts"] = (p >= thr).sum(axis=0).astype(int).tolist()
     if features is not None:
         f = to_numpy(features).astype(np.float64)
         if f.ndim != 2 or f.shape[0] != n:
