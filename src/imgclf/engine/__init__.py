@@ -22,6 +22,7 @@ from imgclf.engine._device import (
     resolve_amp,
     resolve_device,
 )
+from imgclf.engine._elastic import elastic_resume, last_checkpoint
 from imgclf.engine._ema import EMA
 from imgclf.engine._inference import InferenceOutput, autocast, predict_logits
 from imgclf.engine._loop import Trainer
@@ -46,8 +47,10 @@ __all__ = [
     "capture_state",
     "cleanup_distributed",
     "cpu_supports_bf16",
+    "elastic_resume",
     "improved",
     "init_distributed",
+    "last_checkpoint",
     "load_checkpoint",
     "local_device",
     "predict_logits",
