@@ -28,6 +28,7 @@ from imgclf.engine._inference import InferenceOutput, autocast, predict_logits
 from imgclf.engine._loop import Trainer
 from imgclf.engine._progress import ProgressBar
 from imgclf.engine._state import TrainState
+from imgclf.engine._stream import StreamChunk, stream_logits
 
 __all__ = [
     "Callback",
@@ -40,6 +41,7 @@ __all__ = [
     "EMA",
     "Trainer",
     "TrainState",
+    "StreamChunk",
     "DistInfo",
     "InferenceOutput",
     "autocast",
@@ -58,5 +60,6 @@ __all__ = [
     "resolve_device",
     "restore_state",
     "save_checkpoint",
+    "stream_logits",
     "unprefixed",
 ]
