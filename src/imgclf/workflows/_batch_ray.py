@@ -61,7 +61,9 @@ def run_on_ray(address: str, model: Path, paths: list[str], out: Path, settings:
         ds = ds.map_batches(BatchPredictor, batch_size=batch_size, batch_format="numpy", concurrency=actors,
                             num_cpus=1, fn_constructor_kwargs={"model": str(Path(model).resolve()), "engine": engine,
                                                                "settings": settings.to_dict()})  # fmt: skip
-        ds.write_parquet(str(out.resolve()))
+        # Writers take no CPU slot: with every CPU held by an actor they would otherwise wait for the actors to
+        # finish, and the results would pile up in the object store instead of streaming to disk.
+        ds.write_parquet(str(out.resolve()), ray_remote_args={"num_cpus": 0})
     finally:
         if started:
             ray.shutdown()
