@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +42,19 @@ def _collate(items: list[tuple[int, torch.Tensor | None, str | None]]) -> tuple[
     return D.Batch(images, torch.zeros_like(indices), indices, len(errors)), errors
 
 
+class _Batches:
+    """The batch sampler: lists of positions made one at a time (millions of inputs need no list of lists)."""
+
+    def __init__(self, batches: Sequence[Sequence[int]]) -> None:
+        self.batches = batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return (list(b) for b in self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
 @dataclass(frozen=True)
 class StreamChunk:
     """One batch of a stream: logits ``(N, C)`` of the readable files at input positions ``indices`` ``(N,)``
@@ -61,7 +74,7 @@ def stream_logits(
     paths: Sequence[str],
     transform: Callable[[object], torch.Tensor],
     *,
-    batches: Iterable[Sequence[int]] | None = None,
+    batches: Sequence[Sequence[int]] | None = None,
     batch_size: int = 64,
     workers: int = 0,
     prefetch: int = 2,
@@ -80,7 +93,7 @@ def stream_logits(
     """
     if batches is None:
         batches = [range(i, min(i + batch_size, len(paths))) for i in range(0, len(paths), batch_size)]
-    loader = DataLoader(_Files(paths, transform), batch_sampler=[list(b) for b in batches], num_workers=workers,
+    loader = DataLoader(_Files(paths, transform), batch_sampler=_Batches(batches), num_workers=workers,
                         collate_fn=_collate, prefetch_factor=prefetch if workers else None,
                         pin_memory=torch.device(device).type == "cuda")  # fmt: skip
     for batch, errors in loader:
