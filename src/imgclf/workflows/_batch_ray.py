@@ -58,9 +58,9 @@ def run_on_ray(address: str, model: Path, paths: list[str], out: Path, settings:
         # Rows show each path as given; the actors open it by absolute path (their working folder is not ours).
         items = [{"path": p, "file": str(Path(p).resolve())} for p in paths]
         ds = ray.data.from_items(items, override_num_blocks=blocks)
-        ds = ds.map_batches(BatchPredictor, batch_size=batch_size, batch_format="numpy", concurrency=actors,
-                            num_cpus=1, fn_constructor_kwargs={"model": str(Path(model).resolve()), "engine": engine,
-                                                               "settings": settings.to_dict()})  # fmt: skip
+        kwargs = {"model": str(Path(model).resolve()), "engine": engine, "settings": settings.to_dict()}
+        ds = ds.map_batches(BatchPredictor, batch_size=batch_size, batch_format="numpy", num_cpus=1,
+                            compute=ray.data.ActorPoolStrategy(size=actors), fn_constructor_kwargs=kwargs)
         # Writers take no CPU slot: with every CPU held by an actor they would otherwise wait for the actors to
         # finish, and the results would pile up in the object store instead of streaming to disk.
         ds.write_parquet(str(out.resolve()), ray_remote_args={"num_cpus": 0})
