@@ -104,12 +104,13 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
     >>> # train_run(load_config(None, {"data": {"source": "digits"}, "model": {"name": "lenet5"}}))
     """
     console = console or Console()
+    resume = E.elastic_resume(cfg, resume)  # a worker group restarted by torchrun continues from checkpoints/last
     if resume is not None:
         resume = Path(resume)
         cfg = load_config(resume / "config.yaml")
     cfg = _absolute_source(cfg)
     device = E.resolve_device(cfg.train.device)
-    info = E.init_distributed(device)
+    info = E.init_distributed(device, cfg.train.dist_timeout)
     device = E.local_device(device, info)
     seed_everything(cfg.train.seed)
     splits = D.load_source(

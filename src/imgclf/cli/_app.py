@@ -3,6 +3,7 @@ from __future__ import annotations
 import typer
 
 from imgclf.cli import (
+    _batch,
     _compress,
     _demo,
     _evaluate,
@@ -50,6 +51,7 @@ app.command("prune")(_compress.prune_cmd)
 app.command("distill")(_compress.distill_cmd)
 app.command("serve")(_serve.serve)
 app.command("monitor")(_monitor.monitor)
+app.command("batch")(_batch.batch)
 
 
 def main() -> None:

@@ -184,6 +184,7 @@ class TrainConfig:
     out: str = "runs"
     name: str | None = None
     save_every_steps: int | None = None
+    dist_timeout: float | None = None  # seconds a collective (DDP all-reduce, barrier) may wait; None: torch's
     calibrate: bool = True
     report: bool = True
     distill_teacher: str | None = None
@@ -211,6 +212,7 @@ class TrainConfig:
         _positive("train", "grad_clip", self.grad_clip)
         _positive("train", "patience", self.patience)
         _positive("train", "save_every_steps", self.save_every_steps)
+        _positive("train", "dist_timeout", self.dist_timeout)
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"train.label_smoothing={self.label_smoothing} must be in [0, 1)")
         if not 0 < self.ema_decay < 1:

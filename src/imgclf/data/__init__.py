@@ -13,6 +13,7 @@ from imgclf.data._builtin import BUILTIN_DATASETS
 from imgclf.data._decode import IMAGE_EXTENSIONS, BadImageError, DataWarning, check_image, open_image, to_rgb
 from imgclf.data._inputs import InputImages, describe_all, expand_inputs, sample_tensors, to_pil
 from imgclf.data._loader import (
+    BadItem,
     Batch,
     IndexedDataset,
     class_counts,
@@ -36,6 +37,7 @@ __all__ = [
     "BUILTIN_DATASETS",
     "IMAGE_EXTENSIONS",
     "BadImageError",
+    "BadItem",
     "Batch",
     "DataWarning",
     "IndexedDataset",

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -39,7 +39,7 @@ class IndexedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int | np.ndarray, int] | None:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int | np.ndarray, int] | BadItem:
         index, item_seed = (key, 0) if isinstance(key, (int, np.integer)) else key
         index = int(index)
         try:
@@ -48,7 +48,7 @@ class IndexedDataset(Dataset):
             if exc.path not in self._warned:
                 self._warned.add(exc.path)
                 warnings.warn(f"skipping {exc.path}: {exc.reason}", DataWarning, stacklevel=2)
-            return None
+            return BadItem(index, exc.reason)
         with torch.random.fork_rng(devices=[]):
             # The CPU generator only: torch.manual_seed would also reseed CUDA, outside fork_rng's protection.
             torch.random.default_generator.manual_seed(int(item_seed))
@@ -56,10 +56,18 @@ class IndexedDataset(Dataset):
         return tensor, label, index
 
 
+class BadItem(NamedTuple):
+    """What :class:`IndexedDataset` gives for a sample it cannot decode: its index and the reason."""
+
+    index: int
+    reason: str
+
+
 @dataclass(frozen=True)
 class Batch:
     """One collated batch: ``images (B, 3, H, W)``, ``labels``, dataset ``indices (B,)`` and how many
-    unreadable samples were dropped from it (``skipped``). ``B`` is 0 when every sample was bad.
+    unreadable samples were dropped from it (``skipped``; ``errors`` maps their indices to the reason). ``B`` is 0
+    when every sample was bad.
 
     ``labels`` is a LongTensor ``(B,)`` of class indices for single-label data and a float32 ``(B, C)`` 0/1
     tensor for multi-label data."""
@@ -68,6 +76,7 @@ class Batch:
     labels: torch.Tensor
     indices: torch.Tensor
     skipped: int = 0
+    errors: dict[int, str] = field(default_factory=dict)
 
     def pin_memory(self) -> Batch:  # called by DataLoader(pin_memory=True)
         return replace(self, images=self.images.pin_memory(), labels=self.labels.pin_memory(),
@@ -77,9 +86,10 @@ class Batch:
         return {"size": int(self.images.shape[0]), "shape": list(self.images.shape), "skipped": self.skipped}
 
 
-def collate_skip_bad(batch: Sequence[tuple[torch.Tensor, int | np.ndarray, int] | None], *,
+def collate_skip_bad(batch: Sequence[tuple[torch.Tensor, int | np.ndarray, int] | BadItem | None], *,
                      num_labels: int | None = None) -> Batch:  # fmt: skip
-    """Stack the readable items of ``batch``; ``None`` items (unreadable images) are dropped and counted.
+    """Stack the readable items of ``batch``; :class:`BadItem` (or ``None``) items, the unreadable images, are
+    dropped, counted and their reasons kept in ``Batch.errors``.
 
     Int targets become ``labels`` LongTensor ``(B,)``; array targets (multi-label) become float32 ``(B, C)``.
     ``num_labels`` (``C``) only shapes the labels of a batch whose every image was unreadable: ``(0, C)``
@@ -90,19 +100,20 @@ def collate_skip_bad(batch: Sequence[tuple[torch.Tensor, int | np.ndarray, int] 
     >>> collate_skip_bad([(torch.zeros(3, 4, 4), np.array([1, 0, 1], np.float32), 7)]).labels
     tensor([[1., 0., 1.]])
     """
-    good = [item for item in batch if item is not None]
+    good = [item for item in batch if item is not None and not isinstance(item, BadItem)]
+    errors = {item.index: item.reason for item in batch if isinstance(item, BadItem)}
     skipped = len(batch) - len(good)
     if not good:
         empty = torch.zeros(0, dtype=torch.long)
         labels = empty.clone() if num_labels is None else torch.zeros(0, num_labels, dtype=torch.float32)
-        return Batch(torch.zeros(0, 3, 0, 0), labels, empty, skipped)
+        return Batch(torch.zeros(0, 3, 0, 0), labels, empty, skipped, errors)
     images = torch.stack([t for t, _, _ in good])  # (B, 3, H, W)
     if isinstance(good[0][1], np.ndarray):
         labels = torch.from_numpy(np.stack([y for _, y, _ in good]).astype(np.float32))  # (B, C)
     else:
         labels = torch.tensor([y for _, y, _ in good], dtype=torch.long)  # (B,)
     indices = torch.tensor([i for _, _, i in good], dtype=torch.long)  # (B,)
-    return Batch(images, labels, indices, skipped)
+    return Batch(images, labels, indices, skipped, errors)
 
 
 def default_workers() -> int:

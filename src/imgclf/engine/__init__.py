@@ -22,6 +22,7 @@ from imgclf.engine._device import (
     resolve_amp,
     resolve_device,
 )
+from imgclf.engine._elastic import elastic_resume, last_checkpoint
 from imgclf.engine._ema import EMA
 from imgclf.engine._inference import (
     InferenceOutput,
@@ -34,6 +35,7 @@ from imgclf.engine._inference import (
 from imgclf.engine._loop import Trainer
 from imgclf.engine._progress import ProgressBar
 from imgclf.engine._state import TrainState
+from imgclf.engine._stream import StreamChunk, stream_logits
 from imgclf.utils import publish
 
 __all__ = [
@@ -47,6 +49,7 @@ __all__ = [
     "EMA",
     "Trainer",
     "TrainState",
+    "StreamChunk",
     "DistInfo",
     "InferenceOutput",
     "Runner",
@@ -55,8 +58,10 @@ __all__ = [
     "capture_state",
     "cleanup_distributed",
     "cpu_supports_bf16",
+    "elastic_resume",
     "improved",
     "init_distributed",
+    "last_checkpoint",
     "load_checkpoint",
     "logits_and_features",
     "local_device",
@@ -66,6 +71,7 @@ __all__ = [
     "restore_state",
     "run_inference",
     "save_checkpoint",
+    "stream_logits",
     "unprefixed",
 ]
 

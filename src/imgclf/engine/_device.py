@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -59,8 +60,12 @@ class DistInfo:
         return self.world_size > 1
 
 
-def init_distributed(device: torch.device) -> DistInfo:
-    """Join the process group started by ``torchrun`` (gloo on CPU, nccl on CUDA); no-op otherwise."""
+def init_distributed(device: torch.device, timeout: float | None = None) -> DistInfo:
+    """Join the process group started by ``torchrun`` (gloo on CPU, nccl on CUDA); no-op otherwise.
+
+    ``timeout`` (seconds, ``train.dist_timeout``) bounds how long a collective waits for a lost peer before it
+    fails and torchrun may restart the workers; None keeps torch's default. A group already joined is kept.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
@@ -68,7 +73,11 @@ def init_distributed(device: torch.device) -> DistInfo:
     if not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(info.local_rank)
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if timeout is None:
+            dist.init_process_group(backend=backend)
+        else:
+            dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout))
     return info
 
 

@@ -1,14 +1,34 @@
-"""Workflows: everything that calls ``fit`` more than once — seeds and folds, prune + fine-tune, distillation with
-its no-teacher baseline.
+"""Workflows: everything that calls a lower layer many times or on many machines — seeds and folds, prune +
+fine-tune, distillation with its no-teacher baseline, batch inference at scale (a local streaming pipeline, or a
+Ray cluster).
 
 >>> from imgclf import workflows
 >>> # workflows.train_repeated(cfg, seeds=3).mean
+>>> # workflows.batch_predict("runs/x/bundle", ["photos/"], "preds.parquet", ray_address="auto")
 """
 
 from imgclf.utils import publish
+from imgclf.workflows._batch import MANIFEST, BatchResult, batch_predict, part_name
+from imgclf.workflows._batch_ray import BatchPredictor
+from imgclf.workflows._batch_rows import RowSettings, arrow_schema, prediction_rows
 from imgclf.workflows._compress import DistillResult, PruneResult, distill, prune_bundle
 from imgclf.workflows._repeat import RepeatResult, train_repeated
 
-__all__ = ["DistillResult", "PruneResult", "RepeatResult", "distill", "prune_bundle", "train_repeated"]
+__all__ = [
+    "MANIFEST",
+    "BatchPredictor",
+    "BatchResult",
+    "DistillResult",
+    "PruneResult",
+    "RepeatResult",
+    "RowSettings",
+    "arrow_schema",
+    "batch_predict",
+    "distill",
+    "part_name",
+    "prediction_rows",
+    "prune_bundle",
+    "train_repeated",
+]
 
 publish(__name__, globals(), __all__)

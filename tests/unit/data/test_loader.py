@@ -140,7 +140,7 @@ def test_truncated_image_is_skipped_at_load_time(tmp_path: Path, samples: D.Samp
     mixed = D.SampleList.from_paths([*samples.paths[:3], str(bad)], [0, 1, 2, 1])
     ds = D.IndexedDataset(mixed, D.build_eval_transform(CFG))
     with pytest.warns(D.DataWarning, match=r"truncated\.jpg: truncated image data"):
-        assert ds[(3, 0)] is None
+        assert ds[(3, 0)].index == 3 and ds[(3, 0)].reason
     loader = D.make_loader(ds, D.ResumableSampler(mixed.labels, seed=0, shuffle=False), 4, workers=0)
     (batch,) = list(loader)  # warned once already: no second warning needed
     assert batch.skipped == 1 and batch.images.shape == (3, 3, 16, 16)
