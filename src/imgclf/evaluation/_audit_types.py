@@ -224,9 +224,8 @@ def _warnings(r: AuditReport, imbalance_warn: float) -> list[str]:
     within = [g for g in r.exact_duplicates if len(g.splits) == 1]
     if within:
         n = sum(len(g.files) - 1 for g in within)
-        out.append(
-            f"{_plural(n, 'redundant exact copy', 'redundant exact copies')} inside splits (e.g. {within[0].files[0].path})."
-        )
+        copies = _plural(n, "redundant exact copy", "redundant exact copies")
+        out.append(f"{copies} inside splits (e.g. {within[0].files[0].path}).")
     for s in r.splits:
         if s.missing_classes:
             out.append(f"split '{s.name}' has no images of {', '.join(s.missing_classes[:10])}.")
