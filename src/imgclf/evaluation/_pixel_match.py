@@ -76,7 +76,7 @@ def _lattice() -> tuple[np.ndarray, np.ndarray, dict[tuple[int, int], int]]:
 def _mats(n_out: int) -> np.ndarray:
     """Sampling matrices ``(W, n_out, 32)`` of every lattice window at ``n_out`` pixels."""
     _, frac, _ = _lattice()
-    return _interp_batch(n_out, frac[:, 1], frac[:, 0])
+    return _interp_batch(n_out, frac[:, 1], frac[:, 0]).astype(np.float32)
 
 
 @lru_cache(maxsize=1)
@@ -124,7 +124,11 @@ def _search(big: np.ndarray, small: np.ndarray, hyps: np.ndarray, r: int) -> tup
     chosen windows ``(P, 2)`` and their correlations ``(P,)``."""
     mats = _mats(r)  # (W, r, 32)
     target = mats[0] @ small @ mats[0].T  # (P, r, r)
-    best = np.full(len(big), -2.0)
+    target = target - target.mean(axis=(1, 2), keepdims=True)
+    t_norm = np.sqrt(np.einsum("pij,pij->p", target, target))
+    target = target / np.maximum(t_norm, 1e-6)[:, None, None]  # zero mean, unit norm: one dot per hypothesis
+    n = r * r
+    best = np.full(len(big), -2.0, dtype=big.dtype)
     chosen = np.zeros((len(big), 2), dtype=np.int64)
     cols: dict[int, np.ndarray] = {}
     for h in range(hyps.shape[-2]):
@@ -137,7 +141,10 @@ def _search(big: np.ndarray, small: np.ndarray, hyps: np.ndarray, r: int) -> tup
                 cols[j] = big @ mats[j].T  # (P, 32, r)
             cand = mats[i] @ cols[j]
             pick = np.broadcast_to(hyps[h], (len(big), 2))
-        c = _corr(cand, target)
+        total = cand.sum(axis=(1, 2))
+        var = np.einsum("pij,pij->p", cand, cand) - total * total / n
+        c = np.einsum("pij,pij->p", cand, target) / np.sqrt(np.maximum(var, 1e-6))
+        c = np.where((var > 1e-6) & (t_norm > 1e-6), c, 0.0)
         better = c > best
         best = np.where(better, c, best)
         chosen[better] = pick[better]
@@ -173,27 +180,28 @@ def match_scores(
     >>> float(match_scores(s, s, [32], [32])[0][0]) > 0.999
     True
     """
-    a = np.asarray(sig_a, dtype=np.float64)
-    b = np.asarray(sig_b, dtype=np.float64)
+    a = np.asarray(sig_a, dtype=np.float32)
+    b = np.asarray(sig_b, dtype=np.float32)
     if mirror:
         b = b[:, :, ::-1]
     r_all = _resolution(np.asarray(short_a), np.asarray(short_b))
-    scores = np.full(len(a), -1.0)
-    peaks = np.full(len(a), np.inf)
-    crops = np.ones(len(a))
     if len(a) == 0:
-        return scores, peaks, crops
+        return np.zeros(0), np.zeros(0), np.zeros(0)
+    # Coarse search both ways (either image may be the crop of the other); refine the better way only.
+    (win_ab, s_ab), (win_ba, s_ba) = (_search(x, y, _coarse_hypotheses(), SEARCH) for x, y in ((a, b), (b, a)))
+    swap = s_ba > s_ab
+    big = np.where(swap[:, None, None], b, a)
+    small = np.where(swap[:, None, None], a, b)
+    coarse = np.where(swap[:, None], win_ba, win_ab)
+    scores, peaks, crops = np.zeros(len(a)), np.zeros(len(a)), np.ones(len(a))
     _, frac, _ = _lattice()
-    for big, small in ((a, b), (b, a)):
-        coarse, _ = _search(big, small, _coarse_hypotheses(), SEARCH)
-        for r in np.unique(r_all).tolist():
-            sel = np.nonzero(r_all == r)[0]
-            win, s = _search(big[sel], small[sel], _neighbours(coarse[sel]), r)
-            mats = _mats(r)
-            aligned = mats[win[:, 0]] @ big[sel] @ mats[win[:, 1]].transpose(0, 2, 1)  # (P, r, r)
-            target = mats[0] @ small[sel] @ mats[0].T
-            better = s > scores[sel]
-            scores[sel] = np.where(better, s, scores[sel])
-            peaks[sel] = np.where(better, residual_peak(aligned, target), peaks[sel])
-            crops[sel] = np.where(better, frac[win[:, 0], 0], crops[sel])
+    for r in np.unique(r_all).tolist():
+        sel = np.nonzero(r_all == r)[0]
+        win, s = _search(big[sel], small[sel], _neighbours(coarse[sel]), r)
+        mats = _mats(r)
+        aligned = mats[win[:, 0]] @ big[sel] @ mats[win[:, 1]].transpose(0, 2, 1)  # (P, r, r)
+        target = mats[0] @ small[sel] @ mats[0].T
+        scores[sel] = s
+        peaks[sel] = residual_peak(aligned.astype(np.float64), target.astype(np.float64))
+        crops[sel] = frac[win[:, 0], 0]
     return scores, peaks, crops
