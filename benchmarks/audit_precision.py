@@ -14,8 +14,14 @@ seeded subset of the training split and of the test split (hymenoptera: val), th
    as kind ``mirror``). Precision: confirmed cross-split findings that are planted pairs, over all confirmed
    cross-split findings that involve a planted file (findings between two original files are the clean run's).
 
-Results go to stdout (a Markdown table per dataset) and, with ``--json``, to a file. The functions ``plant`` and
-``score_findings`` are also used by ``tests/integration/test_audit_real.py``.
+With ``--labels`` it measures the label-error finder instead: a seeded subset (``--train`` / ``--test`` images)
+is copied into a folder tree with 5% of the labels flipped, either uniformly to another class or along a
+class-confusion map (3<->5, 4<->9, cat<->dog, ...); ``--model`` (default lenet5) is trained on it for
+``--epochs``, and ``imgclf.evaluation.audit_labels`` ranks likely errors with 5-fold out-of-fold probabilities
+on the bundle's frozen features. Reported: precision at K = the number of planted flips.
+
+Results go to stdout (a Markdown table per dataset) and, with ``--json``, to a file. The functions ``plant``,
+``score_findings``, ``noisy_tree`` and ``precision_at_k`` are also used by ``tests/integration/test_audit_real.py``.
 """
 
 from __future__ import annotations
@@ -159,6 +165,73 @@ def run_dataset(name: str, n_train: int, n_test: int, per_kind: int, seed: int, 
     }
 
 
+CONFUSIONS = {
+    "mnist": {"3": "5", "5": "3", "4": "9", "9": "4", "7": "1", "1": "7", "8": "3", "2": "7", "6": "0", "0": "6"},
+    "cifar10": {"cat": "dog", "dog": "cat", "automobile": "truck", "truck": "automobile", "deer": "horse",
+                "horse": "deer", "airplane": "ship", "ship": "airplane", "bird": "frog", "frog": "bird"},
+}  # fmt: skip
+
+
+def noisy_tree(
+    root: Path, out: Path, n_train: int, n_test: int, *, rate: float = 0.05, shape: str = "uniform", seed: int = 0
+) -> set[str]:
+    """Link a seeded subset of ``root``'s train and test splits into ``out/<split>/<class>/`` with ``rate`` of
+    each split's labels flipped (``uniform``: to a random other class; ``confusion``: along ``CONFUSIONS``).
+    Returns the paths (under ``out``) of the flipped images."""
+    rng = random.Random(seed)
+    classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+    confusion = CONFUSIONS.get(root.name, {c: classes[(k + 1) % len(classes)] for k, c in enumerate(classes)})
+    flipped = set()
+    for split, n in (("train", n_train), ("test", n_test)):
+        files = subset(root, split, n, seed + (split == "test"))
+        chosen = set(rng.sample(range(len(files)), round(rate * len(files))))
+        for k, src in enumerate(files):
+            label = src.parent.name
+            if k in chosen:
+                label = rng.choice([c for c in classes if c != label]) if shape == "uniform" else confusion[label]
+            dst = out / split / label / f"{k:06d}{src.suffix}"
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.symlink_to(src.resolve())
+            if k in chosen:
+                flipped.add(str(dst))
+    return flipped
+
+
+def precision_at_k(ranked_paths: list[str], flipped: set[str]) -> float:
+    """Share of planted flips among the first ``len(flipped)`` ranked images."""
+    k = len(flipped)
+    return sum(p in flipped for p in ranked_paths[:k]) / max(k, 1)
+
+
+def run_labels(name: str, n_train: int, n_test: int, shape: str, model: str, epochs: int, seed: int) -> dict:
+    import imgclf
+    from imgclf.bundle import load_bundle
+    from imgclf.evaluation import audit_labels
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        flipped = noisy_tree(dataset_dir(name), data, n_train, n_test, shape=shape, seed=seed)
+        t0 = time.perf_counter()
+        clf = imgclf.fit(
+            data,
+            model=model,
+            epochs=epochs,
+            batch_size=64,
+            out=str(Path(tmp) / "runs"),
+            name="noisy",
+            sets=["data.augment=none", "optim.lr=2e-3", "train.label_smoothing=0.0"],
+        )
+        train_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        audit = audit_labels(load_bundle(clf.result_.bundle_dir), str(data), seed=seed)
+        audit_s = time.perf_counter() - t0
+        found = list(audit.issues.paths)
+    return {"dataset": name, "shape": shape, "images": audit.n_images, "flips": len(flipped),
+            "flagged": len(found), "precision_at_k": precision_at_k(found, flipped),
+            "recall_flagged": len(set(found) & flipped) / max(len(flipped), 1), "oof_accuracy": audit.oof_accuracy,
+            "method": audit.method, "train_seconds": round(train_s, 1), "audit_seconds": round(audit_s, 1)}  # fmt: skip
+
+
 def _markdown(r: dict[str, Any]) -> str:
     lines = [
         f"### {r['dataset']}: {r['train']} train, {r['test']} test images",
@@ -191,10 +264,25 @@ def main() -> None:
     ap.add_argument("--per-kind", type=int, default=60)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--labels", action="store_true", help="measure the label-error finder instead")
+    ap.add_argument("--model", default="lenet5")
+    ap.add_argument("--epochs", type=int, default=8)
     args = ap.parse_args()
     from imgclf.evaluation import audit_files
 
     results = []
+    if args.labels:
+        print("| dataset | noise | images | planted flips | flagged | precision at K | out-of-fold accuracy |")
+        print("|---|---|---|---|---|---|---|")
+        for name in args.datasets.split(","):
+            for shape in ("uniform", "confusion"):
+                r = run_labels(name, args.train, args.test, shape, args.model, args.epochs, args.seed)
+                results.append(r)
+                print(f"| {name} | {shape} | {r['images']} | {r['flips']} | {r['flagged']} | "
+                      f"**{r['precision_at_k']:.2f}** | {r['oof_accuracy']:.3f} |", flush=True)  # fmt: skip
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2))
+        return
     for name in args.datasets.split(","):
         per_kind = min(args.per_kind, 40) if name == "hymenoptera" else args.per_kind  # 245 training photos
         r = run_dataset(name, args.train, args.test, per_kind, args.seed, audit_files)

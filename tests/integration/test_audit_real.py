@@ -45,3 +45,19 @@ def test_cifar10_planted_copies_found_without_false_alarms(cifar10_dir: Path, tm
 
 def test_hymenoptera_planted_copies_of_large_photos_found(hymenoptera_dir: Path, tmp_path: Path) -> None:
     _check(hymenoptera_dir, "val", 245, 80, 8, tmp_path)
+
+
+@pytest.mark.slow
+def test_mnist_planted_label_flips_ranked_first_with_out_of_fold_probabilities(mnist_dir: Path, tmp_path: Path) -> None:
+    import imgclf
+    from imgclf.bundle import load_bundle
+    from imgclf.evaluation import audit_labels
+
+    data = tmp_path / "data"
+    flipped = bench.noisy_tree(mnist_dir, data, 1200, 300, rate=0.05, shape="confusion", seed=0)
+    clf = imgclf.fit(data, model="lenet5", epochs=4, batch_size=64, out=str(tmp_path / "runs"), name="noisy",
+                     sets=["data.augment=none", "optim.lr=2e-3", "train.label_smoothing=0.0"])  # fmt: skip
+    audit = audit_labels(load_bundle(clf.result_.bundle_dir), str(data))
+    assert audit.n_images == 1500 and audit.splits == ("train", "val", "test")
+    assert "5-fold cross-validated" in audit.method and "never saw its label" in audit.method
+    assert bench.precision_at_k(list(audit.issues.paths), flipped) >= 0.6

@@ -28,19 +28,13 @@ def audit_splits(splits: D.Splits, *, near_duplicates: bool = True) -> V.AuditRe
 
 
 def audit(source: str, *, model: str | Path | None = None, near_duplicates: bool = True, seed: int = 0
-          ) -> tuple[V.AuditReport | None, V.LabelIssues | None, D.Splits]:  # fmt: skip
+          ) -> tuple[V.AuditReport | None, V.LabelAudit | None, D.Splits]:  # fmt: skip
     """`imgclf audit`: counts, sizes, unreadable files, duplicates and leakage; with a model, likely label errors
-    among the held-out images (cleanlab on the model's probabilities for images it did not train on)."""
+    of every split from out-of-fold probabilities (:func:`imgclf.evaluation.audit_labels`)."""
     splits = D.load_source(str(source), seed=seed)
     report = audit_splits(splits, near_duplicates=near_duplicates)
-    issues = None
-    if model is not None:
-        bundle = load_bundle(model)
-        samples, _, _ = load_split(bundle.meta, str(source), None)
-        ev = evaluate_bundle(bundle, str(source), n_resamples=0)
-        issues = V.find_label_issues(ev.probs, ev.labels, list(bundle.meta.classes))
-        issues = issues.with_paths([samples.describe(int(i)) for i in issues.indices])
-    return report, issues, splits
+    labels = None if model is None else V.audit_labels(load_bundle(model), str(source), seed=seed)
+    return report, labels, splits
 
 
 @dataclass(frozen=True)

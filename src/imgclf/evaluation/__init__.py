@@ -24,6 +24,7 @@ from imgclf.evaluation._audit_types import (
 )
 from imgclf.evaluation._gallery import ErrorExample, plot_error_gallery
 from imgclf.evaluation._imagehash import dhash, hamming, phash
+from imgclf.evaluation._label_audit import LabelAudit, audit_labels, crossval_probs
 from imgclf.evaluation._label_issues import LabelIssues, find_label_issues
 from imgclf.evaluation._model_card import render_model_card
 from imgclf.evaluation._plots import (
@@ -44,6 +45,7 @@ __all__ = [
     "ErrorExample",
     "FileRef",
     "ImageStats",
+    "LabelAudit",
     "LabelIssues",
     "Leak",
     "NearDuplicate",
@@ -51,6 +53,8 @@ __all__ = [
     "SplitSummary",
     "UnreadableFile",
     "audit_files",
+    "audit_labels",
+    "crossval_probs",
     "dhash",
     "find_label_issues",
     "hamming",
