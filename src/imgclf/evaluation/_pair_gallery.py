@@ -42,7 +42,7 @@ def plot_pair_gallery(
         tier = getattr(pair, "tier", "exact" if pair.kind == "exact" else "confirmed")
         colour = TIER_COLOURS.get(tier, "#1d2a33")
         score = getattr(pair, "score", float("nan"))
-        label = "exact copy" if pair.kind == "exact" else f"{pair.kind} {tier}, similarity {score:.3f}"
+        label = "exact copy" if pair.kind == "exact" else f"{pair.kind} copy ({tier}), similarity {score:.3f}"
         for side, ref in enumerate((pair.a, pair.b)):
             ax = axes[r, 2 * c + side]
             tile, problem = _thumbnail(ref.path)
