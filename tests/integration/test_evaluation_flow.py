@@ -85,7 +85,10 @@ def test_audit_flags_leakage_and_label_issues(world: dict, tmp_path: Path) -> No
     assert "LEAKAGE" in human.stdout
     res = cli("audit", str(world["src"]), "--model", str(world["b"].result_.bundle_dir), "--json", "--no-near")
     assert res.returncode == 0, res.stderr
-    assert "label_issues" in json.loads(res.stdout)
+    labels = json.loads(res.stdout)["label_issues"]
+    assert labels["method"].startswith("5-fold cross-validated logistic regression") and labels["n_images"] > 0
+    human = cli("audit", str(world["src"]), "--model", str(world["b"].result_.bundle_dir), "--no-near")
+    assert "never saw its label" in human.stdout  # the CLI says how the probabilities were obtained
 
 
 def test_report_written_and_regenerated(world: dict) -> None:

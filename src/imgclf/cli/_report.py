@@ -28,7 +28,11 @@ def report(
 @friendly_errors
 def audit_cmd(
     data: str = typer.Argument(..., help="Image-folder tree or CSV manifest."),
-    model: Path = typer.Option(None, "--model", help="A bundle: also list likely label errors (cleanlab)."),
+    model: Path = typer.Option(
+        None,
+        "--model",
+        help="A bundle: also rank likely label errors (cross-validated probabilities on its frozen features).",
+    ),
     near: bool = typer.Option(True, "--near/--no-near", help="Search near duplicates (perceptual hash)."),
     as_json: bool = typer.Option(False, "--json", help="Print the audit as JSON."),
 ) -> None:
@@ -41,10 +45,10 @@ def audit_cmd(
 
         imgclf audit path/to/images --model runs/x/bundle --json
     """
-    result, issues, splits = audit(data, model=model, near_duplicates=near)
+    result, labels, splits = audit(data, model=model, near_duplicates=near)
     if as_json:
         out = {"audit": result.to_dict() if result else None,
-               "label_issues": issues.to_dict() if issues is not None else None}  # fmt: skip
+               "label_issues": labels.to_dict() if labels is not None else None}  # fmt: skip
         print(json.dumps(out, indent=2))
         return
     if result is None:
@@ -58,14 +62,47 @@ def audit_cmd(
         w, h = result.images.width, result.images.height
         console.print(f"sizes: width {w[0]}–{w[2]} (median {w[1]:.0f}), height {h[0]}–{h[2]} (median {h[1]:.0f}); "
                       f"modes {result.images.modes}")  # fmt: skip
-        console.print(f"exact duplicate groups: {len(result.exact_duplicates)}, near duplicates: "
-                      f"{result.n_near_duplicates}, leaks across splits: {result.n_leaks}")  # fmt: skip
-        for warning in result.warnings:
-            style = "bold red" if warning.startswith("LEAKAGE") else "yellow"
-            console.print(f"[{style}]{warning}[/{style}]", highlight=False)
-    if issues is not None:
+        _print_duplicates(result)
+    if labels is not None:
+        issues = labels.issues
         table = Table("image", "given", "suggested", "p(given)", title=f"{len(issues)} likely label errors")
         names = issues.class_names or splits.classes
         for path, g, s, c in list(zip(issues.paths, issues.given, issues.suggested, issues.self_confidence))[:50]:
             table.add_row(path, names[int(g)], names[int(s)], f"{c:.3f}")
         console.print(table)
+        console.print(f"probabilities: {labels.method}; out-of-fold accuracy {labels.oof_accuracy:.3f}",
+                      highlight=False)  # fmt: skip
+
+
+def _print_duplicates(result) -> None:  # noqa: ANN001 - an AuditReport
+    """Duplicate tiers with counts and the thresholds used, the pairs (train copy first), then the warnings."""
+    t, st = result.tiers, result.settings
+    console.print(f"duplicates: {t['exact']} exact pairs ({len(result.exact_duplicates)} groups), "
+                  f"{t['confirmed near']} confirmed near copies, {t['look-alike']} look-alikes (not leakage); "
+                  f"{result.n_leaks} leaks across splits", highlight=False)  # fmt: skip
+    if st.get("near_duplicates"):
+        console.print(f"thresholds: pHash candidates within {st['max_bits']} bits; confirmed when aligned "
+                      f"correlation >= {st['min_score']} and no pixel off by more than {st['max_peak']:.0%} of the "
+                      f"grey range ({st['low_entropy_min_score']} and {st['low_entropy_max_peak']:.0%} for "
+                      f"low-content images, grey entropy < {st['low_entropy_bits']} bits); look-alikes correlate "
+                      f">= {st['look_alike_score']}", highlight=False, style="dim")  # fmt: skip
+    if result.leakage:
+        table = Table("kind", "first copy", "second copy", "similarity", title="cross-split copies (leakage)")
+        for leak in result.leakage[:30]:
+            table.add_row(leak.kind, str(leak.a), str(leak.b), f"{leak.score:.3f}")
+        console.print(table)
+    cross = [p for p in result.look_alikes if p.a.split != p.b.split]
+    if cross:
+        table = Table(
+            "first",
+            "second",
+            "similarity",
+            "pixel peak",
+            title=f"{result.n_cross_look_alikes} cross-split look-alikes (information, not leakage)",
+        )
+        for p in cross[:10]:
+            table.add_row(str(p.a), str(p.b), f"{p.score:.3f}", f"{p.peak:.0%}")
+        console.print(table)
+    for warning in result.warnings:
+        style = "bold red" if warning.startswith("LEAKAGE") else "yellow"
+        console.print(f"[{style}]{warning}[/{style}]", highlight=False)

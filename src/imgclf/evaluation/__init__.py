@@ -36,6 +36,7 @@ from imgclf.evaluation._evaluate import (
 )
 from imgclf.evaluation._gallery import ErrorExample, plot_error_gallery
 from imgclf.evaluation._imagehash import dhash, hamming, phash
+from imgclf.evaluation._label_audit import LabelAudit, audit_labels, crossval_probs
 from imgclf.evaluation._label_issues import LabelIssues, find_label_issues
 from imgclf.evaluation._label_issues_multilabel import MultilabelLabelIssues, find_multilabel_label_issues
 from imgclf.evaluation._model_card import render_model_card
@@ -84,6 +85,7 @@ __all__ = [
     "ErrorExample",
     "FileRef",
     "ImageStats",
+    "LabelAudit",
     "LabelIssues",
     "Leak",
     "MultilabelLabelIssues",
@@ -92,6 +94,8 @@ __all__ = [
     "SplitSummary",
     "UnreadableFile",
     "audit_files",
+    "audit_labels",
+    "crossval_probs",
     "dhash",
     "find_label_issues",
     "find_multilabel_label_issues",

@@ -23,7 +23,14 @@ from imgclf.evaluation._audit_types import (
     SplitSummary,
     UnreadableFile,
 )
-from imgclf.evaluation._imagehash import close_pairs, phash, thumbnail
+from imgclf.evaluation._near_duplicates import (
+    LOOK_ALIKE_SCORE,
+    LOW_ENTROPY_BITS,
+    THRESHOLDS,
+    Fingerprint,
+    find_matches,
+    fingerprint,
+)
 from imgclf.utils import sha256_bytes
 
 IMBALANCE_WARN = 10.0  # warn when the largest class has this many times the images of the smallest
@@ -39,8 +46,7 @@ class _Scan:
     sizes: list[tuple[int, int]] = field(default_factory=list)
     modes: Counter = field(default_factory=Counter)
     formats: Counter = field(default_factory=Counter)
-    hashes: list[np.uint64] = field(default_factory=list)
-    thumbs: list[np.ndarray] = field(default_factory=list)
+    prints: list[Fingerprint] = field(default_factory=list)
     unreadable: list[UnreadableFile] = field(default_factory=list)
 
 
@@ -51,17 +57,18 @@ def audit_files(
     *,
     near_duplicates: bool = True,
     max_bits: int = 8,
-    min_correlation: float = 0.95,
     max_listed: int = 1000,
 ) -> AuditReport:
     """Audit image files grouped by split (``{"train": [...], "test": [...]}``) with optional integer labels.
 
     Reports images per class and the imbalance ratio per split, image sizes, modes and formats, unreadable
-    files with the reason, exact duplicates (sha256 of the bytes), near duplicates (pHash within ``max_bits``
-    bits, confirmed by a 16x16 grey thumbnail correlation of at least ``min_correlation``; on tiny low-detail
-    images such as 28x28 digits this also pairs look-alikes) and ``leakage``: every exact or
-    near duplicate that crosses splits, train/test first. ``warnings`` says all of it in plain sentences,
-    leakage first. Lists of near duplicates and leaks stop at ``max_listed`` entries (the counts are complete).
+    files with the reason, exact duplicates (sha256 of the bytes), near duplicates and ``leakage``: every exact
+    or confirmed near duplicate that crosses splits, train/test first. Near duplicates are pHash candidates
+    (within ``max_bits`` bits, mirrored and cropped copies included) confirmed at pixel level on aligned,
+    size-normalised images; candidates that correlate but are not confirmed are ``look_alikes`` (information,
+    never leakage). ``settings`` records the thresholds used. ``warnings`` says all of it in plain sentences,
+    leakage first. Lists of near duplicates, look-alikes and leaks stop at ``max_listed`` entries (the counts are
+    complete).
 
     >>> report = audit_files({"train": train_paths, "test": test_paths}, labels, ["cat", "dog"])  # doctest: +SKIP
     >>> report.leakage[0].a.path, report.warnings[0]  # doctest: +SKIP
@@ -77,8 +84,7 @@ def audit_files(
             label = None if labels is None else (names[labels[k]] if names else str(labels[k]))
             _read(scan, FileRef(str(split), str(path), label))
     exact = _exact_groups(scan)
-    thresholds = {"max_bits": max_bits, "min_correlation": min_correlation}
-    near, n_near, near_leaks, n_near_leaks = _near(scan, near_duplicates, thresholds, max_listed)
+    near, n_near, near_leaks, n_near_leaks, looks = _near(scan, near_duplicates, max_bits, max_listed)
     exact_leaks = [leak for g in exact for leak in _group_leaks(g)]
     leaks = sorted(exact_leaks, key=_leak_priority) + near_leaks  # every exact leak; near ones capped
     splits = tuple(_summary(split, paths_by_split[split], labels_by_split, names, scan) for split in paths_by_split)
@@ -94,7 +100,10 @@ def audit_files(
         n_leaks=len(exact_leaks) + n_near_leaks,
         label_conflicts=conflicts,
         warnings=(),
-        settings={"near_duplicates": near_duplicates, **thresholds},
+        settings=_settings(near_duplicates, max_bits),
+        look_alikes=tuple(looks[0]),
+        n_look_alikes=looks[1],
+        n_cross_look_alikes=looks[2],
     )
     return report.with_warnings(IMBALANCE_WARN)
 
@@ -144,8 +153,7 @@ def _read(scan: _Scan, ref: FileRef) -> None:
     scan.sizes.append(size)
     scan.modes[mode] += 1
     scan.formats[fmt] += 1
-    scan.hashes.append(phash(grey))
-    scan.thumbs.append(thumbnail(grey))
+    scan.prints.append(fingerprint(grey))
 
 
 def _exact_groups(scan: _Scan) -> list[DuplicateGroup]:
@@ -156,29 +164,51 @@ def _exact_groups(scan: _Scan) -> list[DuplicateGroup]:
     return [DuplicateGroup(sha, tuple(refs)) for sha, refs in by_sha.items() if len(refs) > 1]
 
 
+def _settings(enabled: bool, max_bits: int) -> dict[str, Any]:
+    """The thresholds used, for the report and the JSON output."""
+    return {
+        "near_duplicates": enabled,
+        "max_bits": max_bits,
+        "min_score": THRESHOLDS["default"][0],
+        "max_peak": THRESHOLDS["default"][1],
+        "low_entropy_bits": LOW_ENTROPY_BITS,
+        "low_entropy_min_score": THRESHOLDS["low_entropy"][0],
+        "low_entropy_max_peak": THRESHOLDS["low_entropy"][1],
+        "look_alike_score": LOOK_ALIKE_SCORE,
+    }
+
+
 def _near(
-    scan: _Scan, enabled: bool, thresholds: dict[str, Any], max_listed: int
-) -> tuple[list[NearDuplicate], int, list[Leak], int]:
-    """Near-duplicate pairs (not byte-identical), and those crossing splits as leaks; lists capped."""
+    scan: _Scan, enabled: bool, max_bits: int, max_listed: int
+) -> tuple[list[NearDuplicate], int, list[Leak], int, tuple[list[NearDuplicate], int, int]]:
+    """Confirmed near-duplicate pairs (not byte-identical) and those crossing splits as leaks, plus the
+    look-alikes (listed, counted, and counted across splits); lists capped."""
     if not enabled or len(scan.readable) < 2:
-        return [], 0, [], 0
-    hashes = np.array(scan.hashes, dtype=np.uint64)
-    thumbs = np.stack(scan.thumbs)  # (M, 16, 16) uint8
-    pairs, leaks, n_pairs, n_leaks = [], [], 0, 0
-    for i, j, bits in close_pairs(hashes, thumbs, **thresholds):
-        a, b = scan.readable[i], scan.readable[j]
+        return [], 0, [], 0, ([], 0, 0)
+    pairs, leaks, looks, n_pairs, n_leaks, n_looks, n_cross_looks = [], [], [], 0, 0, 0, 0
+    for m in find_matches(scan.prints, max_bits=max_bits):
+        a, b = scan.readable[m.i], scan.readable[m.j]
         if scan.sha[a] == scan.sha[b]:
             continue  # already an exact duplicate
         ra, rb = scan.refs[a], scan.refs[b]
+        if ra.split != rb.split:
+            ra, rb = _ordered(ra, rb)
+        pair = NearDuplicate(ra, rb, m.bits, m.kind, m.tier, round(m.score, 4), round(m.peak, 4), round(m.crop, 2))
+        if m.tier != "confirmed":
+            n_looks += 1
+            n_cross_looks += ra.split != rb.split
+            looks.append(pair)
+            continue
         n_pairs += 1
         if len(pairs) < max_listed:
-            pairs.append(NearDuplicate(ra, rb, bits))
+            pairs.append(pair)
         if ra.split != rb.split:
             n_leaks += 1
             if len(leaks) < 10 * max_listed:  # enough to keep the train/test ones after sorting
-                leaks.append(_leak("near", ra, rb, bits))
+                leaks.append(Leak(m.kind, ra, rb, m.bits, round(m.score, 4)))
     leaks.sort(key=_leak_priority)
-    return pairs, n_pairs, leaks[:max_listed], n_leaks
+    looks.sort(key=lambda p: (p.a.split == p.b.split, -p.score))  # cross-split first, most similar first
+    return pairs, n_pairs, leaks[:max_listed], n_leaks, (looks[:max_listed], n_looks, n_cross_looks)
 
 
 def _group_leaks(group: DuplicateGroup) -> list[Leak]:
@@ -191,10 +221,14 @@ def _rank(split: str) -> int:
     return 0 if s.startswith("train") else 1 if s.startswith("val") else 2 if s.startswith("test") else 3
 
 
+def _ordered(a: FileRef, b: FileRef) -> tuple[FileRef, FileRef]:
+    """The two files in split order train, val, test, other (so the first is the training copy)."""
+    return (b, a) if (_rank(b.split), b.split) < (_rank(a.split), a.split) else (a, b)
+
+
 def _leak(kind: str, a: FileRef, b: FileRef, bits: int) -> Leak:
     """A leak with its files ordered train, val, test, other (so ``a`` is the training copy)."""
-    if (_rank(b.split), b.split) < (_rank(a.split), a.split):
-        a, b = b, a
+    a, b = _ordered(a, b)
     return Leak(kind, a, b, bits)
 
 

@@ -57,22 +57,35 @@ class DuplicateGroup:
 
 @dataclass(frozen=True)
 class NearDuplicate:
-    """Two different files showing (nearly) the same picture; ``bits`` is their pHash distance."""
+    """Two different files showing (nearly) the same picture; ``bits`` is their pHash distance.
+
+    ``kind`` is ``near`` or ``mirror`` (one is the mirror image of the other); ``tier`` is ``confirmed`` (a copy,
+    checked at pixel level) or ``look-alike`` (similar, not confirmed: information, never leakage); ``score`` is
+    the aligned grey-level correlation, ``peak`` the largest pixel difference left after alignment as a fraction
+    of the grey range and ``crop`` the crop window found (1.0 when none).
+    """
 
     a: FileRef
     b: FileRef
     bits: int
+    kind: str = "near"
+    tier: str = "confirmed"
+    score: float = float("nan")
+    peak: float = float("nan")
+    crop: float = 1.0
 
 
 @dataclass(frozen=True)
 class Leak:
-    """The same picture in two splits: ``kind`` is ``exact`` or ``near``; ``a`` is the copy in the earlier
-    split (train before val before test)."""
+    """The same picture in two splits: ``kind`` is ``exact``, ``near`` (a confirmed resized, re-encoded,
+    cropped or brightened copy) or ``mirror`` (a confirmed mirrored copy); ``a`` is the copy in the earlier split
+    (train before val before test). ``score`` is the aligned correlation (1.0 for exact copies)."""
 
     kind: str
     a: FileRef
     b: FileRef
     bits: int = 0
+    score: float = 1.0
 
     def __str__(self) -> str:
         return f"{self.kind} duplicate: {self.a} = {self.b}"
@@ -123,6 +136,16 @@ class AuditReport:
     label_conflicts: tuple[DuplicateGroup, ...]
     warnings: tuple[str, ...] = ()
     settings: dict[str, Any] = field(default_factory=dict)
+    look_alikes: tuple[NearDuplicate, ...] = ()
+    n_look_alikes: int = 0
+    n_cross_look_alikes: int = 0
+
+    @property
+    def tiers(self) -> dict[str, int]:
+        """How sure the audit is, as pair counts: exact copies, confirmed near copies (mirrored ones included)
+        and look-alikes (unconfirmed, never leakage)."""
+        exact = sum(len(g.files) * (len(g.files) - 1) // 2 for g in self.exact_duplicates)
+        return {"exact": exact, "confirmed near": self.n_near_duplicates, "look-alike": self.n_look_alikes}
 
     @property
     def has_leakage(self) -> bool:
@@ -132,6 +155,7 @@ class AuditReport:
         """Every finding, JSON-ready."""
         out = _jsonable(self)
         out["has_leakage"] = self.has_leakage
+        out["tiers"] = self.tiers
         return out
 
     def with_warnings(self, imbalance_warn: float) -> AuditReport:
@@ -139,8 +163,8 @@ class AuditReport:
         return dataclasses.replace(self, warnings=tuple(_warnings(self, imbalance_warn)))
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
+def _plural(n: int, word: str, plural: str | None = None) -> str:
+    return f"{n} {word if n == 1 else plural or word + 's'}"
 
 
 def _warnings(r: AuditReport, imbalance_warn: float) -> list[str]:
@@ -162,18 +186,27 @@ def _warnings(r: AuditReport, imbalance_warn: float) -> list[str]:
                 f"optimistic. Remove these files from '{sb}' (or from '{sa}') and re-run the audit."
             )
         else:
-            what = (
-                f"a resized, re-encoded or look-alike version of a {sa} image"
-                if one
-                else (f"resized, re-encoded or look-alike versions of {sa} images")
-            )
+            if kind == "mirror":
+                what = f"a mirrored copy of a {sa} image" if one else f"mirrored copies of {sa} images"
+            else:
+                what = (
+                    f"a resized, re-encoded, cropped or brightened copy of a {sa} image"
+                    if one
+                    else f"resized, re-encoded, cropped or brightened copies of {sa} images"
+                )
             out.append(
-                f"LEAKAGE (near duplicates): {n} {what} (e.g. {first.b.path} ~ {first.a.path}); look at the "
-                f"listed pairs and remove true copies from '{sb}'."
+                f"LEAKAGE ({'mirrored' if kind == 'mirror' else 'near'} copies, confirmed pixel by pixel): {n} "
+                f"{what} (e.g. {first.b.path} ~ {first.a.path}, similarity {first.score:.3f}); remove them from "
+                f"'{sb}' (or from '{sa}') and re-run the audit."
             )
     if r.n_leaks > len(r.leakage):
         out.append(
             f"LEAKAGE: {r.n_leaks} cross-split duplicate pairs in all; only the first {len(r.leakage)} are listed."
+        )
+    if r.n_cross_look_alikes:
+        out.append(
+            f"{_plural(r.n_cross_look_alikes, 'pair')} across splits look alike but are not confirmed as copies "
+            "(information only, not leakage): see the look-alike list."
         )
     if r.unreadable:
         u = r.unreadable[0]
@@ -191,7 +224,8 @@ def _warnings(r: AuditReport, imbalance_warn: float) -> list[str]:
     within = [g for g in r.exact_duplicates if len(g.splits) == 1]
     if within:
         n = sum(len(g.files) - 1 for g in within)
-        out.append(f"{_plural(n, 'redundant exact copy')} inside splits (e.g. {within[0].files[0].path}).")
+        copies = _plural(n, "redundant exact copy", "redundant exact copies")
+        out.append(f"{copies} inside splits (e.g. {within[0].files[0].path}).")
     for s in r.splits:
         if s.missing_classes:
             out.append(f"split '{s.name}' has no images of {', '.join(s.missing_classes[:10])}.")

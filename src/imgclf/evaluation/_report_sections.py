@@ -10,6 +10,7 @@ from typing import Any
 
 from imgclf.evaluation import _plots as P
 from imgclf.evaluation._gallery import plot_error_gallery
+from imgclf.evaluation._pair_gallery import plot_pair_gallery
 from imgclf.evaluation._report_data import ReportData
 from imgclf.evaluation._report_task import task_section
 from imgclf.metrics import most_confused
@@ -99,17 +100,7 @@ def _data(d: ReportData, figs: Figures) -> Section | None:
                 + ", ".join(f"{k} {v}" for k, v in im.formats.items()),
             )
         )
-        blocks.append(
-            text(
-                "muted",
-                f"{len(a.exact_duplicates)} groups of exact duplicates, "
-                f"{a.n_near_duplicates} near-duplicate pairs, {a.n_leaks} cross-split pairs.",
-            )
-        )
-        if a.leakage:
-            blocks.append(text("heading", "Leakage (the same picture in two splits)", id="leakage"))
-            rows = [[leak.kind, str(leak.a), str(leak.b), leak.bits] for leak in a.leakage[:50]]
-            blocks.append(table(["kind", "first copy", "second copy", "pHash bits"], rows))
+        blocks += _duplicates(a, figs)
         if a.unreadable:
             blocks.append(text("heading", "Unreadable files"))
             blocks.append(table(["file", "reason"], [[str(u.file), u.reason] for u in a.unreadable[:50]]))
@@ -125,6 +116,56 @@ def _data(d: ReportData, figs: Figures) -> Section | None:
             )
         )
     return {"id": "data", "title": "Data", "blocks": blocks}
+
+
+def _duplicates(a: Any, figs: Figures) -> list[Block]:
+    """Duplicate tiers with counts and thresholds, the leaks (table and side-by-side gallery), the look-alikes."""
+    t, st = a.tiers, a.settings
+    blocks = [text("heading", "Duplicates: how sure the audit is", id="duplicates")]
+    rows = [
+        ["exact (same bytes)", t["exact"], "sha256 of the file", "yes"],
+        ["confirmed near copy", t["confirmed near"], "pHash candidate, confirmed pixel by pixel", "yes"],
+        ["look-alike", t["look-alike"], "pHash candidate, similar but not confirmed", "no (information)"],
+    ]
+    blocks.append(table(["tier", "pairs", "how found", "counts as leakage"], rows, id="duplicate-tiers"))
+    if st.get("near_duplicates"):
+        blocks.append(
+            text(
+                "muted",
+                f"Thresholds: candidates within {st['max_bits']} pHash bits (direct, mirrored, or against a 94% "
+                f"window for crops); confirmed when the aligned, size-normalised correlation is at least "
+                f"{st['min_score']} and no pixel differs by more than {st['max_peak']:.0%} of the grey range "
+                f"({st['low_entropy_min_score']} and {st['low_entropy_max_peak']:.0%} for low-content images, "
+                f"grey entropy below {st['low_entropy_bits']} bits); look-alikes correlate at least "
+                f"{st['look_alike_score']}. {a.n_leaks} pairs cross splits.",
+            )
+        )
+    else:
+        blocks.append(text("muted", "The near-duplicate search was not run; only exact copies were checked."))
+    if a.leakage:
+        blocks.append(text("heading", "Leakage (the same picture in two splits)", id="leakage"))
+        rows = [[leak.kind, str(leak.a), str(leak.b), num(leak.score), leak.bits] for leak in a.leakage[:50]]
+        blocks.append(table(["kind", "first copy", "second copy", "similarity", "pHash bits"], rows))
+        blocks.append(
+            figs.block(
+                "leakage_pairs",
+                lambda p: plot_pair_gallery(a.leakage[:12], p, title="Leakage: the same picture in two splits"),
+                "Flagged copies side by side: split and file above each image, kind and similarity below.",
+            )
+        )
+    cross = [p for p in a.look_alikes if p.a.split != p.b.split]
+    if cross:
+        blocks.append(text("heading", "Look-alikes across splits (information, not leakage)", id="look-alikes"))
+        rows = [[str(p.a), str(p.b), num(p.score), f"{p.peak:.0%}"] for p in cross[:50]]
+        blocks.append(table(["first", "second", "similarity", "largest pixel difference"], rows))
+        blocks.append(
+            figs.block(
+                "look_alike_pairs",
+                lambda p: plot_pair_gallery(cross[:8], p, title="Look-alikes (not confirmed as copies)"),
+                "Similar images that the pixel check did not confirm as copies; judge them yourself.",
+            )
+        )
+    return blocks
 
 
 def _training(d: ReportData, figs: Figures) -> Section | None:

@@ -15,6 +15,7 @@ from imgclf.evaluation._audit import audit_files
 from imgclf.evaluation._audit_types import AuditReport
 from imgclf.evaluation._evaluate import Evaluation, evaluate_bundle
 from imgclf.evaluation._gallery import ErrorExample
+from imgclf.evaluation._label_audit import LabelAudit, audit_labels
 from imgclf.evaluation._label_issues import LabelIssues, find_label_issues
 from imgclf.evaluation._model_card import render_model_card
 from imgclf.evaluation._report import render_report
@@ -42,17 +43,13 @@ def label_issues_of(ev: Evaluation, samples: Any, classes: tuple[str, ...]) -> L
 
 
 def audit(source: str, *, model: str | Path | None = None, near_duplicates: bool = True, seed: int = 0
-          ) -> tuple[AuditReport | None, LabelIssues | None, D.Splits]:  # fmt: skip
+          ) -> tuple[AuditReport | None, LabelAudit | None, D.Splits]:  # fmt: skip
     """`imgclf audit`: counts, sizes, unreadable files, duplicates and leakage; with a model, likely label errors
-    among the held-out images (cleanlab on the model's probabilities for images it did not train on)."""
+    of every split from out-of-fold probabilities (:func:`imgclf.evaluation.audit_labels`)."""
     splits = D.load_source(str(source), seed=seed)
     report = audit_splits(splits, near_duplicates=near_duplicates)
-    issues = None
-    if model is not None:
-        bundle = load_bundle(model)
-        samples, _, _ = split_samples(bundle.meta, str(source), None)
-        issues = label_issues_of(evaluate_bundle(bundle, str(source), n_resamples=0), samples, bundle.meta.classes)
-    return report, issues, splits
+    labels = None if model is None else audit_labels(load_bundle(model), str(source), seed=seed)
+    return report, labels, splits
 
 
 @dataclass(frozen=True)

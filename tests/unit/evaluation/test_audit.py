@@ -30,7 +30,7 @@ def test_resized_reencoded_copy_is_a_near_duplicate_and_unrelated_images_are_not
     assert near == {image_tree["near"]}  # the copy is found; none of the 16 unrelated images pair up
     leaks = [leak for leak in r.leakage if leak.kind == "near"]
     assert [(leak.a.path, leak.b.path) for leak in leaks] == [image_tree["near"]]
-    assert any(w.startswith("LEAKAGE (near duplicates)") for w in r.warnings)
+    assert any(w.startswith("LEAKAGE (near copies, confirmed pixel by pixel)") for w in r.warnings)
     assert audit_files(image_tree["paths"], near_duplicates=False).near_duplicates == ()
 
 

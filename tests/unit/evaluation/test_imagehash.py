@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from imgclf.evaluation import dhash, hamming, phash
-from imgclf.evaluation._imagehash import _POPCOUNT8, close_pairs, popcount, thumbnail
+from imgclf.evaluation._imagehash import _POPCOUNT8, popcount
 
 from .conftest import smooth_image
 
@@ -34,13 +34,3 @@ def test_popcount_matches_the_byte_table_fallback() -> None:
     by_table = _POPCOUNT8[x[..., None].view(np.uint8)].sum(axis=-1)
     assert np.array_equal(popcount(x), by_table)
     assert hamming(0, 2**64 - 1) == 64
-
-
-def test_close_pairs_needs_both_a_close_hash_and_a_correlated_thumbnail() -> None:
-    imgs = [smooth_image(1), smooth_image(1).resize((40, 40)), smooth_image(2)]
-    hashes = np.array([phash(i) for i in imgs], dtype=np.uint64)
-    thumbs = np.stack([thumbnail(i) for i in imgs])
-    assert [(i, j) for i, j, _ in close_pairs(hashes, thumbs)] == [(0, 1)]
-    # Same hash but unrelated thumbnails: not a pair (guards against look-alike hashes of different pictures).
-    same_hash = np.zeros(3, dtype=np.uint64)
-    assert [(i, j) for i, j, _ in close_pairs(same_hash, thumbs)] == [(0, 1)]

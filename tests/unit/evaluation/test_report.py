@@ -138,3 +138,21 @@ def test_model_card_has_intended_use_metrics_calibration_and_limits(full_data: R
     assert f"| Macro F1 | {iv.value:.3f} | [{iv.low:.3f}, {iv.high:.3f}] |" in card
     assert "overlaps the training data" in card  # the audit's leak becomes a known limitation
     assert f"T = {full_data.temperature:.3f}" in card
+
+
+def test_report_shows_duplicate_tiers_thresholds_and_flagged_pairs_side_by_side(
+    full_data: ReportData, tmp_path: Path
+) -> None:
+    out = render_report(full_data, tmp_path / "run" / "report.html", plots_dir=tmp_path / "run" / "plots")
+    html = out.read_text(encoding="utf-8")
+    tiers = html[html.index('id="duplicate-tiers"') :]
+    tiers = tiers[: tiers.index("</table>")]
+    assert "exact (same bytes)" in tiers and "confirmed near copy" in tiers and "look-alike" in tiers
+    a = full_data.audit
+    assert f"<td>{a.tiers['exact']}</td>" in tiers and f"<td>{a.tiers['confirmed near']}</td>" in tiers
+    assert "Thresholds: candidates within 8 pHash bits" in html  # the thresholds used are stated
+    gallery = tmp_path / "run" / "plots" / "leakage_pairs.png"
+    with Image.open(gallery) as im:  # both images of each flagged pair, side by side
+        assert im.size[0] > im.size[1] and im.size[0] >= 400
+    assert "Flagged copies side by side" in html
+    assert "copys" not in html
