@@ -41,6 +41,7 @@ FORMAT = 1
 
 
 def part_name(shard: int) -> str:
+    """The file of shard ``shard`` inside the output folder, e.g. ``part-00003.parquet``."""
     return f"part-{shard:05d}.parquet"
 
 
