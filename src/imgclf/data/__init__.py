@@ -8,7 +8,17 @@
 """
 
 from imgclf.data._builtin import BUILTIN_DATASETS
-from imgclf.data._decode import IMAGE_EXTENSIONS, BadImageError, DataWarning, check_image, open_image
+from imgclf.data._decode import (
+    IMAGE_EXTENSIONS,
+    IMAGE_FORMATS,
+    BadImageError,
+    DataWarning,
+    ImageInfo,
+    check_image,
+    image_formats,
+    open_image,
+    probe_image,
+)
 from imgclf.data._loader import (
     Batch,
     IndexedDataset,
@@ -30,9 +40,11 @@ __all__ = [
     "AUGMENT_PRESETS",
     "BUILTIN_DATASETS",
     "IMAGE_EXTENSIONS",
+    "IMAGE_FORMATS",
     "BadImageError",
     "Batch",
     "DataWarning",
+    "ImageInfo",
     "IndexedDataset",
     "ResumableSampler",
     "SampleList",
@@ -43,6 +55,7 @@ __all__ = [
     "class_counts",
     "collate_skip_bad",
     "default_workers",
+    "image_formats",
     "imbalance_ratio",
     "kfold",
     "list_images",
@@ -51,5 +64,6 @@ __all__ = [
     "make_synthetic_dataset",
     "mixup_cutmix",
     "open_image",
+    "probe_image",
     "write_split",
 ]

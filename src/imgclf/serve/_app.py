@@ -10,17 +10,21 @@ import hmac
 import json
 import logging
 import math
+import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from imgclf.serve._audit import AuditLog
 from imgclf.serve._batcher import BatcherStoppedError, DeadlineExceededError, MicroBatcher, QueueFullError
-from imgclf.serve._decode import DecodedImage, UploadError, decode_upload, safe_name
+from imgclf.serve._decode import UploadError, decode_upload, probe_upload, safe_name
 from imgclf.serve._drift import DriftTracker
+from imgclf.serve._explainer import Explainer
 from imgclf.serve._guard import GuardMiddleware
 from imgclf.serve._metrics import CONTENT_TYPE, ServerMetrics
 from imgclf.serve._page import APP_JS, INDEX_HTML, STYLE_CSS
@@ -39,8 +43,23 @@ class ApiError(Exception):
         super().__init__(detail)
 
 
+@dataclass(frozen=True)
+class Upload:
+    """What a request keeps of an image once its tensor exists: the full-resolution pixels are gone."""
+
+    name: str
+    width: int
+    height: int
+    sha256: str
+    nbytes: int
+
+
+class _LateError(Exception):
+    """The request's deadline passed while its images were waiting to be decoded."""
+
+
 class ServerState:
-    """Everything the routes share: predictor, batcher, metrics, audit log, drift tracker, settings."""
+    """Everything the routes share: predictor, batchers, explainer, metrics, audit log, drift tracker, settings."""
 
     def __init__(self, predictor: Predictor, settings: ServeSettings) -> None:
         self.predictor, self.settings = predictor, settings
@@ -49,6 +68,14 @@ class ServerState:
         self.batcher: MicroBatcher[Any, ImageResult] = MicroBatcher(
             predictor, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms, capacity=settings.queue_size,
             warmup=predictor.warmup, on_batch=self._on_batch)  # fmt: skip
+        # /v1/explain: one request at a time on the explainer's own model copy, behind its own bounded queue.
+        self.explainer = Explainer(predictor.model, predictor.meta.preprocessing)
+        self.explain_batcher: MicroBatcher[Any, bytes] = MicroBatcher(
+            self.explainer, max_batch=1, max_wait_ms=0, capacity=settings.explain_queue_size,
+            warmup=self.explainer.warmup, on_batch=self._on_explain)  # fmt: skip
+        # Decoding runs on a few threads of its own, so that at most `decode_threads` images are decoded at once.
+        self.decode_pool = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="imgclf-decode")
+        self.draining = threading.Event()
         self.audit = None
         if settings.log is not None:
             self.audit = AuditLog(settings.log, max_bytes=int(settings.log_max_mb * (1 << 20)),
@@ -63,12 +90,70 @@ class ServerState:
         self.metrics.inference.observe(seconds)
         self.metrics.queue_depth.set(self.batcher.queued)
 
+    def _on_explain(self, size: int, seconds: float) -> None:
+        self.metrics.explain_seconds.observe(seconds)
+        self.metrics.explain_queue_depth.set(self.explain_batcher.queued)
+
+    @property
+    def explain_available(self) -> bool:
+        """Explain works for this model (its warm-up, which finds the target layer, did not fail)."""
+        return self.explain_batcher.error is None
+
+    @property
+    def ready(self) -> bool:
+        """Both workers warmed up (explain may have been found impossible for this model) and not draining."""
+        explain_ok = self.explain_batcher.ready or self.explain_batcher.error is not None
+        return self.batcher.ready and explain_ok and not self.draining.is_set()
+
+    def dead(self) -> str | None:
+        """Why the server cannot answer predictions any more (a worker died), or None."""
+        if self.batcher.dead:
+            return f"inference worker: {self.batcher.died or self.batcher.error or 'exited'}"
+        if self.explain_batcher.crashed:
+            return f"explain worker: {self.explain_batcher.died or 'exited'}"
+        return None
+
+    def begin_drain(self) -> None:
+        """Readiness off (``/readyz`` 503) while requests are still answered: called first on SIGTERM."""
+        self.draining.set()
+        self.metrics.ready.set(0.0)
+
+    def prepare(self, files: Sequence[tuple[str, bytes]], deadline: float) -> tuple[list[Upload], list[Any]]:
+        """Headers of every upload checked against the limits first, then each image decoded, preprocessed into
+        its input tensor and dropped at once: a request never holds more than one full-resolution image."""
+        s = self.settings
+        infos = [probe_upload(data, max_pixels=s.max_pixels, max_aspect=s.max_aspect, name=name, formats=s.formats)
+                 for name, data in files]  # fmt: skip
+        total = sum(info.pixels for info in infos)
+        if total > s.max_request_pixels:
+            why = (f"the {len(files)} images hold {total:,} pixels together > limit of {s.max_request_pixels:,} "
+                   "per request; send fewer or smaller images")  # fmt: skip
+            raise UploadError(413, "too_many_pixels", why)
+        uploads, tensors = [], []
+        for name, data in files:
+            if time.monotonic() > deadline:
+                raise _LateError
+            decoded = decode_upload(data, max_pixels=s.max_pixels, max_aspect=s.max_aspect, name=name,
+                                    formats=s.formats)  # fmt: skip
+            tensors.append(self.predictor.preprocess(decoded.image))
+            uploads.append(Upload(name, decoded.width, decoded.height, decoded.sha256, decoded.nbytes))
+            del decoded  # the full-resolution image goes now, not when the response is sent
+        return uploads, tensors
+
+    def close(self, timeout: float) -> None:
+        self.draining.set()
+        self.batcher.stop(drain=True, timeout=timeout)
+        self.explain_batcher.stop(drain=True, timeout=timeout)
+        self.decode_pool.shutdown(wait=False, cancel_futures=True)
+        if self.audit is not None:
+            self.audit.close()
+
 
 def _finite(v: float) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _record(state: ServerState, img: DecodedImage, res: ImageResult, request_id: str, latency_ms: float,
+def _record(state: ServerState, img: Upload, res: ImageResult, request_id: str, latency_ms: float,
             raw: bytes) -> dict[str, Any]:  # fmt: skip
     rec: dict[str, Any] = {
         "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
@@ -96,9 +181,17 @@ def _record(state: ServerState, img: DecodedImage, res: ImageResult, request_id:
 
 async def _read_uploads(request: Any, settings: ServeSettings) -> list[tuple[str, bytes]]:
     """``[(name, bytes)]`` from a multipart form (every file field) or JSON ``{"images": [base64, ...]}``."""
+    from starlette.exceptions import HTTPException
+
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data":
-        form = await request.form(max_files=settings.max_images + 1, max_fields=settings.max_images + 16)
+        try:
+            form = await request.form(max_files=settings.max_images, max_fields=settings.max_images + 16)
+        except HTTPException as exc:  # the multipart parser's refusals (starlette turns them into 400s)
+            if "too many files" in str(exc.detail).lower():
+                raise ApiError(413, "too_many_images", f"more than {settings.max_images} images in one request; "
+                                                       f"the limit is {settings.max_images}") from None  # fmt: skip
+            raise ApiError(422, "bad_multipart", f"malformed multipart body ({exc.detail})") from None
         try:
             files = [(safe_name(v.filename, i), await v.read())
                      for i, (_, v) in enumerate(form.multi_items()) if hasattr(v, "read")]  # fmt: skip
@@ -110,8 +203,14 @@ async def _read_uploads(request: Any, settings: ServeSettings) -> list[tuple[str
             payload = json.loads(raw)
         except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
             raise ApiError(422, "bad_json", f"the body is not valid JSON ({type(exc).__name__})") from None
+        del raw
         images = payload.get("images") if isinstance(payload, dict) else None
-        if not isinstance(images, list) or not all(isinstance(x, str) for x in images):
+        if not isinstance(images, list):
+            raise ApiError(422, "bad_json", 'expected JSON {"images": ["<base64>", ...]}')
+        if len(images) > settings.max_images:  # counted before a single entry is decoded
+            raise ApiError(413, "too_many_images", f"{len(images)} images in one request; the limit is "
+                                                   f"{settings.max_images}")  # fmt: skip
+        if not all(isinstance(x, str) for x in images):
             raise ApiError(422, "bad_json", 'expected JSON {"images": ["<base64>", ...]}')
         files = []
         for i, text in enumerate(images):
@@ -148,30 +247,64 @@ def create_app(bundle_dir: str | Path, settings: ServeSettings | None = None) ->
     return build_app(Predictor(clf, top_k=settings.top_k, reject=settings.reject), settings)
 
 
+def _bearer_token(header: str) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header (the scheme in any case), else ""."""
+    scheme, _, token = header.strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def _timeout_s(request: Any, settings: ServeSettings) -> float:
+    """The request's deadline in seconds: ``timeout_s``, or less when ``X-Timeout-Ms`` asks for less."""
+    raw = request.headers.get("x-timeout-ms")
+    if raw is None:
+        return settings.timeout_s
+    try:
+        ms = float(raw)
+    except ValueError:
+        ms = math.nan
+    if not (math.isfinite(ms) and ms > 0):  # nan, inf, 0 and negatives would mean "no deadline" or "none left"
+        raise ApiError(422, "bad_timeout", f"X-Timeout-Ms must be a positive, finite number of milliseconds "
+                                           f"(got {raw[:40]!r})")  # fmt: skip
+    return min(settings.timeout_s, ms / 1000.0)
+
+
+_IMAGES_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {"schema": {"type": "object", "properties": {
+            "file": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
+        "application/json": {"schema": {"type": "object", "required": ["images"], "properties": {
+            "images": {"type": "array", "items": {"type": "string", "description": "base64 or a data: URL"}}}}},
+    },
+}  # fmt: skip
+_REQUEST_HEADERS = [
+    {"name": "X-Timeout-Ms", "in": "header", "required": False, "schema": {"type": "string"}},
+    {"name": "X-Request-ID", "in": "header", "required": False, "schema": {"type": "string"}},
+]
+
+
 def build_app(predictor: Predictor, settings: ServeSettings) -> Any:
     """The app around an already built :class:`Predictor` (what :func:`create_app` calls after loading)."""
     fastapi = optional_import("fastapi", "serve")
     from fastapi import Request
     from fastapi.responses import HTMLResponse, JSONResponse, Response
-    from starlette.concurrency import run_in_threadpool
 
     state = ServerState(predictor, settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
         state.batcher.start()
+        state.explain_batcher.start()
         try:
             yield
         finally:
             # Uvicorn has finished the in-flight requests by now; drain whatever is still queued.
-            await run_in_threadpool(state.batcher.stop, drain=True, timeout=settings.shutdown_timeout_s)
-            if state.audit is not None:
-                state.audit.close()
+            await asyncio.get_running_loop().run_in_executor(None, state.close, settings.shutdown_timeout_s)
 
     app = fastapi.FastAPI(title="imgclf", version=predictor.version[:12], lifespan=lifespan, docs_url=None,
                           redoc_url=None, openapi_url=None)  # fmt: skip
     app.state.imgclf = state
-    app.add_middleware(GuardMiddleware, max_body=settings.max_body_bytes, metrics=state.metrics)
+    app.add_middleware(GuardMiddleware, settings=settings, metrics=state.metrics)
 
     def refuse(exc: ApiError) -> Any:
         state.metrics.errors.inc(exc.code)
@@ -184,8 +317,8 @@ def build_app(predictor: Predictor, settings: ServeSettings) -> Any:
     async def require_token(request: Request) -> None:
         """With a token set, every route but the health checks and the static page shell needs it."""
         if settings.token:
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {settings.token}".encode()):
+            given = _bearer_token(request.headers.get("authorization", ""))
+            if not hmac.compare_digest(given.encode(), settings.token.encode()):
                 raise ApiError(401, "unauthorized", "missing or wrong bearer token (send 'Authorization: Bearer ...')",
                                {"WWW-Authenticate": 'Bearer realm="imgclf"'})  # fmt: skip
 
@@ -193,21 +326,29 @@ def build_app(predictor: Predictor, settings: ServeSettings) -> Any:
 
     @app.get("/healthz")
     async def healthz() -> Any:
+        why = state.dead()
+        if why is not None:
+            return JSONResponse({"status": "dead", "error": why}, status_code=503)
         return {"status": "ok"}
 
     @app.get("/readyz")
     async def readyz() -> Any:
-        ready = state.batcher.ready
+        ready = state.ready
         state.metrics.ready.set(1.0 if ready else 0.0)
-        body = {"ready": ready, "model": predictor.version}
+        body: dict[str, Any] = {"ready": ready, "model": predictor.version}
         if state.batcher.error is not None:
             body["error"] = f"warm-up failed: {state.batcher.error}"
+        elif state.draining.is_set():
+            body["error"] = "shutting down: finishing the requests in flight"
+        elif (why := state.dead()) is not None:
+            body["error"] = why
         return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics", dependencies=protected)
     async def metrics() -> Any:
         state.metrics.queue_depth.set(state.batcher.queued)
-        state.metrics.ready.set(1.0 if state.batcher.ready else 0.0)
+        state.metrics.explain_queue_depth.set(state.explain_batcher.queued)
+        state.metrics.ready.set(1.0 if state.ready else 0.0)
         return Response(state.metrics.render(), media_type=CONTENT_TYPE)
 
     @app.get("/v1/model", dependencies=protected)
@@ -218,81 +359,91 @@ def build_app(predictor: Predictor, settings: ServeSettings) -> Any:
                 "version": meta.weights_sha256, "temperature": meta.temperature, "rejection": meta.rejection,
                 "rejection_active": predictor.threshold is not None, "ood_score": predictor.score_name,
                 "metrics": meta.metrics, "created": meta.created, "drift_monitoring": state.drift is not None,
-                "top_k": predictor.top_k, "explain": True, "engine": predictor.engine_name,
+                "top_k": predictor.top_k, "explain": state.explain_available, "engine": predictor.engine_name,
                 "limits": {"max_body_bytes": settings.max_body_bytes, "max_images": settings.max_images,
-                           "max_pixels": settings.max_pixels, "timeout_s": settings.timeout_s}}  # fmt: skip
+                           "max_pixels": settings.max_pixels, "max_request_pixels": settings.max_request_pixels,
+                           "formats": list(settings.formats), "timeout_s": settings.timeout_s}}  # fmt: skip
 
-    def decode_all(files: list[tuple[str, bytes]]) -> tuple[list[DecodedImage], list[Any]]:
-        decoded = [decode_upload(data, max_pixels=settings.max_pixels, max_aspect=settings.max_aspect, name=name)
-                   for name, data in files]  # fmt: skip
-        return decoded, [predictor.preprocess(d.image) for d in decoded]
-
-    @app.post("/v1/predict", dependencies=protected)
-    async def predict(request: Request) -> Any:
-        start = time.perf_counter()
-        request_id = safe_name(request.headers.get("x-request-id"), 0)[:64] if request.headers.get(
-            "x-request-id") else uuid.uuid4().hex  # fmt: skip
-        timeout = settings.timeout_s
-        if request.headers.get("x-timeout-ms"):
-            try:
-                timeout = min(timeout, max(0.0, float(request.headers["x-timeout-ms"]) / 1000.0))
-            except ValueError:
-                raise ApiError(422, "bad_timeout", "X-Timeout-Ms must be a number of milliseconds") from None
-        deadline_wall = start + timeout
-        files = await _read_uploads(request, settings)
+    async def decode(files: list[tuple[str, bytes]], deadline: float, timeout: float) -> tuple[list[Upload], list]:
+        loop = asyncio.get_running_loop()
         try:
-            decoded, tensors = await run_in_threadpool(decode_all, files)
+            return await loop.run_in_executor(state.decode_pool, state.prepare, files, deadline)
         except UploadError as exc:
             raise ApiError(exc.status, exc.code, exc.reason) from None
-        left = deadline_wall - time.perf_counter()
+        except _LateError:
+            raise ApiError(504, "deadline", f"the request's deadline of {timeout:.3f} s passed while its images "
+                                            "waited to be decoded (overloaded; retry later)") from None  # fmt: skip
+
+    async def run_on(batcher: MicroBatcher, tensors: list, deadline: float, timeout: float) -> list:
+        """Queue ``tensors`` on ``batcher`` and wait for their results until ``deadline`` (429/503/504 else)."""
+        left = deadline - time.monotonic()
         if left <= 0:
             raise ApiError(504, "deadline", f"the request's deadline of {timeout:.3f} s passed before inference")
         try:
-            futures = state.batcher.submit(tensors, deadline=time.monotonic() + left)
+            futures: list[Future] = batcher.submit(tensors, deadline=deadline)
         except QueueFullError as exc:
             raise ApiError(429, "queue_full", str(exc), {"Retry-After": str(math.ceil(exc.retry_after_s))}) from None
         except BatcherStoppedError as exc:
-            raise ApiError(503, "shutting_down", str(exc), {"Retry-After": "1"}) from None
-        state.metrics.queue_depth.set(state.batcher.queued)
+            code = "worker_dead" if batcher.died is not None else "shutting_down"
+            raise ApiError(503, code, str(exc), {"Retry-After": "1"}) from None
+        del tensors[:]  # the queue holds them now; nothing else does
         waiting = [asyncio.wrap_future(f) for f in futures]
         try:
-            results = await asyncio.wait_for(asyncio.gather(*waiting), timeout=left)
+            return await asyncio.wait_for(asyncio.gather(*waiting), timeout=left)
         except (asyncio.TimeoutError, DeadlineExceededError):
             for f in futures:
                 f.cancel()
             why = f"no answer within the request's deadline of {timeout:.3f} s (overloaded; retry later)"
             raise ApiError(504, "deadline", why) from None
         except BatcherStoppedError as exc:
-            raise ApiError(503, "shutting_down", str(exc), {"Retry-After": "1"}) from None
+            code = "worker_dead" if batcher.died is not None else "shutting_down"
+            raise ApiError(503, code, str(exc), {"Retry-After": "1"}) from None
+
+    @app.post("/v1/predict", dependencies=protected,
+              openapi_extra={"requestBody": _IMAGES_BODY, "parameters": _REQUEST_HEADERS})  # fmt: skip
+    async def predict(request: Request) -> Any:
+        start = time.perf_counter()
+        request_id = safe_name(request.headers.get("x-request-id"), 0)[:64] if request.headers.get(
+            "x-request-id") else uuid.uuid4().hex  # fmt: skip
+        timeout = _timeout_s(request, settings)
+        deadline = time.monotonic() + timeout
+        files = await _read_uploads(request, settings)
+        uploads, tensors = await decode(files, deadline, timeout)
+        state.metrics.queue_depth.set(state.batcher.queued + len(tensors))
+        results = await run_on(state.batcher, tensors, deadline, timeout)
         latency_ms = (time.perf_counter() - start) * 1000.0
         state.metrics.images.inc(amount=len(results))
         rejected = sum(r.unknown for r in results)
         if rejected:
             state.metrics.rejections.inc(amount=rejected)
         if state.audit is not None:
-            for img, res, (_, raw) in zip(decoded, results, files):
+            for img, res, (_, raw) in zip(uploads, results, files):
                 state.audit.write(_record(state, img, res, request_id, latency_ms, raw))
         if state.drift is not None:
             state.drift.add(list(results))
-        preds = [{"index": i, "name": name, "label": r.label, "confidence": r.confidence, "unknown": r.unknown,
+        preds = [{"index": i, "name": u.name, "label": r.label, "confidence": r.confidence, "unknown": r.unknown,
                   "ood_score": r.ood_score if math.isfinite(r.ood_score) else None,
                   "topk": [{"label": lab, "probability": p} for lab, p in r.topk],
-                  "width": d.width, "height": d.height, "sha256": d.sha256, "latency_ms": latency_ms}
-                 for i, (r, d, (name, _)) in enumerate(zip(results, decoded, files))]  # fmt: skip
+                  "width": u.width, "height": u.height, "sha256": u.sha256, "latency_ms": latency_ms}
+                 for i, (r, u) in enumerate(zip(results, uploads))]  # fmt: skip
         return {"model": predictor.version, "request_id": request_id, "latency_ms": latency_ms,
                 "predictions": preds}  # fmt: skip
 
-    @app.post("/v1/explain", dependencies=protected)
+    @app.post("/v1/explain", dependencies=protected,
+              openapi_extra={"requestBody": _IMAGES_BODY, "parameters": _REQUEST_HEADERS})  # fmt: skip
     async def explain_image(request: Request) -> Any:
         """Grad-CAM overlay of one uploaded image for its predicted class, as a PNG data URL."""
+        timeout = _timeout_s(request, settings)
+        deadline = time.monotonic() + timeout
+        if not state.explain_available:
+            raise ApiError(501, "explain_unavailable", f"this model cannot be explained with Grad-CAM "
+                                                       f"({state.explain_batcher.error})")  # fmt: skip
         files = await _read_uploads(request, settings)
         if len(files) != 1:
             raise ApiError(422, "one_image", f"/v1/explain takes exactly one image, got {len(files)}")
-        try:
-            decoded, _ = await run_in_threadpool(decode_all, files)
-        except UploadError as exc:
-            raise ApiError(exc.status, exc.code, exc.reason) from None
-        png = await run_in_threadpool(predictor.overlay_png, decoded[0].image)
+        _, tensors = await decode(files, deadline, timeout)
+        (png,) = await run_on(state.explain_batcher, tensors, deadline, timeout)
+        state.metrics.explanations.inc()
         return {"model": predictor.version, "method": "gradcam",
                 "overlay": "data:image/png;base64," + base64.b64encode(png).decode("ascii")}  # fmt: skip
 
