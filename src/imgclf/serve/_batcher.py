@@ -195,6 +195,7 @@ class MicroBatcher(Generic[T, R]):
                     it.future.set_exception(exc)
                 continue
             except BaseException as exc:
+                self.died = exc  # before the waiters hear of it, so that they can say why
                 for it in live:  # the worker dies below, but these requests get their answer first
                     it.future.set_exception(BatcherStoppedError(f"the inference worker died ({exc!r})"))
                 raise
