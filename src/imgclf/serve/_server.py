@@ -53,6 +53,7 @@ def run_server(bundle_dir: str | Path, settings: ServeSettings | None = None, *,
     app = create_app(bundle_dir, settings)
     config: Any = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=log_level,
                                  timeout_graceful_shutdown=int(settings.shutdown_timeout_s) or 1,
-                                 limit_concurrency=settings.max_connections, access_log=False,
+                                 # uvicorn counts the connection asking too: N + 1 lets N be served at once
+                                 limit_concurrency=settings.max_connections + 1, access_log=False,
                                  server_header=False, lifespan="on")  # fmt: skip
     _draining_server(uvicorn, config, app.state.imgclf.begin_drain, settings.drain_delay_s).run()
