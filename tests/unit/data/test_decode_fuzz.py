@@ -1,6 +1,7 @@
 """Mutation fuzz of the one image decoder: valid seeds in every accepted format, bytes flipped, set, cut, inserted
 and repeated by hypothesis. Only our documented error may come out (BadImageError, a DataError), and no single
-case may take over 2 s (a robustness bound on hostile input, measured per case, not a speed benchmark).
+case may take over 2 s of CPU (a robustness bound on hostile input, measured per case on the decoding thread, so
+that a busy shared machine does not count; not a speed benchmark).
 
 The fast suite runs a few hundred cases; the slow suite 20,000.
 """
@@ -102,7 +103,7 @@ def fuzz(cases: int) -> dict[str, Any]:
     @given(seed=st.sampled_from(sorted(SEEDS)), mutations=st.lists(_mutation, min_size=1, max_size=6))
     def case(seed: str, mutations: list[tuple[str, int, int, int]]) -> None:
         blob = mutate(SEEDS[seed], mutations)
-        start = time.perf_counter()
+        start = time.thread_time()
         try:
             image = D.open_image(blob, name=f"fuzz-{seed}")
         except D.BadImageError as exc:  # the one documented error, naming the file and a reason
@@ -111,11 +112,11 @@ def fuzz(cases: int) -> dict[str, Any]:
         else:
             assert image.mode == "RGB" and image.width > 0 and image.height > 0
             stats["decoded"] += 1
-        seconds = time.perf_counter() - start
+        seconds = time.thread_time() - start
         stats["cases"] += 1
         if seconds > stats["slowest_s"]:
             stats["slowest_s"], stats["slowest"] = seconds, seed
-        assert seconds < CASE_LIMIT_S, f"{seed} mutated by {mutations} took {seconds:.2f} s to decode"
+        assert seconds < CASE_LIMIT_S, f"{seed} mutated by {mutations} took {seconds:.2f} s of CPU to decode"
 
     case()
     return stats
