@@ -104,6 +104,7 @@ class GuardMiddleware:
         try:
             refusal = self._check_host(scope, path) or self._check_origin(scope)
             if refusal is not None:
+                await self._drain(scope, receive)  # so the client reads our answer, not a reset
                 await self._send(send_wrapper, *refusal)
                 return
             if scope.get("method") == "OPTIONS" and _header(scope, b"access-control-request-method") and cors:
@@ -205,6 +206,24 @@ class GuardMiddleware:
             return int(value) if value is not None else None
         except ValueError:
             return None
+
+    async def _drain(self, scope: Scope, receive: Receive) -> None:
+        """Read and drop a refused request's body (within the size limit and the body timeout): closing the
+        connection with unread bytes in it makes the client see a reset instead of the refusal."""
+        declared = self._content_length(scope)
+        if declared is not None and (declared == 0 or declared > self.max_body):
+            return
+        seen, until = 0, time.monotonic() + self.settings.body_timeout_s
+        while (left := until - time.monotonic()) > 0:
+            try:
+                message = await asyncio.wait_for(receive(), left)
+            except asyncio.TimeoutError:
+                return
+            if message["type"] != "http.request":
+                return
+            seen += len(message.get("body", b""))
+            if seen > self.max_body or not message.get("more_body", False):
+                return
 
     # -- answers ------------------------------------------------------------------------------------------
     async def _send(self, send: Send, status: int, detail: str, code: str) -> None:
