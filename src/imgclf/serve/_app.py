@@ -1,13 +1,11 @@
-"""The FastAPI application: routes, authentication, request parsing, and the glue to the batcher."""
+"""The FastAPI application: routes, authentication, the shared server state, and the glue to the batchers."""
 
 # No `from __future__ import annotations` here: FastAPI reads the route annotations at definition time, and
 # `Request` is imported inside build_app so that importing imgclf.serve does not import fastapi.
 import asyncio
 import base64
-import binascii
 import contextlib
 import hmac
-import json
 import logging
 import math
 import threading
@@ -15,47 +13,34 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from imgclf.serve._audit import AuditLog
 from imgclf.serve._batcher import BatcherStoppedError, DeadlineExceededError, MicroBatcher, QueueFullError
-from imgclf.serve._decode import UploadError, decode_upload, probe_upload, safe_name
+from imgclf.serve._decode import UploadError, safe_name
 from imgclf.serve._drift import DriftTracker
 from imgclf.serve._explainer import Explainer
 from imgclf.serve._guard import GuardMiddleware
 from imgclf.serve._metrics import CONTENT_TYPE, ServerMetrics
 from imgclf.serve._page import APP_JS, INDEX_HTML, STYLE_CSS
 from imgclf.serve._predictor import ImageResult, Predictor
+from imgclf.serve._requests import (
+    IMAGES_BODY,
+    REQUEST_HEADERS,
+    ApiError,
+    LateError,
+    Upload,
+    bearer_token,
+    prepare_uploads,
+    read_uploads,
+    timeout_s,
+)
 from imgclf.serve._settings import ServeSettings
 from imgclf.utils import optional_import
 
 log = logging.getLogger("imgclf.serve")
-
-
-class ApiError(Exception):
-    """A refusal with its HTTP status, a short machine code and a human reason (and optional headers)."""
-
-    def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> None:
-        self.status, self.code, self.detail, self.headers = status, code, detail, headers or {}
-        super().__init__(detail)
-
-
-@dataclass(frozen=True)
-class Upload:
-    """What a request keeps of an image once its tensor exists: the full-resolution pixels are gone."""
-
-    name: str
-    width: int
-    height: int
-    sha256: str
-    nbytes: int
-
-
-class _LateError(Exception):
-    """The request's deadline passed while its images were waiting to be decoded."""
 
 
 class ServerState:
@@ -119,26 +104,7 @@ class ServerState:
         self.metrics.ready.set(0.0)
 
     def prepare(self, files: Sequence[tuple[str, bytes]], deadline: float) -> tuple[list[Upload], list[Any]]:
-        """Headers of every upload checked against the limits first, then each image decoded, preprocessed into
-        its input tensor and dropped at once: a request never holds more than one full-resolution image."""
-        s = self.settings
-        infos = [probe_upload(data, max_pixels=s.max_pixels, max_aspect=s.max_aspect, name=name, formats=s.formats)
-                 for name, data in files]  # fmt: skip
-        total = sum(info.pixels for info in infos)
-        if total > s.max_request_pixels:
-            why = (f"the {len(files)} images hold {total:,} pixels together > limit of {s.max_request_pixels:,} "
-                   "per request; send fewer or smaller images")  # fmt: skip
-            raise UploadError(413, "too_many_pixels", why)
-        uploads, tensors = [], []
-        for name, data in files:
-            if time.monotonic() > deadline:
-                raise _LateError
-            decoded = decode_upload(data, max_pixels=s.max_pixels, max_aspect=s.max_aspect, name=name,
-                                    formats=s.formats)  # fmt: skip
-            tensors.append(self.predictor.preprocess(decoded.image))
-            uploads.append(Upload(name, decoded.width, decoded.height, decoded.sha256, decoded.nbytes))
-            del decoded  # the full-resolution image goes now, not when the response is sent
-        return uploads, tensors
+        return prepare_uploads(files, self.settings, self.predictor.preprocess, deadline)
 
     def close(self, timeout: float) -> None:
         self.draining.set()
@@ -179,57 +145,6 @@ def _record(state: ServerState, img: Upload, res: ImageResult, request_id: str, 
     return rec
 
 
-async def _read_uploads(request: Any, settings: ServeSettings) -> list[tuple[str, bytes]]:
-    """``[(name, bytes)]`` from a multipart form (every file field) or JSON ``{"images": [base64, ...]}``."""
-    from starlette.exceptions import HTTPException
-
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype == "multipart/form-data":
-        try:
-            form = await request.form(max_files=settings.max_images, max_fields=settings.max_images + 16)
-        except HTTPException as exc:  # the multipart parser's refusals (starlette turns them into 400s)
-            if "too many files" in str(exc.detail).lower():
-                raise ApiError(413, "too_many_images", f"more than {settings.max_images} images in one request; "
-                                                       f"the limit is {settings.max_images}") from None  # fmt: skip
-            raise ApiError(422, "bad_multipart", f"malformed multipart body ({exc.detail})") from None
-        try:
-            files = [(safe_name(v.filename, i), await v.read())
-                     for i, (_, v) in enumerate(form.multi_items()) if hasattr(v, "read")]  # fmt: skip
-        finally:
-            await form.close()
-    elif ctype in ("application/json", ""):
-        raw = await request.body()
-        try:
-            payload = json.loads(raw)
-        except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
-            raise ApiError(422, "bad_json", f"the body is not valid JSON ({type(exc).__name__})") from None
-        del raw
-        images = payload.get("images") if isinstance(payload, dict) else None
-        if not isinstance(images, list):
-            raise ApiError(422, "bad_json", 'expected JSON {"images": ["<base64>", ...]}')
-        if len(images) > settings.max_images:  # counted before a single entry is decoded
-            raise ApiError(413, "too_many_images", f"{len(images)} images in one request; the limit is "
-                                                   f"{settings.max_images}")  # fmt: skip
-        if not all(isinstance(x, str) for x in images):
-            raise ApiError(422, "bad_json", 'expected JSON {"images": ["<base64>", ...]}')
-        files = []
-        for i, text in enumerate(images):
-            b64 = text.split(",", 1)[1] if text.startswith("data:") and "," in text else text  # data URLs too
-            try:
-                files.append((f"image {i}", base64.b64decode(b64, validate=True)))
-            except (binascii.Error, ValueError):
-                raise ApiError(422, "bad_base64", f"image {i}: not valid base64") from None
-    else:
-        why = f"content type {ctype!r}: send multipart/form-data files or JSON with base64 images"
-        raise ApiError(415, "unsupported_media_type", why)
-    if not files:
-        raise ApiError(422, "no_images", "the request holds no image: send one or more files")
-    if len(files) > settings.max_images:
-        raise ApiError(413, "too_many_images", f"{len(files)} images in one request; the limit is "
-                                               f"{settings.max_images}")  # fmt: skip
-    return files
-
-
 def create_app(bundle_dir: str | Path, settings: ServeSettings | None = None) -> Any:
     """A FastAPI app serving the bundle in ``bundle_dir`` (loaded now; warmed up when the app starts).
 
@@ -245,42 +160,6 @@ def create_app(bundle_dir: str | Path, settings: ServeSettings | None = None) ->
     optional_import("python_multipart", "serve")  # python-multipart, for uploads
     clf = load(bundle_dir, device=settings.device, engine=settings.engine)
     return build_app(Predictor(clf, top_k=settings.top_k, reject=settings.reject), settings)
-
-
-def _bearer_token(header: str) -> str:
-    """The token of an ``Authorization: Bearer <token>`` header (the scheme in any case), else ""."""
-    scheme, _, token = header.strip().partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
-
-
-def _timeout_s(request: Any, settings: ServeSettings) -> float:
-    """The request's deadline in seconds: ``timeout_s``, or less when ``X-Timeout-Ms`` asks for less."""
-    raw = request.headers.get("x-timeout-ms")
-    if raw is None:
-        return settings.timeout_s
-    try:
-        ms = float(raw)
-    except ValueError:
-        ms = math.nan
-    if not (math.isfinite(ms) and ms > 0):  # nan, inf, 0 and negatives would mean "no deadline" or "none left"
-        raise ApiError(422, "bad_timeout", f"X-Timeout-Ms must be a positive, finite number of milliseconds "
-                                           f"(got {raw[:40]!r})")  # fmt: skip
-    return min(settings.timeout_s, ms / 1000.0)
-
-
-_IMAGES_BODY = {
-    "required": True,
-    "content": {
-        "multipart/form-data": {"schema": {"type": "object", "properties": {
-            "file": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
-        "application/json": {"schema": {"type": "object", "required": ["images"], "properties": {
-            "images": {"type": "array", "items": {"type": "string", "description": "base64 or a data: URL"}}}}},
-    },
-}  # fmt: skip
-_REQUEST_HEADERS = [
-    {"name": "X-Timeout-Ms", "in": "header", "required": False, "schema": {"type": "string"}},
-    {"name": "X-Request-ID", "in": "header", "required": False, "schema": {"type": "string"}},
-]
 
 
 def build_app(predictor: Predictor, settings: ServeSettings) -> Any:
@@ -317,7 +196,7 @@ def build_app(predictor: Predictor, settings: ServeSettings) -> Any:
     async def require_token(request: Request) -> None:
         """With a token set, every route but the health checks and the static page shell needs it."""
         if settings.token:
-            given = _bearer_token(request.headers.get("authorization", ""))
+            given = bearer_token(request.headers.get("authorization", ""))
             if not hmac.compare_digest(given.encode(), settings.token.encode()):
                 raise ApiError(401, "unauthorized", "missing or wrong bearer token (send 'Authorization: Bearer ...')",
                                {"WWW-Authenticate": 'Bearer realm="imgclf"'})  # fmt: skip
@@ -370,7 +249,7 @@ def build_app(predictor: Predictor, settings: ServeSettings) -> Any:
             return await loop.run_in_executor(state.decode_pool, state.prepare, files, deadline)
         except UploadError as exc:
             raise ApiError(exc.status, exc.code, exc.reason) from None
-        except _LateError:
+        except LateError:
             raise ApiError(504, "deadline", f"the request's deadline of {timeout:.3f} s passed while its images "
                                             "waited to be decoded (overloaded; retry later)") from None  # fmt: skip
 
@@ -400,14 +279,14 @@ def build_app(predictor: Predictor, settings: ServeSettings) -> Any:
             raise ApiError(503, code, str(exc), {"Retry-After": "1"}) from None
 
     @app.post("/v1/predict", dependencies=protected,
-              openapi_extra={"requestBody": _IMAGES_BODY, "parameters": _REQUEST_HEADERS})  # fmt: skip
+              openapi_extra={"requestBody": IMAGES_BODY, "parameters": REQUEST_HEADERS})  # fmt: skip
     async def predict(request: Request) -> Any:
         start = time.perf_counter()
         request_id = safe_name(request.headers.get("x-request-id"), 0)[:64] if request.headers.get(
             "x-request-id") else uuid.uuid4().hex  # fmt: skip
-        timeout = _timeout_s(request, settings)
+        timeout = timeout_s(request, settings)
         deadline = time.monotonic() + timeout
-        files = await _read_uploads(request, settings)
+        files = await read_uploads(request, settings)
         uploads, tensors = await decode(files, deadline, timeout)
         state.metrics.queue_depth.set(state.batcher.queued + len(tensors))
         results = await run_on(state.batcher, tensors, deadline, timeout)
@@ -430,15 +309,15 @@ def build_app(predictor: Predictor, settings: ServeSettings) -> Any:
                 "predictions": preds}  # fmt: skip
 
     @app.post("/v1/explain", dependencies=protected,
-              openapi_extra={"requestBody": _IMAGES_BODY, "parameters": _REQUEST_HEADERS})  # fmt: skip
+              openapi_extra={"requestBody": IMAGES_BODY, "parameters": REQUEST_HEADERS})  # fmt: skip
     async def explain_image(request: Request) -> Any:
         """Grad-CAM overlay of one uploaded image for its predicted class, as a PNG data URL."""
-        timeout = _timeout_s(request, settings)
+        timeout = timeout_s(request, settings)
         deadline = time.monotonic() + timeout
         if not state.explain_available:
             raise ApiError(501, "explain_unavailable", f"this model cannot be explained with Grad-CAM "
                                                        f"({state.explain_batcher.error})")  # fmt: skip
-        files = await _read_uploads(request, settings)
+        files = await read_uploads(request, settings)
         if len(files) != 1:
             raise ApiError(422, "one_image", f"/v1/explain takes exactly one image, got {len(files)}")
         _, tensors = await decode(files, deadline, timeout)
