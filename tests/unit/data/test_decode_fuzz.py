@@ -115,7 +115,7 @@ def fuzz(cases: int) -> dict[str, Any]:
         seconds = time.thread_time() - start
         stats["cases"] += 1
         if seconds > stats["slowest_s"]:
-            stats["slowest_s"], stats["slowest"] = seconds, seed
+            stats["slowest_s"], stats["slowest"] = seconds, f"{seed} {mutations}"
         assert seconds < CASE_LIMIT_S, f"{seed} mutated by {mutations} took {seconds:.2f} s of CPU to decode"
 
     case()
