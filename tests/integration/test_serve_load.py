@@ -112,7 +112,7 @@ def _raw_oversized(url: str) -> int:
     """Headers declaring 50 MB, then a trickle: the 413 must come back without the body being read."""
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=20) as s:
-        s.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        s.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                   b"Content-Length: 50000000\r\n\r\n" + b"{" * 4096)  # fmt: skip
         head = s.recv(4096)
     return int(head.split()[1])

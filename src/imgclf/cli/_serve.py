@@ -18,6 +18,19 @@ def serve(
     max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", help="Longest an image waits for a batch to fill."),
     max_body_mb: float = typer.Option(20.0, "--max-body-mb", help="Larger request bodies get 413 unparsed."),
     max_megapixels: float = typer.Option(40.0, "--max-megapixels", help="Larger images (width x height) get 413."),
+    max_request_megapixels: float = typer.Option(100.0, "--max-request-megapixels", help="Pixel budget of one "
+                                                 "request, all its images together (413 beyond, before decoding)."),
+    formats: str = typer.Option("JPEG,PNG,WEBP,BMP,GIF,TIFF", "--formats", help="Image formats accepted "
+                                "(comma-separated Pillow names); others get 415 unparsed."),
+    body_timeout: float = typer.Option(30.0, "--body-timeout", help="Seconds for a whole request body to "
+                                       "arrive (408 beyond)."),
+    max_connections: int = typer.Option(64, "--max-connections", help="Concurrent connections (503 beyond)."),
+    allowed_host: list[str] = typer.Option([], "--allowed-host", help="A Host name to accept besides 127.0.0.1, "
+                                           "localhost, [::1] and --host (repeatable; '*' for any)."),
+    cors_origin: list[str] = typer.Option([], "--cors-origin", help="A browser origin allowed to call the API, "
+                                          "e.g. https://app.example.com (repeatable; default: none)."),
+    drain_delay: float = typer.Option(0.0, "--drain-delay", help="On SIGTERM, seconds of /readyz 503 while "
+                                      "still serving, before the listener closes."),
     queue_size: int = typer.Option(256, "--queue-size", help="Images waiting for inference before 429."),
     timeout: float = typer.Option(30.0, "--timeout", help="Seconds before a request gets 504."),
     top_k: int = typer.Option(5, "--top-k", "-k", help="Classes returned per image."),
@@ -33,8 +46,9 @@ def serve(
     """Serve a bundle over HTTP: a REST API, a web page, Prometheus metrics.
 
     Open http://127.0.0.1:8000/ for the page. The API: POST /v1/predict (multipart files or JSON
-    {"images": [base64, ...]}), GET /v1/model, /healthz, /readyz, /metrics. Stop with Ctrl-C or SIGTERM:
-    accepted requests are finished first.
+    {"images": [base64, ...]}), POST /v1/explain (one image), GET /v1/model, /healthz, /readyz, /metrics.
+    Only Host names of this machine are answered and no other browser origin (see --allowed-host,
+    --cors-origin). Stop with Ctrl-C or SIGTERM: /readyz turns 503, then accepted requests are finished.
 
     Examples:
 
@@ -48,7 +62,10 @@ def serve(
 
     settings = ServeSettings(
         host=host, port=port, token=token, max_batch=max_batch, max_wait_ms=max_wait_ms, max_body_mb=max_body_mb,
-        max_pixels=int(max_megapixels * 1_000_000), queue_size=queue_size, timeout_s=timeout, top_k=top_k,
+        max_pixels=int(max_megapixels * 1_000_000), max_request_pixels=int(max_request_megapixels * 1_000_000),
+        formats=tuple(f for f in formats.split(",") if f.strip()), body_timeout_s=body_timeout,
+        max_connections=max_connections, allowed_hosts=tuple(allowed_host), cors_origins=tuple(cors_origin),
+        drain_delay_s=drain_delay, queue_size=queue_size, timeout_s=timeout, top_k=top_k,
         reject=not no_reject, engine=engine, log=log, log_images=log_images, log_max_mb=log_max_mb,
         drift_window=drift_window,
     ).with_env_token()  # fmt: skip

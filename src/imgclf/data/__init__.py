@@ -10,7 +10,18 @@
 """
 
 from imgclf.data._builtin import BUILTIN_DATASETS
-from imgclf.data._decode import IMAGE_EXTENSIONS, BadImageError, DataWarning, check_image, open_image, to_rgb
+from imgclf.data._decode import (
+    IMAGE_EXTENSIONS,
+    IMAGE_FORMATS,
+    BadImageError,
+    DataWarning,
+    ImageInfo,
+    check_image,
+    image_formats,
+    open_image,
+    probe_image,
+    to_rgb,
+)
 from imgclf.data._inputs import InputImages, describe_all, expand_inputs, sample_tensors, to_pil
 from imgclf.data._loader import (
     BadItem,
@@ -36,10 +47,12 @@ __all__ = [
     "AUGMENT_PRESETS",
     "BUILTIN_DATASETS",
     "IMAGE_EXTENSIONS",
+    "IMAGE_FORMATS",
     "BadImageError",
     "BadItem",
     "Batch",
     "DataWarning",
+    "ImageInfo",
     "IndexedDataset",
     "InputImages",
     "ResumableSampler",
@@ -54,6 +67,7 @@ __all__ = [
     "denormalize",
     "describe_all",
     "expand_inputs",
+    "image_formats",
     "imbalance_ratio",
     "kfold",
     "list_images",
@@ -66,6 +80,7 @@ __all__ = [
     "sample_tensors",
     "to_pil",
     "to_rgb",
+    "probe_image",
     "write_split",
 ]
 

@@ -1,27 +1,74 @@
-"""Safe decoding: the one Pillow-based opener, and the cheap header check used while scanning."""
+"""Safe decoding: the one Pillow-based opener, and the cheap header check used while scanning.
+
+Only the formats in an allow-list are parsed at all (:data:`IMAGE_FORMATS` by default: JPEG, PNG, WebP, BMP,
+GIF, TIFF); anything else, and anything Pillow fails on for any reason, becomes a :class:`BadImageError` that
+names the file and the reason.
+"""
 
 from __future__ import annotations
 
+import io
 import os
 import re
-import struct
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from imgclf.errors import DataError
+from imgclf.errors import ConfigError, DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+IMAGE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+"""The image formats decoded by default (Pillow's names); every other format is refused unparsed."""
 
-# What Pillow's decoders raise on malformed input besides OSError (plugins parse headers with struct, index into
-# tables, and divide by declared sizes). Listed explicitly so real bugs elsewhere are not swallowed.
-_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError, KeyError, TypeError,
-                  ZeroDivisionError)  # fmt: skip
+_ALIASES = {"JPG": "JPEG", "TIF": "TIFF", "MPO": "JPEG"}  # MPO: multi-picture JPEGs from cameras
+# Pillow's plugins raise nearly anything on malformed input (OSError, SyntaxError, struct.error, IndexError,
+# NotImplementedError for DDS variants, RuntimeError from libavif, MemoryError for absurd declared sizes, ...).
+# Every exception raised *inside a Pillow call* on the file's bytes is therefore the file's fault and is reported
+# as a bad image; our own code around those calls is not inside the guarded region.
 _BOMB_SIZE = re.compile(r"\((\d+) pixels\) exceeds limit of (\d+)")
+
+Source = str | os.PathLike | bytes
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What an image header says: Pillow's format name and the stored size (before EXIF orientation)."""
+
+    format: str
+    width: int
+    height: int
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+def image_formats(formats: Iterable[str] | None = None) -> tuple[str, ...]:
+    """Validated, upper-case Pillow format names (``None``: :data:`IMAGE_FORMATS`); JPG/TIF are aliases.
+
+    >>> image_formats(["jpg", "png"])
+    ('JPEG', 'PNG')
+    """
+    if formats is None:
+        return IMAGE_FORMATS
+    Image.init()
+    out: list[str] = []
+    for name in formats:
+        fmt = _ALIASES.get(str(name).strip().upper(), str(name).strip().upper())
+        if fmt not in Image.OPEN:
+            known = ", ".join(sorted(Image.OPEN))
+            raise ConfigError(f"unknown image format {name!r}; Pillow reads: {known}")
+        if fmt not in out:
+            out.append(fmt)
+    if not out:
+        raise ConfigError("the list of accepted image formats is empty; name at least one (e.g. JPEG,PNG)")
+    return tuple(out)
 
 
 class DataWarning(UserWarning):
@@ -76,16 +123,85 @@ def _check_size(path: str | os.PathLike) -> None:
         raise BadImageError(path, "empty file")
 
 
-def check_image(path: str | os.PathLike) -> None:
-    """Cheap scan-time check: the file is non-empty, Pillow recognises its header, and it is not a bomb.
+def _source(source: Source, name: str | None) -> tuple[str | os.PathLike | IO[bytes], str]:
+    """What Pillow opens (a path, or a buffer over bytes) and the name errors use; empty input refused."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        label = name or "<bytes>"
+        if len(source) == 0:
+            raise BadImageError(label, "empty file")
+        return io.BytesIO(bytes(source)), label
+    _check_size(source)
+    return source, name or os.fspath(source)
+
+
+def _refused_format(fp: str | os.PathLike | IO[bytes], allowed: tuple[str, ...]) -> str | None:
+    """The name of the format a refused file is in, from the plugins' cheap magic-byte tests (never parsed)."""
+    try:
+        if isinstance(fp, (str, os.PathLike)):
+            with open(fp, "rb") as f:
+                prefix = f.read(16)
+        else:
+            fp.seek(0)
+            prefix = fp.read(16)
+    except OSError:
+        return None
+    Image.init()
+    for fmt, (_factory, accept) in Image.OPEN.items():
+        if fmt in allowed or accept is None:
+            continue
+        try:
+            if accept(prefix):
+                return fmt
+        except Exception:  # noqa: BLE001 - a plugin's magic test failing only means "not this format"
+            continue
+    return None
+
+
+def _open(fp: str | os.PathLike | IO[bytes], label: str, allowed: tuple[str, ...]) -> Image.Image:
+    """``Image.open`` restricted to ``allowed``; a file in another format is refused by name, unparsed."""
+    try:
+        return Image.open(fp, formats=list(allowed))
+    except UnidentifiedImageError:
+        other = _refused_format(fp, allowed)
+        if other is None:
+            raise
+        raise BadImageError(label, f"format {other} is not accepted (accepted: {', '.join(allowed)})") from None
+
+
+def probe_image(source: Source, *, formats: Iterable[str] | None = None, name: str | None = None) -> ImageInfo:
+    """Read only the header of ``source`` (a path or the file's bytes): its format and stored size.
+
+    The file must be non-empty, in one of ``formats`` (default :data:`IMAGE_FORMATS`) and within Pillow's
+    decompression-bomb limit; otherwise :class:`BadImageError` (``name`` labels bytes in the message).
+
+    >>> # probe_image(png_bytes, name="upload.png")
+    >>> # ImageInfo(format='PNG', width=40, height=32)
+    """
+    allowed = image_formats(formats)
+    fp, label = _source(source, name)
+    with bomb_warnings_are_errors():
+        try:
+            with _open(fp, label, allowed) as im:
+                fmt = _ALIASES.get(str(im.format), str(im.format))
+                width, height = im.size
+        except BadImageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure inside Pillow is the file's fault
+            raise BadImageError(label, _reason(exc)) from exc
+    if fmt not in allowed:  # a plugin may hand back another format (e.g. a JPEG factory's MPO)
+        raise BadImageError(label, f"format {fmt} is not accepted (accepted: {', '.join(allowed)})")
+    return ImageInfo(fmt, int(width), int(height))
+
+
+def check_image(path: Source, *, formats: Iterable[str] | None = None) -> None:
+    """Cheap scan-time check: the file is non-empty, its header is in an accepted format, and it is not a bomb.
 
     Pixels are not decoded, so a truncated file passes here and is caught by :func:`open_image` later.
     Raises :class:`BadImageError`.
 
     >>> # check_image("cat.jpg")  # returns None or raises BadImageError("cat.jpg", "empty file")
     """
-    with bomb_warnings_are_errors():
-        probe_header(path)
+    probe_image(path, formats=formats)
 
 
 @contextmanager
@@ -97,13 +213,8 @@ def bomb_warnings_are_errors() -> Iterator[None]:
 
 
 def probe_header(path: str | os.PathLike) -> None:
-    """:func:`check_image` without its warnings context (callers checking many files enter it once)."""
-    _check_size(path)
-    try:
-        with Image.open(path) as im:
-            im.size  # noqa: B018  (header parsed; nothing decoded)
-    except (*_DECODE_ERRORS, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise BadImageError(path, _reason(exc)) from exc
+    """:func:`check_image` for scans of many files (default formats)."""
+    probe_image(path)
 
 
 def _to_8bit(im: Image.Image) -> Image.Image:
@@ -134,31 +245,39 @@ def to_rgb(im: Image.Image) -> Image.Image:
 def _exif_upright(im: Image.Image) -> Image.Image:
     try:
         return ImageOps.exif_transpose(im)
-    except _DECODE_ERRORS:
+    except Exception:  # noqa: BLE001
         # A malformed EXIF block should not cost the picture: keep the stored orientation.
         return im
 
 
-def open_image(path: str | os.PathLike) -> Image.Image:
-    """Decode ``path`` into a fully loaded RGB image, upright according to its EXIF orientation.
+def open_image(source: Source, *, formats: Iterable[str] | None = None, name: str | None = None) -> Image.Image:
+    """Decode ``source`` (a path or the file's bytes) into a fully loaded RGB image, upright by its EXIF tag.
 
     Every Pillow mode is converted (alpha and palette transparency are composited on white; 16-bit images
-    are scaled to 8 bits, not clipped); animated files give their first frame. Pillow's decompression-bomb
-    limit stays on and its warning counts as an error. Raises :class:`BadImageError` naming the file and the
-    reason for empty, truncated, corrupt or non-image files.
+    are scaled to 8 bits, not clipped); animated files give their first frame. Only ``formats`` (default
+    :data:`IMAGE_FORMATS`) are parsed. Pillow's decompression-bomb limit stays on and its warning counts as an
+    error. Raises :class:`BadImageError` naming the file (``name`` for bytes) and the reason for empty,
+    truncated, corrupt, refused-format or non-image files; no other exception escapes Pillow.
 
     >>> # open_image("photo.jpg").mode
     >>> # 'RGB'
     """
-    path = Path(path)
-    _check_size(path)
+    allowed = image_formats(formats)
+    if isinstance(source, (str, os.PathLike)):
+        source = Path(source)
+    fp, label = _source(source, name)
     with bomb_warnings_are_errors():
         try:
-            with Image.open(path) as im:
+            with _open(fp, label, allowed) as im:
+                fmt = _ALIASES.get(str(im.format), str(im.format))
+                if fmt not in allowed:
+                    raise BadImageError(label, f"format {fmt} is not accepted (accepted: {', '.join(allowed)})")
                 im.load()  # the first frame of animated files; raises on truncated data
                 return to_rgb(_exif_upright(im))
-        except (*_DECODE_ERRORS, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise BadImageError(path, _reason(exc)) from exc
+        except BadImageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure inside Pillow is the file's fault
+            raise BadImageError(label, _reason(exc)) from exc
 
 
 def is_image_file(path: str | os.PathLike) -> bool:

@@ -7,6 +7,7 @@ channel weighting, which Captum's LayerGradCam cannot do for tokens.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import torch
@@ -66,10 +67,17 @@ def _cam(
 def _activations_and_gradients(
     model: nn.Module, images: torch.Tensor, targets: torch.Tensor, layer: ResolvedLayer
 ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor | None, torch.Tensor | None]]:
-    """Output and first input of ``layer``, each with the gradient of the summed target logits."""
+    """Output and first input of ``layer``, each with the gradient of the summed target logits.
+
+    The hook is scoped to this call: it records (and copies) only the forward pass run by this thread, so another
+    thread using the same model at the same time neither lands in ``saved`` nor sees its output changed.
+    """
     saved: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+    me = threading.get_ident()
 
     def hook(_module: nn.Module, inputs: tuple[object, ...], output: object) -> object:
+        if threading.get_ident() != me:
+            return None
         tensor = output[0] if isinstance(output, (tuple, list)) else output
         if not isinstance(tensor, torch.Tensor):
             return None
@@ -94,7 +102,7 @@ def _activations_and_gradients(
                     f"the target layer '{layer.name}' did not run (or returned no tensor) in the model's forward; "
                     "pick a layer that the forward pass uses."
                 )
-            out, inp = saved[-1]
+            out, inp = saved[-1]  # this call's pass (a layer run twice per forward: its last use)
             score = logits.gather(1, targets[:, None]).sum()
             wrt = [out] if inp is None else [out, inp]
             grads = torch.autograd.grad(score, wrt, allow_unused=True)

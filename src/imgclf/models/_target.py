@@ -7,6 +7,7 @@ of the feature extractor whose output is the final ``(B, C, h, w)`` map, found b
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from dataclasses import dataclass
 
@@ -55,11 +56,14 @@ def _probe(model: nn.Module) -> tuple[list[tuple[nn.Module, torch.Tensor]], torc
     """Run the features once on a zero image in eval mode; return (module, output) in completion order.
 
     Models without ``forward_features`` run their whole forward; the final features are then unknown (None).
+    The hooks record only this thread's pass, so another thread running the same model (a server answering
+    predictions) cannot slip its modules into the list; a model already in eval mode is not switched at all.
     """
     calls: list[tuple[nn.Module, torch.Tensor]] = []
+    me = threading.get_ident()
 
     def hook(module: nn.Module, args: object, output: object) -> None:
-        if isinstance(output, torch.Tensor):
+        if isinstance(output, torch.Tensor) and threading.get_ident() == me:
             calls.append((module, output))
 
     x = probe_input(model, _probe_size(model))
@@ -67,14 +71,16 @@ def _probe(model: nn.Module) -> tuple[list[tuple[nn.Module, torch.Tensor]], torc
     modes = {m: m.training for m in model.modules()}
     handles = [m.register_forward_hook(hook) for m in model.modules() if m is not model]
     try:
-        model.eval()
+        if any(modes.values()):
+            model.eval()
         with torch.no_grad():
             final = features(x) if callable(features) else model(x)
     finally:
         for h in handles:
             h.remove()
-        for m, training in modes.items():
-            m.training = training
+        if any(modes.values()):
+            for m, training in modes.items():
+                m.training = training
     if not callable(features):
         return calls, None
     if not isinstance(final, torch.Tensor):

@@ -8,12 +8,13 @@ fastapi, uvicorn and python-multipart (extra ``serve``) are imported only when a
 >>> # app = create_app("runs/x/bundle", ServeSettings(max_batch=32))  # to mount or test in-process
 """
 
-from imgclf.serve._app import ApiError, build_app, create_app
+from imgclf.serve._app import build_app, create_app
 from imgclf.serve._audit import AuditLog
 from imgclf.serve._batcher import BatcherStoppedError, DeadlineExceededError, MicroBatcher, QueueFullError
 from imgclf.serve._decode import DecodedImage, UploadError, decode_upload
 from imgclf.serve._metrics import Counter, Gauge, Histogram, ServerMetrics
 from imgclf.serve._predictor import REJECTION_SCORES, ImageResult, Predictor
+from imgclf.serve._requests import ApiError
 from imgclf.serve._server import run_server
 from imgclf.serve._settings import TOKEN_ENV, ServeSettings
 from imgclf.utils import publish

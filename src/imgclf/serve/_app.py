@@ -1,46 +1,50 @@
-"""The FastAPI application: routes, authentication, request parsing, and the glue to the batcher."""
+"""The FastAPI application: routes, authentication, the shared server state, and the glue to the batchers."""
 
 # No `from __future__ import annotations` here: FastAPI reads the route annotations at definition time, and
 # `Request` is imported inside build_app so that importing imgclf.serve does not import fastapi.
 import asyncio
 import base64
-import binascii
 import contextlib
 import hmac
-import json
 import logging
 import math
+import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from imgclf.serve._audit import AuditLog
 from imgclf.serve._batcher import BatcherStoppedError, DeadlineExceededError, MicroBatcher, QueueFullError
-from imgclf.serve._decode import DecodedImage, UploadError, decode_upload, safe_name
+from imgclf.serve._decode import UploadError, safe_name
 from imgclf.serve._drift import DriftTracker
+from imgclf.serve._explainer import Explainer
 from imgclf.serve._guard import GuardMiddleware
 from imgclf.serve._metrics import CONTENT_TYPE, ServerMetrics
 from imgclf.serve._page import APP_JS, INDEX_HTML, STYLE_CSS
 from imgclf.serve._predictor import ImageResult, Predictor
+from imgclf.serve._requests import (
+    IMAGES_BODY,
+    REQUEST_HEADERS,
+    ApiError,
+    LateError,
+    Upload,
+    bearer_token,
+    prepare_uploads,
+    read_uploads,
+    timeout_s,
+)
 from imgclf.serve._settings import ServeSettings
 from imgclf.utils import optional_import
 
 log = logging.getLogger("imgclf.serve")
 
 
-class ApiError(Exception):
-    """A refusal with its HTTP status, a short machine code and a human reason (and optional headers)."""
-
-    def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> None:
-        self.status, self.code, self.detail, self.headers = status, code, detail, headers or {}
-        super().__init__(detail)
-
-
 class ServerState:
-    """Everything the routes share: predictor, batcher, metrics, audit log, drift tracker, settings."""
+    """Everything the routes share: predictor, batchers, explainer, metrics, audit log, drift tracker, settings."""
 
     def __init__(self, predictor: Predictor, settings: ServeSettings) -> None:
         self.predictor, self.settings = predictor, settings
@@ -49,6 +53,14 @@ class ServerState:
         self.batcher: MicroBatcher[Any, ImageResult] = MicroBatcher(
             predictor, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms, capacity=settings.queue_size,
             warmup=predictor.warmup, on_batch=self._on_batch)  # fmt: skip
+        # /v1/explain: one request at a time on the explainer's own model copy, behind its own bounded queue.
+        self.explainer = Explainer(predictor.model, predictor.meta.preprocessing)
+        self.explain_batcher: MicroBatcher[Any, bytes] = MicroBatcher(
+            self.explainer, max_batch=1, max_wait_ms=0, capacity=settings.explain_queue_size,
+            warmup=self.explainer.warmup, on_batch=self._on_explain)  # fmt: skip
+        # Decoding runs on a few threads of its own, so that at most `decode_threads` images are decoded at once.
+        self.decode_pool = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="imgclf-decode")
+        self.draining = threading.Event()
         self.audit = None
         if settings.log is not None:
             self.audit = AuditLog(settings.log, max_bytes=int(settings.log_max_mb * (1 << 20)),
@@ -63,12 +75,51 @@ class ServerState:
         self.metrics.inference.observe(seconds)
         self.metrics.queue_depth.set(self.batcher.queued)
 
+    def _on_explain(self, size: int, seconds: float) -> None:
+        self.metrics.explain_seconds.observe(seconds)
+        self.metrics.explain_queue_depth.set(self.explain_batcher.queued)
+
+    @property
+    def explain_available(self) -> bool:
+        """Explain works for this model (its warm-up, which finds the target layer, did not fail)."""
+        return self.explain_batcher.error is None
+
+    @property
+    def ready(self) -> bool:
+        """Both workers warmed up (explain may have been found impossible for this model) and not draining."""
+        explain_ok = self.explain_batcher.ready or self.explain_batcher.error is not None
+        return self.batcher.ready and explain_ok and not self.draining.is_set()
+
+    def dead(self) -> str | None:
+        """Why the server cannot answer predictions any more (a worker died), or None."""
+        if self.batcher.dead:
+            return f"inference worker: {self.batcher.died or self.batcher.error or 'exited'}"
+        if self.explain_batcher.crashed:
+            return f"explain worker: {self.explain_batcher.died or 'exited'}"
+        return None
+
+    def begin_drain(self) -> None:
+        """Readiness off (``/readyz`` 503) while requests are still answered: called first on SIGTERM."""
+        self.draining.set()
+        self.metrics.ready.set(0.0)
+
+    def prepare(self, files: Sequence[tuple[str, bytes]], deadline: float) -> tuple[list[Upload], list[Any]]:
+        return prepare_uploads(files, self.settings, self.predictor.preprocess, deadline)
+
+    def close(self, timeout: float) -> None:
+        self.draining.set()
+        self.batcher.stop(drain=True, timeout=timeout)
+        self.explain_batcher.stop(drain=True, timeout=timeout)
+        self.decode_pool.shutdown(wait=False, cancel_futures=True)
+        if self.audit is not None:
+            self.audit.close()
+
 
 def _finite(v: float) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _record(state: ServerState, img: DecodedImage, res: ImageResult, request_id: str, latency_ms: float,
+def _record(state: ServerState, img: Upload, res: ImageResult, request_id: str, latency_ms: float,
             raw: bytes) -> dict[str, Any]:  # fmt: skip
     rec: dict[str, Any] = {
         "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
@@ -94,43 +145,6 @@ def _record(state: ServerState, img: DecodedImage, res: ImageResult, request_id:
     return rec
 
 
-async def _read_uploads(request: Any, settings: ServeSettings) -> list[tuple[str, bytes]]:
-    """``[(name, bytes)]`` from a multipart form (every file field) or JSON ``{"images": [base64, ...]}``."""
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype == "multipart/form-data":
-        form = await request.form(max_files=settings.max_images + 1, max_fields=settings.max_images + 16)
-        try:
-            files = [(safe_name(v.filename, i), await v.read())
-                     for i, (_, v) in enumerate(form.multi_items()) if hasattr(v, "read")]  # fmt: skip
-        finally:
-            await form.close()
-    elif ctype in ("application/json", ""):
-        raw = await request.body()
-        try:
-            payload = json.loads(raw)
-        except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
-            raise ApiError(422, "bad_json", f"the body is not valid JSON ({type(exc).__name__})") from None
-        images = payload.get("images") if isinstance(payload, dict) else None
-        if not isinstance(images, list) or not all(isinstance(x, str) for x in images):
-            raise ApiError(422, "bad_json", 'expected JSON {"images": ["<base64>", ...]}')
-        files = []
-        for i, text in enumerate(images):
-            b64 = text.split(",", 1)[1] if text.startswith("data:") and "," in text else text  # data URLs too
-            try:
-                files.append((f"image {i}", base64.b64decode(b64, validate=True)))
-            except (binascii.Error, ValueError):
-                raise ApiError(422, "bad_base64", f"image {i}: not valid base64") from None
-    else:
-        why = f"content type {ctype!r}: send multipart/form-data files or JSON with base64 images"
-        raise ApiError(415, "unsupported_media_type", why)
-    if not files:
-        raise ApiError(422, "no_images", "the request holds no image: send one or more files")
-    if len(files) > settings.max_images:
-        raise ApiError(413, "too_many_images", f"{len(files)} images in one request; the limit is "
-                                               f"{settings.max_images}")  # fmt: skip
-    return files
-
-
 def create_app(bundle_dir: str | Path, settings: ServeSettings | None = None) -> Any:
     """A FastAPI app serving the bundle in ``bundle_dir`` (loaded now; warmed up when the app starts).
 
@@ -153,25 +167,23 @@ def build_app(predictor: Predictor, settings: ServeSettings) -> Any:
     fastapi = optional_import("fastapi", "serve")
     from fastapi import Request
     from fastapi.responses import HTMLResponse, JSONResponse, Response
-    from starlette.concurrency import run_in_threadpool
 
     state = ServerState(predictor, settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
         state.batcher.start()
+        state.explain_batcher.start()
         try:
             yield
         finally:
             # Uvicorn has finished the in-flight requests by now; drain whatever is still queued.
-            await run_in_threadpool(state.batcher.stop, drain=True, timeout=settings.shutdown_timeout_s)
-            if state.audit is not None:
-                state.audit.close()
+            await asyncio.get_running_loop().run_in_executor(None, state.close, settings.shutdown_timeout_s)
 
     app = fastapi.FastAPI(title="imgclf", version=predictor.version[:12], lifespan=lifespan, docs_url=None,
                           redoc_url=None, openapi_url=None)  # fmt: skip
     app.state.imgclf = state
-    app.add_middleware(GuardMiddleware, max_body=settings.max_body_bytes, metrics=state.metrics)
+    app.add_middleware(GuardMiddleware, settings=settings, metrics=state.metrics)
 
     def refuse(exc: ApiError) -> Any:
         state.metrics.errors.inc(exc.code)
@@ -184,8 +196,8 @@ def build_app(predictor: Predictor, settings: ServeSettings) -> Any:
     async def require_token(request: Request) -> None:
         """With a token set, every route but the health checks and the static page shell needs it."""
         if settings.token:
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {settings.token}".encode()):
+            given = bearer_token(request.headers.get("authorization", ""))
+            if not hmac.compare_digest(given.encode(), settings.token.encode()):
                 raise ApiError(401, "unauthorized", "missing or wrong bearer token (send 'Authorization: Bearer ...')",
                                {"WWW-Authenticate": 'Bearer realm="imgclf"'})  # fmt: skip
 
@@ -193,21 +205,29 @@ def build_app(predictor: Predictor, settings: ServeSettings) -> Any:
 
     @app.get("/healthz")
     async def healthz() -> Any:
+        why = state.dead()
+        if why is not None:
+            return JSONResponse({"status": "dead", "error": why}, status_code=503)
         return {"status": "ok"}
 
     @app.get("/readyz")
     async def readyz() -> Any:
-        ready = state.batcher.ready
+        ready = state.ready
         state.metrics.ready.set(1.0 if ready else 0.0)
-        body = {"ready": ready, "model": predictor.version}
+        body: dict[str, Any] = {"ready": ready, "model": predictor.version}
         if state.batcher.error is not None:
             body["error"] = f"warm-up failed: {state.batcher.error}"
+        elif state.draining.is_set():
+            body["error"] = "shutting down: finishing the requests in flight"
+        elif (why := state.dead()) is not None:
+            body["error"] = why
         return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics", dependencies=protected)
     async def metrics() -> Any:
         state.metrics.queue_depth.set(state.batcher.queued)
-        state.metrics.ready.set(1.0 if state.batcher.ready else 0.0)
+        state.metrics.explain_queue_depth.set(state.explain_batcher.queued)
+        state.metrics.ready.set(1.0 if state.ready else 0.0)
         return Response(state.metrics.render(), media_type=CONTENT_TYPE)
 
     @app.get("/v1/model", dependencies=protected)
@@ -218,81 +238,91 @@ def build_app(predictor: Predictor, settings: ServeSettings) -> Any:
                 "version": meta.weights_sha256, "temperature": meta.temperature, "rejection": meta.rejection,
                 "rejection_active": predictor.threshold is not None, "ood_score": predictor.score_name,
                 "metrics": meta.metrics, "created": meta.created, "drift_monitoring": state.drift is not None,
-                "top_k": predictor.top_k, "explain": True, "engine": predictor.engine_name,
+                "top_k": predictor.top_k, "explain": state.explain_available, "engine": predictor.engine_name,
                 "limits": {"max_body_bytes": settings.max_body_bytes, "max_images": settings.max_images,
-                           "max_pixels": settings.max_pixels, "timeout_s": settings.timeout_s}}  # fmt: skip
+                           "max_pixels": settings.max_pixels, "max_request_pixels": settings.max_request_pixels,
+                           "formats": list(settings.formats), "timeout_s": settings.timeout_s}}  # fmt: skip
 
-    def decode_all(files: list[tuple[str, bytes]]) -> tuple[list[DecodedImage], list[Any]]:
-        decoded = [decode_upload(data, max_pixels=settings.max_pixels, max_aspect=settings.max_aspect, name=name)
-                   for name, data in files]  # fmt: skip
-        return decoded, [predictor.preprocess(d.image) for d in decoded]
-
-    @app.post("/v1/predict", dependencies=protected)
-    async def predict(request: Request) -> Any:
-        start = time.perf_counter()
-        request_id = safe_name(request.headers.get("x-request-id"), 0)[:64] if request.headers.get(
-            "x-request-id") else uuid.uuid4().hex  # fmt: skip
-        timeout = settings.timeout_s
-        if request.headers.get("x-timeout-ms"):
-            try:
-                timeout = min(timeout, max(0.0, float(request.headers["x-timeout-ms"]) / 1000.0))
-            except ValueError:
-                raise ApiError(422, "bad_timeout", "X-Timeout-Ms must be a number of milliseconds") from None
-        deadline_wall = start + timeout
-        files = await _read_uploads(request, settings)
+    async def decode(files: list[tuple[str, bytes]], deadline: float, timeout: float) -> tuple[list[Upload], list]:
+        loop = asyncio.get_running_loop()
         try:
-            decoded, tensors = await run_in_threadpool(decode_all, files)
+            return await loop.run_in_executor(state.decode_pool, state.prepare, files, deadline)
         except UploadError as exc:
             raise ApiError(exc.status, exc.code, exc.reason) from None
-        left = deadline_wall - time.perf_counter()
+        except LateError:
+            raise ApiError(504, "deadline", f"the request's deadline of {timeout:.3f} s passed while its images "
+                                            "waited to be decoded (overloaded; retry later)") from None  # fmt: skip
+
+    async def run_on(batcher: MicroBatcher, tensors: list, deadline: float, timeout: float) -> list:
+        """Queue ``tensors`` on ``batcher`` and wait for their results until ``deadline`` (429/503/504 else)."""
+        left = deadline - time.monotonic()
         if left <= 0:
             raise ApiError(504, "deadline", f"the request's deadline of {timeout:.3f} s passed before inference")
         try:
-            futures = state.batcher.submit(tensors, deadline=time.monotonic() + left)
+            futures: list[Future] = batcher.submit(tensors, deadline=deadline)
         except QueueFullError as exc:
             raise ApiError(429, "queue_full", str(exc), {"Retry-After": str(math.ceil(exc.retry_after_s))}) from None
         except BatcherStoppedError as exc:
-            raise ApiError(503, "shutting_down", str(exc), {"Retry-After": "1"}) from None
-        state.metrics.queue_depth.set(state.batcher.queued)
+            code = "worker_dead" if batcher.died is not None else "shutting_down"
+            raise ApiError(503, code, str(exc), {"Retry-After": "1"}) from None
+        del tensors[:]  # the queue holds them now; nothing else does
         waiting = [asyncio.wrap_future(f) for f in futures]
         try:
-            results = await asyncio.wait_for(asyncio.gather(*waiting), timeout=left)
+            return await asyncio.wait_for(asyncio.gather(*waiting), timeout=left)
         except (asyncio.TimeoutError, DeadlineExceededError):
             for f in futures:
                 f.cancel()
             why = f"no answer within the request's deadline of {timeout:.3f} s (overloaded; retry later)"
             raise ApiError(504, "deadline", why) from None
         except BatcherStoppedError as exc:
-            raise ApiError(503, "shutting_down", str(exc), {"Retry-After": "1"}) from None
+            code = "worker_dead" if batcher.died is not None else "shutting_down"
+            raise ApiError(503, code, str(exc), {"Retry-After": "1"}) from None
+
+    @app.post("/v1/predict", dependencies=protected,
+              openapi_extra={"requestBody": IMAGES_BODY, "parameters": REQUEST_HEADERS})  # fmt: skip
+    async def predict(request: Request) -> Any:
+        start = time.perf_counter()
+        request_id = safe_name(request.headers.get("x-request-id"), 0)[:64] if request.headers.get(
+            "x-request-id") else uuid.uuid4().hex  # fmt: skip
+        timeout = timeout_s(request, settings)
+        deadline = time.monotonic() + timeout
+        files = await read_uploads(request, settings)
+        uploads, tensors = await decode(files, deadline, timeout)
+        state.metrics.queue_depth.set(state.batcher.queued + len(tensors))
+        results = await run_on(state.batcher, tensors, deadline, timeout)
         latency_ms = (time.perf_counter() - start) * 1000.0
         state.metrics.images.inc(amount=len(results))
         rejected = sum(r.unknown for r in results)
         if rejected:
             state.metrics.rejections.inc(amount=rejected)
         if state.audit is not None:
-            for img, res, (_, raw) in zip(decoded, results, files):
+            for img, res, (_, raw) in zip(uploads, results, files):
                 state.audit.write(_record(state, img, res, request_id, latency_ms, raw))
         if state.drift is not None:
             state.drift.add(list(results))
-        preds = [{"index": i, "name": name, "label": r.label, "confidence": r.confidence, "unknown": r.unknown,
+        preds = [{"index": i, "name": u.name, "label": r.label, "confidence": r.confidence, "unknown": r.unknown,
                   "ood_score": r.ood_score if math.isfinite(r.ood_score) else None,
                   "topk": [{"label": lab, "probability": p} for lab, p in r.topk],
-                  "width": d.width, "height": d.height, "sha256": d.sha256, "latency_ms": latency_ms}
-                 for i, (r, d, (name, _)) in enumerate(zip(results, decoded, files))]  # fmt: skip
+                  "width": u.width, "height": u.height, "sha256": u.sha256, "latency_ms": latency_ms}
+                 for i, (r, u) in enumerate(zip(results, uploads))]  # fmt: skip
         return {"model": predictor.version, "request_id": request_id, "latency_ms": latency_ms,
                 "predictions": preds}  # fmt: skip
 
-    @app.post("/v1/explain", dependencies=protected)
+    @app.post("/v1/explain", dependencies=protected,
+              openapi_extra={"requestBody": IMAGES_BODY, "parameters": REQUEST_HEADERS})  # fmt: skip
     async def explain_image(request: Request) -> Any:
         """Grad-CAM overlay of one uploaded image for its predicted class, as a PNG data URL."""
-        files = await _read_uploads(request, settings)
+        timeout = timeout_s(request, settings)
+        deadline = time.monotonic() + timeout
+        if not state.explain_available:
+            raise ApiError(501, "explain_unavailable", f"this model cannot be explained with Grad-CAM "
+                                                       f"({state.explain_batcher.error})")  # fmt: skip
+        files = await read_uploads(request, settings)
         if len(files) != 1:
             raise ApiError(422, "one_image", f"/v1/explain takes exactly one image, got {len(files)}")
-        try:
-            decoded, _ = await run_in_threadpool(decode_all, files)
-        except UploadError as exc:
-            raise ApiError(exc.status, exc.code, exc.reason) from None
-        png = await run_in_threadpool(predictor.overlay_png, decoded[0].image)
+        _, tensors = await decode(files, deadline, timeout)
+        (png,) = await run_on(state.explain_batcher, tensors, deadline, timeout)
+        state.metrics.explanations.inc()
         return {"model": predictor.version, "method": "gradcam",
                 "overlay": "data:image/png;base64," + base64.b64encode(png).decode("ascii")}  # fmt: skip
 

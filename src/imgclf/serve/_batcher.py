@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -14,6 +15,8 @@ from imgclf.errors import ImgclfError
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+log = logging.getLogger("imgclf.serve")
 
 
 class QueueFullError(ImgclfError):
@@ -46,7 +49,9 @@ class MicroBatcher(Generic[T, R]):
     all-or-nothing against ``capacity`` (raises :class:`QueueFullError`). Items whose future was cancelled or
     whose deadline passed are skipped (the latter fail with :class:`DeadlineExceededError`). ``warmup`` runs
     on the worker before :attr:`ready` turns true; ``on_batch(size, seconds)`` observes each batch.
-    ``stop(drain=True)`` finishes every queued item before the worker exits.
+    ``stop(drain=True)`` finishes every queued item before the worker exits. Should the worker itself die (an
+    error outside ``fn``), every waiting item fails with :class:`BatcherStoppedError`, later submits are refused
+    the same way, and :attr:`dead` says so.
 
     >>> b = MicroBatcher(lambda xs: [x * 2 for x in xs], max_batch=4, max_wait_ms=1).start()
     >>> [f.result() for f in b.submit([1, 2, 3])]
@@ -66,6 +71,7 @@ class MicroBatcher(Generic[T, R]):
         self._thread: threading.Thread | None = None
         self._batch_s = 0.01  # moving average of one batch's run time, for Retry-After
         self.error: BaseException | None = None  # what killed the warm-up, if anything
+        self.died: BaseException | None = None  # what killed the worker after warm-up, if anything
 
     # -- control ------------------------------------------------------------------------------------------
     def start(self) -> MicroBatcher[T, R]:
@@ -79,7 +85,9 @@ class MicroBatcher(Generic[T, R]):
             self._stopping = True
             if not drain:
                 while self._queue:
-                    self._queue.popleft().future.set_exception(BatcherStoppedError("server shutting down"))
+                    item = self._queue.popleft()
+                    if item.future.set_running_or_notify_cancel():  # a cancelled future takes no exception
+                        item.future.set_exception(BatcherStoppedError("server shutting down"))
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -89,6 +97,20 @@ class MicroBatcher(Generic[T, R]):
         """Warmed up, worker alive and taking items."""
         alive = self._thread is not None and self._thread.is_alive()
         return self._ready.is_set() and alive and not self._stopping
+
+    @property
+    def crashed(self) -> bool:
+        """The worker warmed up, then died without being asked to stop."""
+        if self._thread is None or self._stopping or not self._ready.is_set():
+            return False
+        return self.died is not None or not self._thread.is_alive()
+
+    @property
+    def dead(self) -> bool:
+        """The worker was started and is gone without being asked to stop (crashed, or its warm-up failed)."""
+        if self._thread is None or self._stopping:
+            return False
+        return self.error is not None or self.died is not None or not self._thread.is_alive()
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         return self._ready.wait(timeout)
@@ -104,6 +126,8 @@ class MicroBatcher(Generic[T, R]):
         with self._cond:
             if self._stopping:
                 raise BatcherStoppedError("server shutting down; retry on another instance")
+            if self.died is not None:
+                raise BatcherStoppedError(f"the inference worker died ({self.died!r}); restart the server")
             if len(self._queue) + len(values) > self.capacity and any(it.future.cancelled() for it in self._queue):
                 # Requests that gave up (deadline, disconnect) free their slots now, not when the worker gets there.
                 self._queue = deque(it for it in self._queue if not it.future.cancelled())
@@ -139,6 +163,18 @@ class MicroBatcher(Generic[T, R]):
             self.error = exc
             return
         self._ready.set()
+        try:
+            self._loop()
+        except BaseException as exc:  # noqa: BLE001 - a dead worker must fail its waiters, not strand them
+            log.error("the inference worker died: %r", exc, exc_info=exc)
+            with self._cond:
+                self.died = exc
+                while self._queue:
+                    item = self._queue.popleft()
+                    if item.future.set_running_or_notify_cancel():
+                        item.future.set_exception(BatcherStoppedError(f"the inference worker died ({exc!r})"))
+
+    def _loop(self) -> None:
         while (batch := self._next_batch()) is not None:
             now = time.monotonic()
             live = []
@@ -158,6 +194,11 @@ class MicroBatcher(Generic[T, R]):
                 for it in live:
                     it.future.set_exception(exc)
                 continue
+            except BaseException as exc:
+                self.died = exc  # before the waiters hear of it, so that they can say why
+                for it in live:  # the worker dies below, but these requests get their answer first
+                    it.future.set_exception(BatcherStoppedError(f"the inference worker died ({exc!r})"))
+                raise
             seconds = time.perf_counter() - start
             if len(results) != len(live):
                 bad = RuntimeError(f"batch function returned {len(results)} results for {len(live)} items")
@@ -168,4 +209,7 @@ class MicroBatcher(Generic[T, R]):
             for it, res in zip(live, results):
                 it.future.set_result(res)
             if self.on_batch is not None:
-                self.on_batch(len(live), seconds)
+                try:
+                    self.on_batch(len(live), seconds)
+                except Exception:  # an observer's bug must not stop inference
+                    log.exception("batch observer failed")

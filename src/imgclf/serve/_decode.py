@@ -1,8 +1,12 @@
-"""Uploaded bytes to an RGB image through imgclf.data's one safe opener, with the server's pixel limit."""
+"""Uploaded bytes to an RGB image through imgclf.data's one safe opener, with the server's limits.
+
+A request is checked in two passes: every upload's header first (format allow-list, per-image pixel limit,
+aspect ratio, and the request's total pixel budget), and only then are the images decoded, one at a time.
+"""
 
 from __future__ import annotations
 
-import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from PIL import Image
@@ -36,6 +40,8 @@ def _status_of(reason: str) -> tuple[int, str]:
         return 413, "too_many_pixels"
     if reason.startswith("not an image"):
         return 415, "not_an_image"
+    if reason.startswith("format "):
+        return 415, "unsupported_format"
     if reason.startswith("empty"):
         return 422, "empty_image"
     if reason.startswith("truncated"):
@@ -43,38 +49,51 @@ def _status_of(reason: str) -> tuple[int, str]:
     return 422, "corrupt_image"
 
 
-def decode_upload(data: bytes, *, max_pixels: int, max_aspect: float = 100.0, name: str = "image") -> DecodedImage:
+def _refuse(exc: D.BadImageError, name: str) -> UploadError:
+    status, code = _status_of(exc.reason)
+    return UploadError(status, code, f"{name}: {exc.reason}")
+
+
+def probe_upload(data: bytes, *, max_pixels: int, max_aspect: float = 100.0, name: str = "image",
+                 formats: Iterable[str] | None = None) -> D.ImageInfo:  # fmt: skip
+    """The upload's header (format and size), refused with an :class:`UploadError` before any pixel is decoded.
+
+    Refused: an empty file (422), an unrecognised (415) or not accepted format (415, ``formats`` default
+    :data:`imgclf.data.IMAGE_FORMATS`), ``width * height > max_pixels`` or Pillow's bomb limit (413), and a
+    sliver whose sides differ more than ``max_aspect`` times (422: resizing its short side to the model's input
+    would blow up the long one). ``name`` starts the reason.
+    """
+    if not data:
+        raise UploadError(422, "empty_image", f"{name}: empty file")
+    try:
+        info = D.probe_image(data, formats=formats, name=name)
+    except D.BadImageError as exc:
+        raise _refuse(exc, name) from None
+    width, height = info.width, info.height
+    if info.pixels > max_pixels:
+        raise UploadError(413, "too_many_pixels",
+                          f"{name}: {width}x{height} = {info.pixels:,} pixels > limit of {max_pixels:,}")  # fmt: skip
+    if max(width, height) > max_aspect * max(1, min(width, height)):
+        why = f"{name}: {width}x{height} has an aspect ratio beyond {max_aspect:g}:1; crop it first"
+        raise UploadError(422, "extreme_aspect_ratio", why)
+    return info
+
+
+def decode_upload(data: bytes, *, max_pixels: int, max_aspect: float = 100.0, name: str = "image",
+                  formats: Iterable[str] | None = None) -> DecodedImage:  # fmt: skip
     """Decode an uploaded image, refusing it with an :class:`UploadError` that maps to an HTTP status.
 
-    The header is checked first (format recognised, Pillow's bomb limit, ``width * height <= max_pixels``), so
-    an oversized image is refused before its pixels are decoded; so is a sliver whose sides differ more than
-    ``max_aspect`` times (resizing its short side to the model's input would blow up the long one). Then
-    :func:`imgclf.data.open_image` decodes it (EXIF orientation, every mode to RGB). ``name`` appears in the
-    reason.
+    The header is checked first (:func:`probe_upload`), so an oversized image is refused before its pixels are
+    decoded. Then :func:`imgclf.data.open_image` decodes it (EXIF orientation, every mode to RGB).
 
     >>> # decode_upload(png_bytes, max_pixels=40_000_000).image.mode
     >>> # 'RGB'
     """
-    if not data:
-        raise UploadError(422, "empty_image", f"{name}: empty file")
-    # imgclf.data opens paths, so the bytes go through a private temporary file (removed on close).
-    with tempfile.NamedTemporaryFile(prefix="imgclf-upload-") as tmp:
-        tmp.write(data)
-        tmp.flush()
-        try:
-            D.check_image(tmp.name)  # header only: recognised format, Pillow's own bomb limit
-            with Image.open(tmp.name) as probe:
-                width, height = probe.size
-            if width * height > max_pixels:
-                why = f"{name}: {width}x{height} = {width * height:,} pixels > limit of {max_pixels:,}"
-                raise UploadError(413, "too_many_pixels", why)
-            if max(width, height) > max_aspect * max(1, min(width, height)):
-                why = f"{name}: {width}x{height} has an aspect ratio beyond {max_aspect:g}:1; crop it first"
-                raise UploadError(422, "extreme_aspect_ratio", why)
-            image = D.open_image(tmp.name)
-        except D.BadImageError as exc:
-            status, code = _status_of(exc.reason)
-            raise UploadError(status, code, f"{name}: {exc.reason}") from None
+    probe_upload(data, max_pixels=max_pixels, max_aspect=max_aspect, name=name, formats=formats)
+    try:
+        image = D.open_image(data, formats=formats, name=name)
+    except D.BadImageError as exc:
+        raise _refuse(exc, name) from None
     return DecodedImage(image, *image.size, sha256_bytes(data), len(data))  # size upright, after EXIF
 
 
@@ -82,4 +101,3 @@ def safe_name(name: str | None, index: int) -> str:
     """A short printable name for an upload (its filename, else ``image <index>``)."""
     clean = "".join(ch for ch in (name or "") if ch.isprintable())[:100].strip()
     return clean or f"image {index}"
-

@@ -139,6 +139,10 @@ class ServerMetrics:
         self.rejections = Counter("imgclf_rejections_total", "Images answered as unknown by the rejection threshold.")
         self.errors = Counter("imgclf_errors_total", "Requests refused or failed, by reason.", ("reason",))
         self.queue_depth = Gauge("imgclf_queue_depth", "Images waiting for the inference worker.")
+        self.explanations = Counter("imgclf_explanations_total", "Grad-CAM overlays answered by /v1/explain.")
+        self.explain_seconds = Histogram("imgclf_explain_seconds", "Model time per explanation in seconds.",
+                                         LATENCY_BUCKETS)  # fmt: skip
+        self.explain_queue_depth = Gauge("imgclf_explain_queue_depth", "Images waiting for the explain worker.")
         self.ready = Gauge("imgclf_ready", "1 when the model is loaded and warmed up.")
         self.model_info = Gauge("imgclf_model_info", "The served model (value 1).", ("version", "architecture"))
         self.drift_p = Gauge("imgclf_drift_p_value", "Bonferroni-adjusted p-value of the latest drift window.",

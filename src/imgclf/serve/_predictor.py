@@ -88,20 +88,6 @@ class Predictor:
         side = int(self.meta.preprocessing.input_size)
         self([self.preprocess(Image.new("RGB", (side, side)))])
 
-    def overlay_png(self, image: Image.Image) -> bytes:
-        """A Grad-CAM overlay of the predicted class (input and heatmap blended) as PNG bytes."""
-        import io
-
-        from imgclf import explain
-
-        x = self.preprocess(image).unsqueeze(0).to(self.device)  # (1, 3, H, W)
-        attribution = explain.explain(self.model, x, method="gradcam")
-        pre = self.meta.preprocessing
-        picture = explain.overlay(explain.to_display_image(x[0].cpu(), pre.mean, pre.std), attribution.maps[0])
-        buf = io.BytesIO()
-        Image.fromarray(picture).save(buf, format="PNG")
-        return buf.getvalue()
-
     def _scores(self, logits: torch.Tensor) -> np.ndarray:
         return ood_score(self.score_name, logits, self.score_temperature).double().numpy()  # (B,)
 

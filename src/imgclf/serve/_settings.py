@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from imgclf import data as D
 from imgclf.errors import ConfigError
 
 TOKEN_ENV = "IMGCLF_TOKEN"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 
 @dataclass(frozen=True)
@@ -21,10 +24,24 @@ class ServeSettings:
     - ``max_batch`` / ``max_wait_ms``: the inference worker runs a batch when it has ``max_batch`` images or the
       oldest waiting image has waited ``max_wait_ms``.
     - ``queue_size``: images waiting for the worker; beyond it requests get 429 with ``Retry-After``.
-    - ``max_body_mb``: request bodies above it get 413 before they are parsed; ``max_images`` per request;
-      ``max_pixels`` per image (width x height, checked from the header before decoding; 413); images whose
-      long side is over ``max_aspect`` times the short one get 422.
-    - ``timeout_s``: a request's deadline (a client may ask for less with ``X-Timeout-Ms``); 504 past it.
+    - ``max_body_mb``: request bodies above it get 413 before they are parsed; ``max_images`` per request
+      (counted before anything is decoded); ``max_pixels`` per image and ``max_request_pixels`` for all the
+      images of one request together (width x height from the headers, checked before any pixel is decoded;
+      413); images whose long side is over ``max_aspect`` times the short one get 422.
+    - ``formats``: the image formats accepted (Pillow names; default JPEG, PNG, WEBP, BMP, GIF, TIFF); any other
+      gets 415 without being parsed.
+    - ``decode_threads``: images decoded at once across all requests (bounds decoding memory).
+    - ``body_timeout_s``: the whole request body must arrive within it (408 past it, e.g. a trickling client);
+      ``max_connections``: concurrent connections (uvicorn answers 503 beyond it).
+    - ``timeout_s``: a request's deadline; a client may ask for less with ``X-Timeout-Ms`` (a positive finite
+      number of milliseconds, else 422); 504 past it.
+    - ``explain_queue_size``: ``/v1/explain`` requests waiting for the explain worker (one at a time, on its own
+      copy of the model); beyond it 429 with ``Retry-After``.
+    - ``allowed_hosts``: ``Host`` header names accepted besides 127.0.0.1, localhost, [::1] and ``host`` (400
+      otherwise, against DNS rebinding; ``"*"`` accepts any). ``cors_origins``: origins allowed to call the API
+      from a browser (CORS); none by default, so a cross-origin request gets 403.
+    - ``drain_delay_s``: on SIGTERM, seconds during which ``/readyz`` answers 503 while requests are still
+      served, before the listener closes (lets a load balancer stop routing first).
     - ``log`` / ``log_images`` / ``log_max_mb`` / ``log_backups``: the JSONL audit log and its rotation.
     - ``engine``: torch, torch-fast or onnxruntime (the bundle's exported ``model.onnx``), as ``imgclf.load``.
     - ``drift_window``: predictions per drift window for the ``/metrics`` gauges (needs the bundle's
@@ -43,8 +60,17 @@ class ServeSettings:
     max_body_mb: float = 20.0
     max_images: int = 32
     max_pixels: int = 40_000_000
+    max_request_pixels: int = 100_000_000
     max_aspect: float = 100.0
+    formats: tuple[str, ...] = D.IMAGE_FORMATS
+    decode_threads: int = 4
+    body_timeout_s: float = 30.0
+    max_connections: int = 64
     timeout_s: float = 30.0
+    explain_queue_size: int = 8
+    allowed_hosts: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()
+    drain_delay_s: float = 0.0
     top_k: int = 5
     reject: bool = True
     log: Path | None = None
@@ -58,13 +84,22 @@ class ServeSettings:
     engine: str = "torch"
 
     def __post_init__(self) -> None:
-        positive = ("max_batch", "queue_size", "max_body_mb", "max_images", "max_pixels", "max_aspect", "timeout_s",
-                    "top_k", "log_max_mb", "shutdown_timeout_s")  # fmt: skip
+        positive = ("max_batch", "queue_size", "max_body_mb", "max_images", "max_pixels", "max_request_pixels",
+                    "max_aspect", "timeout_s", "top_k", "log_max_mb", "shutdown_timeout_s", "decode_threads",
+                    "body_timeout_s", "max_connections", "explain_queue_size")  # fmt: skip
         for name in positive:
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"serve setting {name}={getattr(self, name)} must be positive")
-        if self.max_wait_ms < 0 or self.log_backups < 0:
-            raise ConfigError("serve settings max_wait_ms and log_backups must not be negative")
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise ConfigError(f"serve setting {name}={value} must be a positive number")
+        if self.max_wait_ms < 0 or self.log_backups < 0 or not self.drain_delay_s >= 0:
+            raise ConfigError("serve settings max_wait_ms, log_backups and drain_delay_s must not be negative")
+        object.__setattr__(self, "formats", D.image_formats(self.formats))
+        object.__setattr__(self, "allowed_hosts", tuple(h.strip().lower() for h in self.allowed_hosts if h.strip()))
+        origins = tuple(o.strip().rstrip("/").lower() for o in self.cors_origins if o.strip())
+        bad = [o for o in origins if o != "*" and not o.startswith(("http://", "https://"))]
+        if bad:
+            raise ConfigError(f"CORS origin {bad[0]!r} must look like http://host[:port] or https://host[:port]")
+        object.__setattr__(self, "cors_origins", origins)
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port {self.port} is not a TCP port (0-65535)")
         if self.drift_window < 10:
@@ -75,6 +110,14 @@ class ServeSettings:
     @property
     def max_body_bytes(self) -> int:
         return int(self.max_body_mb * 1024 * 1024)
+
+    @property
+    def hosts(self) -> frozenset[str]:
+        """``Host`` header names accepted (port stripped, lower case; IPv6 in brackets); contains "*" for any."""
+        bound = self.host.strip().lower()
+        if ":" in bound and not bound.startswith("["):
+            bound = f"[{bound}]"
+        return frozenset((*LOOPBACK_HOSTS, bound, *self.allowed_hosts))
 
     def with_env_token(self) -> ServeSettings:
         """These settings with ``token`` taken from ``$IMGCLF_TOKEN`` when not set explicitly."""

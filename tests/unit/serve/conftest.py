@@ -66,7 +66,7 @@ def wait_ready(client: Any, timeout: float = 30.0) -> None:
 def client_for(app: Any, ready: bool = True) -> Iterator[Any]:
     from fastapi.testclient import TestClient
 
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:  # a Host the server accepts
         if ready:
             wait_ready(client)
         yield client

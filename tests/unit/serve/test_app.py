@@ -263,7 +263,8 @@ def test_readiness_waits_for_warm_up(base_bundle: Path) -> None:
         res = c.get("/readyz")
         assert res.status_code == 503 and res.json()["ready"] is False
         pred.gate.set()
-        assert pred is c.app.state.imgclf.predictor and c.app.state.imgclf.batcher.wait_ready(10)
+        state = c.app.state.imgclf
+        assert pred is state.predictor and state.batcher.wait_ready(10) and state.explain_batcher.wait_ready(10)
         assert c.get("/readyz").status_code == 200
 
 

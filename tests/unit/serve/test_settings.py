@@ -23,3 +23,13 @@ def test_token_from_the_environment_unless_given(monkeypatch: pytest.MonkeyPatch
     assert ServeSettings(token="flag").with_env_token().token == "flag"
     monkeypatch.delenv(TOKEN_ENV)
     assert ServeSettings().with_env_token().token is None
+
+
+def test_new_limits_and_allow_lists_are_validated() -> None:
+    s = ServeSettings(host="::", allowed_hosts=(" Models.Internal ",), formats=("jpg", "png"))
+    assert s.formats == ("JPEG", "PNG") and s.hosts >= {"127.0.0.1", "localhost", "[::1]", "[::]", "models.internal"}
+    for bad in ({"formats": ("HEIC",)}, {"cors_origins": ("app.example",)}, {"body_timeout_s": float("nan")},
+                {"max_request_pixels": 0}, {"max_connections": 0}, {"drain_delay_s": -1.0}):  # fmt: skip
+        with pytest.raises(ConfigError):
+            ServeSettings(**bad)
+    assert ServeSettings(cors_origins=("https://App.example/",)).cors_origins == ("https://app.example",)
