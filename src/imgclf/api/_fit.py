@@ -174,6 +174,8 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
     if cfg.train.adv_train == "pgd":
         robust_val = D.sample_tensors(splits.val, pre, 128) if splits.val else None
         callbacks.append(R.AdversarialTraining(pre, eps=cfg.train.adv_eps, steps=cfg.train.adv_steps, val=robust_val))
+    if cfg.train.noise_augment:
+        callbacks.append(R.GaussianNoiseAugment(cfg.train.noise_augment, pre.std))
     if teacher is not None:
         callbacks.append(X.TeacherSignal(teacher.model, loss_fn, pre, teacher.meta.preprocessing))
     if cfg.train.ema:

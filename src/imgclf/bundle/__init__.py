@@ -1,5 +1,6 @@
 """The model bundle: a directory with ``model.safetensors`` and ``imgclf.json`` (DESIGN.md section 4)."""
 
+from imgclf.bundle._arrays import REJECTION_FILE, load_arrays, save_arrays
 from imgclf.bundle._bundle import (
     BUNDLE_FILE,
     SCHEMA_VERSION,
@@ -16,6 +17,9 @@ from imgclf.bundle._data import SPLITS, split_samples, training_source
 from imgclf.utils import publish
 
 __all__ = [
+    "REJECTION_FILE",
+    "load_arrays",
+    "save_arrays",
     "BUNDLE_FILE",
     "SCHEMA_VERSION",
     "SPLITS",

@@ -34,6 +34,9 @@ def train(
     adv_train: str = typer.Option(None, "--adv-train", help="'pgd': PGD adversarial training (robust accuracy "
                                   "is tracked per epoch as val_robust_acc)."),
     adv_eps: str = typer.Option(None, "--adv-eps", help="L-inf budget for --adv-train, e.g. 8/255."),
+    noise_augment: float = typer.Option(None, "--noise-augment", help="Add Gaussian noise of this std (pixels in "
+                                        "[0, 1], e.g. 0.25) to training images: the base model for randomized "
+                                        "smoothing (imgclf.robustness.SmoothedClassifier)."),
     seeds: int = typer.Option(1, "--seeds", help="Train N times with seeds seed..seed+N-1; report mean ± std."),
     folds: int = typer.Option(None, "--folds", help="Stratified K-fold cross-validation over train+val."),
     task: str = typer.Option(None, "--task", help="single or multilabel (default: inferred from the data; a CSV "
@@ -69,6 +72,8 @@ def train(
     adv = [f"train.adv_train={adv_train}"] if adv_train else []
     if adv_eps:
         adv.append(f"train.adv_eps={parse_fraction(adv_eps, '--adv-eps')}")
+    if noise_augment:
+        adv.append(f"train.noise_augment={noise_augment}")
     clf = Classifier(config, sets=[*adv, *sets], model=model, epochs=epochs, batch_size=batch_size,
                      img_size=img_size, weights=weights, out=out, name=name, seed=seed, freeze=freeze, task=task,
                      hierarchy=str(hierarchy) if hierarchy else None)  # fmt: skip

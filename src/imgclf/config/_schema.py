@@ -194,6 +194,7 @@ class TrainConfig:
     adv_eps: float = 8 / 255
     adv_steps: int = 5
     hierarchy_loss: str = "none"
+    noise_augment: float = 0.0  # Gaussian noise std in pixel units (randomized smoothing's base classifier)
 
     def __post_init__(self) -> None:
         _positive("train", "epochs", self.epochs)
@@ -209,6 +210,8 @@ class TrainConfig:
             raise ConfigError(f"train.distill_alpha={self.distill_alpha} must be in [0, 1]")
         _positive("train", "adv_eps", self.adv_eps)
         _positive("train", "adv_steps", self.adv_steps)
+        if self.noise_augment < 0:
+            raise ConfigError(f"train.noise_augment={self.noise_augment} must be >= 0 (0 turns it off)")
         _positive("train", "grad_clip", self.grad_clip)
         _positive("train", "patience", self.patience)
         _positive("train", "save_every_steps", self.save_every_steps)

@@ -14,21 +14,71 @@ classifier that takes normalised input in :class:`NormalizedModel` (``mean`` / `
 """
 
 from imgclf.metrics import choose_threshold, energy, max_logit, msp
+from imgclf.robustness._adapt import ADAPT_METHODS, TestTimeAdapter, adapted_corruption_accuracy
 from imgclf.robustness._adversarial_training import AdversarialTraining
 from imgclf.robustness._apgd import apgd
 from imgclf.robustness._attacks import fgsm, pgd
 from imgclf.robustness._corruption_eval import CorruptionReport, corruption_accuracy
 from imgclf.robustness._corruptions import CORRUPTIONS, SEVERITIES, corrupt
-from imgclf.robustness._curve import ATTACKS, RobustCurve, robust_accuracy_curve
+from imgclf.robustness._curve import ATTACKS, RobustCurve, cw_curve, robust_accuracy_curve
+from imgclf.robustness._cw import CWResult, cw_l2
+from imgclf.robustness._noise import GaussianNoiseAugment
 from imgclf.robustness._normalize import NormalizedModel
 from imgclf.robustness._ood_feature import KNNScorer, Mahalanobis
 from imgclf.robustness._ood_metrics import OODReport, ood_metrics
 from imgclf.robustness._outliers import OUTLIER_KINDS, synthetic_outliers
-from imgclf.robustness._plots import plot_corruption_heatmap, plot_ood_histogram, plot_robust_curve
+from imgclf.robustness._plots import (
+    plot_certified_curve,
+    plot_corruption_heatmap,
+    plot_ood_histogram,
+    plot_robust_curve,
+)
+from imgclf.robustness._rejection import (
+    DEFAULT_CHOICE,
+    FEATURE_RULES,
+    LOGIT_RULES,
+    REJECTION_RULES,
+    describe_rule,
+    needs_features,
+    rejection_score,
+)
+from imgclf.robustness._rejection import fit_rejection as fit_rejection_rule
+from imgclf.robustness._smoothing import (
+    ABSTAIN,
+    Certificate,
+    CertifiedCurve,
+    SmoothedClassifier,
+    SmoothedPrediction,
+    certified_accuracy,
+    clopper_pearson_lower,
+)
 from imgclf.robustness._stress import DEFAULT_EPSILONS, RobustnessResult, robustness, stress_test
 from imgclf.utils import publish
 
 __all__ = [
+    "ABSTAIN",
+    "ADAPT_METHODS",
+    "DEFAULT_CHOICE",
+    "FEATURE_RULES",
+    "LOGIT_RULES",
+    "REJECTION_RULES",
+    "CWResult",
+    "Certificate",
+    "CertifiedCurve",
+    "GaussianNoiseAugment",
+    "SmoothedClassifier",
+    "SmoothedPrediction",
+    "TestTimeAdapter",
+    "adapted_corruption_accuracy",
+    "certified_accuracy",
+    "clopper_pearson_lower",
+    "cw_curve",
+    "cw_l2",
+    "describe_rule",
+    "fit_rejection_rule",
+    "needs_features",
+    "plot_certified_curve",
+    "rejection_score",
     "DEFAULT_EPSILONS",
     "AdversarialTraining",
     "RobustnessResult",

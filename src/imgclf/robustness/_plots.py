@@ -17,6 +17,7 @@ from imgclf.errors import DataError
 from imgclf.robustness._corruption_eval import CorruptionReport
 from imgclf.robustness._curve import RobustCurve
 from imgclf.robustness._ood_metrics import OODReport, as_1d
+from imgclf.robustness._smoothing import CertifiedCurve
 from imgclf.utils import save_figure
 
 
@@ -101,6 +102,29 @@ def plot_ood_histogram(
     ax.legend(fontsize=8)
     if report is not None:
         ax.set_title(f"{score_name}: AUROC {report.auroc:.3f}, FPR@95%TPR {report.fpr_at_95_tpr:.3f}", fontsize=9)
+    return _save(fig, path)
+
+
+def plot_certified_curve(curve: CertifiedCurve, path: str | os.PathLike) -> Path:
+    """Certified accuracy against L2 radius (a step curve over every certified radius, dots at the table's radii).
+
+    >>> plot_certified_curve(certified_accuracy(pixel_model, data, 0.25), "out/certified.png")  # doctest: +SKIP
+    PosixPath('out/certified.png')
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.5, 4), dpi=100)
+    ax = fig.subplots()
+    top = max([*curve.radii, *curve.certified_radii, 0.1])
+    grid = np.linspace(0, top * 1.05, 200)
+    ax.plot(grid, [curve.accuracy_at(r) for r in grid], label=f"sigma = {curve.sigma:g}")
+    ax.plot(curve.radii, curve.accuracies, "o", color="C0")
+    ax.set_xlabel("L2 radius (pixels in [0, 1])")
+    ax.set_ylabel("certified accuracy")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"randomized smoothing, n = {curve.samples} draws, alpha = {curve.alpha:g}, "
+                 f"{curve.n} images", fontsize=9)  # fmt: skip
+    ax.legend(fontsize=8)
     return _save(fig, path)
 
 
