@@ -21,7 +21,7 @@ from imgclf.api._evaluate import checked_temperature, monitor_reference, sample_
 from imgclf.api._report import audit_splits, build_report
 from imgclf.api._run import run_name, write_run_files
 from imgclf.bundle import BundleMeta, load_bundle, save_bundle
-from imgclf.config import DataConfig, RunConfig, load_config, to_dict
+from imgclf.config import DataConfig, RunConfig, load_config, resolve_auto, to_dict
 from imgclf.errors import ConfigError, DataError, TrainingInterrupted
 from imgclf.losses import balanced_class_weights, build_loss
 from imgclf.metrics import apply_temperature
@@ -121,6 +121,7 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
     model, extra = _initial_model(cfg, num_classes, resume)
     pre = _preprocessing(cfg, model, splits, console)
     cfg = replace(cfg, data=replace(cfg.data, img_size=pre.input_size))
+    cfg = resolve_auto(cfg, train_size=len(splits.train), num_classes=num_classes, world_size=info.world_size)
     run_dir = resume or _shared_run_dir(cfg, info)
     audit = None
     if info.is_main:

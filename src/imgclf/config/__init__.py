@@ -5,7 +5,10 @@ arguments. Unknown keys and bad values raise :class:`~imgclf.errors.ConfigError`
 """
 
 from imgclf.config._io import from_dict, load_config, parse_set, to_dict, to_yaml, update
+from imgclf.config._policy import auto_augment, auto_ema, auto_lr, auto_warmup_epochs
+from imgclf.config._resolve import resolve_auto, steps_per_epoch
 from imgclf.config._schema import (
+    AUTO,
     IMAGENET_MEAN,
     IMAGENET_STD,
     DataConfig,
@@ -17,6 +20,7 @@ from imgclf.config._schema import (
 )
 
 __all__ = [
+    "AUTO",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "DataConfig",
@@ -25,9 +29,15 @@ __all__ = [
     "OptimConfig",
     "RunConfig",
     "TrainConfig",
+    "auto_augment",
+    "auto_ema",
+    "auto_lr",
+    "auto_warmup_epochs",
     "from_dict",
     "load_config",
     "parse_set",
+    "resolve_auto",
+    "steps_per_epoch",
     "to_dict",
     "to_yaml",
     "update",
