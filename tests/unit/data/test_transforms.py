@@ -97,7 +97,8 @@ def test_small_preset_crops_less_than_standard() -> None:
 
 
 def test_unknown_preset_lists_presets() -> None:
-    with pytest.raises(ConfigError, match=r"'strnog'.*Did you mean 'strong'.*none, flip, light, small, standard, strong"):
+    presets = "none, flip, light, small, standard, strong"
+    with pytest.raises(ConfigError, match=rf"'strnog'.*Did you mean 'strong'.*{presets}"):
         D.build_train_transform(CFG, "strnog")
 
 
