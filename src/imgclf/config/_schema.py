@@ -165,7 +165,7 @@ class OptimConfig:
 
     @property
     def resolved_lr(self) -> float:
-        """The learning rate as a number (``"auto"`` left unresolved counts as the default for batch 64, from scratch)."""
+        """The learning rate as a number (an unresolved ``"auto"`` counts as batch 64, from scratch)."""
         if isinstance(self.lr, str):
             return auto_lr(self.optimizer, batch_size=64, pretrained=False)
         return self.lr if self.lr is not None else (1e-3 if self.optimizer == "adamw" else 0.05)
