@@ -29,7 +29,7 @@ def resolve_auto(cfg: RunConfig, *, train_size: int, num_classes: int, world_siz
     >>> cfg = update(RunConfig(), {"data": {"img_size": 32}, "train": {"epochs": 5}})
     >>> r = resolve_auto(cfg, train_size=2700, num_classes=10)
     >>> r.data.augment, r.optim.lr, r.optim.warmup_epochs, r.train.ema
-    ('flip', 0.002, 1.0, False)
+    ('none', 0.002, 1.0, False)
     """
     data, optim, train = cfg.data, cfg.optim, cfg.train
     pretrained = cfg.model.weights is not None or cfg.model.init is not None

@@ -43,7 +43,7 @@ class DataConfig:
     Images are resized so the shorter side is ``resize_size``, center-cropped to ``input_size`` and normalised.
 
     >>> DataConfig(input_size=224, resize_size=256).with_size(32).resize_size
-    37
+    36
     """
 
     input_size: int = 224
