@@ -45,7 +45,8 @@ SETS = {  # name: (image size, rgb for the plain loop)
 }
 PLAIN_WITH_SEED = (
     "import runpy, sys, torch\n"
-    "seed = int(sys.argv.pop(1)); manual_seed = torch.manual_seed\n"
+    "seed = int(sys.argv[1]); sys.argv = sys.argv[2:]  # [script, its arguments]\n"
+    "manual_seed = torch.manual_seed\n"
     "torch.manual_seed = lambda _: manual_seed(seed)  # the script seeds with 0; every repeat gets its own seed\n"
     "runpy.run_path(sys.argv[0], run_name='__main__')\n"
 )
