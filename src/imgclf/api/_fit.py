@@ -19,7 +19,7 @@ from imgclf import monitor
 from imgclf import robustness as R
 from imgclf.api._run import run_name, write_run_files
 from imgclf.bundle import Bundle, BundleMeta, load_bundle, read_meta, save_bundle
-from imgclf.config import DataConfig, RunConfig, load_config, load_hierarchy, to_dict
+from imgclf.config import DataConfig, RunConfig, load_config, load_hierarchy, resolve_auto, to_dict
 from imgclf.errors import ConfigError, DataError, TrainingInterrupted
 from imgclf.models import create_model, freeze_backbone, model_data_config, split_parameters
 from imgclf.optim import build_optimizer, build_scheduler
@@ -124,6 +124,7 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
     model, extra = _initial_model(cfg, num_classes, resume)
     pre = _preprocessing(cfg, model, splits, console)
     cfg = replace(cfg, data=replace(cfg.data, img_size=pre.input_size))
+    cfg = resolve_auto(cfg, train_size=len(splits.train), num_classes=num_classes, world_size=info.world_size)
     run_dir = resume or _shared_run_dir(cfg, info)
     audit = None
     if info.is_main:

@@ -8,7 +8,10 @@ bundle share one shape.
 
 from imgclf.config._hierarchy import Hierarchy, load_hierarchy
 from imgclf.config._io import from_dict, load_config, parse_set, to_dict, to_yaml, update
+from imgclf.config._policy import auto_augment, auto_ema, auto_lr, auto_warmup_epochs
+from imgclf.config._resolve import resolve_auto, steps_per_epoch
 from imgclf.config._schema import (
+    AUTO,
     IMAGENET_MEAN,
     IMAGENET_STD,
     DataConfig,
@@ -21,6 +24,7 @@ from imgclf.config._schema import (
 from imgclf.utils import publish
 
 __all__ = [
+    "AUTO",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "DataConfig",
@@ -30,10 +34,16 @@ __all__ = [
     "OptimConfig",
     "RunConfig",
     "TrainConfig",
+    "auto_augment",
+    "auto_ema",
+    "auto_lr",
+    "auto_warmup_epochs",
     "from_dict",
     "load_config",
     "load_hierarchy",
     "parse_set",
+    "resolve_auto",
+    "steps_per_epoch",
     "to_dict",
     "to_yaml",
     "update",

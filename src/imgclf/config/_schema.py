@@ -3,18 +3,30 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
+from imgclf.config._policy import auto_lr
 from imgclf.errors import ConfigError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-AUGMENT_PRESETS = ("none", "light", "standard", "strong")
+AUGMENT_PRESETS = ("none", "flip", "light", "small", "standard", "strong")
+AUTO = "auto"  # a default resolved from the data and the run's length (config.resolve_auto), recorded resolved
+AUGMENT_CHOICES = (AUTO, *AUGMENT_PRESETS)
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
 
 
 def _choice(section: str, key: str, value: object, choices: tuple) -> None:
     if value not in choices:
         raise ConfigError(f"{section}.{key}={value!r} is not valid; choose one of {', '.join(map(str, choices))}")
+
+
+def _auto_or(section: str, key: str, value: object, check: object = None) -> None:
+    """``value`` is ``"auto"`` or passes ``check`` (a callable raising ConfigError); other strings fail."""
+    if isinstance(value, str):
+        if value != AUTO:
+            raise ConfigError(f"{section}.{key}={value!r} is not valid; give a number or 'auto'")
+    elif callable(check):
+        check(section, key, value)
 
 
 def _positive(section: str, key: str, value: float | int | None, allow_zero: bool = False) -> None:
@@ -31,7 +43,7 @@ class DataConfig:
     Images are resized so the shorter side is ``resize_size``, center-cropped to ``input_size`` and normalised.
 
     >>> DataConfig(input_size=224, resize_size=256).with_size(32).resize_size
-    37
+    36
     """
 
     input_size: int = 224
@@ -71,7 +83,7 @@ class DataSourceConfig:
     crop_pct: float | None = None
     batch_size: int = 64
     workers: int | None = None
-    augment: str = "standard"
+    augment: str = AUTO
     mixup: float = 0.0
     cutmix: float = 0.0
     val_fraction: float = 0.1
@@ -93,7 +105,7 @@ class DataSourceConfig:
         _positive("data", "max_per_class", self.max_per_class)
         if self.folds is not None and not (self.folds >= 2 and 0 <= self.fold < self.folds):
             raise ConfigError(f"data.folds={self.folds}, data.fold={self.fold}: need folds >= 2 and 0 <= fold < folds")
-        _choice("data", "augment", self.augment, AUGMENT_PRESETS)
+        _choice("data", "augment", self.augment, AUGMENT_CHOICES)
         _choice("data", "sampler", self.sampler, ("shuffle", "balanced"))
         if self.task is not None:
             _choice("data", "task", self.task, ("single", "multilabel"))
@@ -129,31 +141,43 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """Optimizer and learning-rate schedule. ``lr``/``weight_decay`` of ``None`` pick per-optimizer defaults."""
+    """Optimizer and learning-rate schedule.
+
+    ``lr="auto"`` and ``warmup_epochs="auto"`` are resolved from the run (config.resolve_auto). ``lr``/``weight_decay``
+    of ``None`` pick the fixed per-optimizer defaults (lr 1e-3 AdamW / 0.05 SGD: the defaults before "auto").
+    """
 
     optimizer: str = "adamw"
-    lr: float | None = None
+    lr: float | str | None = AUTO
     weight_decay: float | None = None
     momentum: float = 0.9
     backbone_lr_scale: float = 0.1
     schedule: str = "cosine"
-    warmup_epochs: float = 1.0
+    warmup_epochs: float | str = AUTO
     step_epochs: int = 30
     step_gamma: float = 0.1
 
     def __post_init__(self) -> None:
         _choice("optim", "optimizer", self.optimizer, ("adamw", "sgd"))
         _choice("optim", "schedule", self.schedule, ("cosine", "step", "constant"))
-        _positive("optim", "lr", self.lr)
+        _auto_or("optim", "lr", self.lr, _positive)
         _positive("optim", "weight_decay", self.weight_decay, allow_zero=True)
-        _positive("optim", "warmup_epochs", self.warmup_epochs, allow_zero=True)
+        _auto_or("optim", "warmup_epochs", self.warmup_epochs, lambda s, k, v: _positive(s, k, v, allow_zero=True))
         _positive("optim", "step_epochs", self.step_epochs)
         if not 0 < self.backbone_lr_scale <= 1:
             raise ConfigError(f"optim.backbone_lr_scale={self.backbone_lr_scale} must be in (0, 1]")
 
     @property
     def resolved_lr(self) -> float:
+        """The learning rate as a number (an unresolved ``"auto"`` counts as batch 64, from scratch)."""
+        if isinstance(self.lr, str):
+            return auto_lr(self.optimizer, batch_size=64, pretrained=False)
         return self.lr if self.lr is not None else (1e-3 if self.optimizer == "adamw" else 0.05)
+
+    @property
+    def resolved_warmup_epochs(self) -> float:
+        """Warm-up epochs as a number (``"auto"`` left unresolved counts as 1 epoch)."""
+        return 1.0 if isinstance(self.warmup_epochs, str) else float(self.warmup_epochs)
 
     @property
     def resolved_weight_decay(self) -> float:
@@ -175,8 +199,8 @@ class TrainConfig:
     loss: str = "ce"
     focal_gamma: float = 2.0
     class_weights: str = "none"
-    ema: bool = True
-    ema_decay: float = 0.999
+    ema: bool | str = AUTO
+    ema_decay: float | str = AUTO
     grad_clip: float | None = None
     accumulate: int = 1
     patience: int | None = 10
@@ -218,8 +242,11 @@ class TrainConfig:
         _positive("train", "dist_timeout", self.dist_timeout)
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"train.label_smoothing={self.label_smoothing} must be in [0, 1)")
-        if not 0 < self.ema_decay < 1:
+        if isinstance(self.ema, str) and self.ema != AUTO:
+            raise ConfigError(f"train.ema={self.ema!r} is not valid; choose true, false or auto")
+        if not isinstance(self.ema_decay, str) and not 0 < self.ema_decay < 1:
             raise ConfigError(f"train.ema_decay={self.ema_decay} must be in (0, 1)")
+        _auto_or("train", "ema_decay", self.ema_decay)
 
 
 @dataclass(frozen=True)

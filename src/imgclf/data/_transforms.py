@@ -11,7 +11,7 @@ from imgclf.config import DataConfig
 from imgclf.errors import ConfigError
 from imgclf.utils import closest
 
-AUGMENT_PRESETS = ("none", "light", "standard", "strong")
+AUGMENT_PRESETS = ("none", "flip", "light", "small", "standard", "strong")
 _INTERPOLATION = {"nearest": InterpolationMode.NEAREST, "bilinear": InterpolationMode.BILINEAR,
                   "bicubic": InterpolationMode.BICUBIC}  # fmt: skip
 
@@ -37,9 +37,12 @@ def build_eval_transform(cfg: DataConfig) -> v2.Compose:
 def build_train_transform(cfg: DataConfig, preset: str, *, hflip: bool = True) -> v2.Compose:
     """The training transform of an augmentation ``preset``; output matches :func:`build_eval_transform`'s.
 
-    ``none``: the eval transform. ``light``: RandomResizedCrop(scale 0.6-1) + horizontal flip. ``standard``:
-    RandomResizedCrop(scale 0.25-1) + flip + mild ColorJitter. ``strong``: standard + TrivialAugmentWide, and
-    RandomErasing(p=0.25) after normalising. ``hflip=False`` drops the flip (for text, digits, asymmetric data).
+    ``none``: the eval transform. ``flip``: the eval transform + horizontal flip (short runs on small images).
+    ``light``: RandomResizedCrop(scale 0.6-1) + horizontal flip. ``small``: RandomResizedCrop(scale 0.35-1) + flip
+    (small images, where a quarter of the area leaves too few pixels). ``standard``: RandomResizedCrop(scale 0.25-1)
+    + flip + mild ColorJitter. ``strong``: standard + TrivialAugmentWide, and RandomErasing(p=0.25) after
+    normalising. ``hflip=False`` drops the flip (for text, digits, asymmetric data). ``data.augment=auto`` picks one
+    from the image size, data size and run length (``config.auto_augment``).
     Randomness comes from torch's global generator, so seeding it makes a call repeatable.
 
     >>> t = build_train_transform(DataConfig(input_size=32, resize_size=36), "light")
@@ -52,7 +55,10 @@ def build_train_transform(cfg: DataConfig, preset: str, *, hflip: bool = True) -
     if preset == "none":
         return build_eval_transform(cfg)
     interpolation = _INTERPOLATION[cfg.interpolation]
-    scale = (0.6, 1.0) if preset == "light" else (0.25, 1.0)
+    if preset == "flip":
+        eval_steps = list(build_eval_transform(cfg).transforms)
+        return v2.Compose([*eval_steps[:2], *([v2.RandomHorizontalFlip()] if hflip else []), *eval_steps[2:]])
+    scale = {"light": (0.6, 1.0), "small": (0.35, 1.0)}.get(preset, (0.25, 1.0))
     steps: list[v2.Transform] = [v2.RandomResizedCrop(cfg.input_size, scale=scale, interpolation=interpolation,
                                                       antialias=True)]  # fmt: skip
     if hflip:

@@ -46,7 +46,7 @@ def lr_factor(step: int, cfg: OptimConfig, steps_per_epoch: int, epochs: int) ->
     1.0
     """
     total = max(1, steps_per_epoch * epochs)
-    warmup = min(int(round(cfg.warmup_epochs * steps_per_epoch)), total - 1)
+    warmup = min(int(round(cfg.resolved_warmup_epochs * steps_per_epoch)), total - 1)
     if step < warmup:
         return (step + 1) / (warmup + 1)
     if cfg.schedule == "constant":

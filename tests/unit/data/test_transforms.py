@@ -70,8 +70,35 @@ def test_preset_contents() -> None:
     assert D.build_train_transform(CFG, "standard").transforms[0].scale == (0.25, 1.0)
 
 
+def test_flip_preset_is_the_eval_view_or_its_mirror() -> None:
+    """``flip`` (short runs on small images) keeps the eval geometry: every output is the eval tensor or its mirror."""
+    from PIL import Image
+
+    gen = torch.Generator().manual_seed(0)
+    image = Image.fromarray((torch.rand(28, 28, 3, generator=gen) * 255).byte().numpy())
+    reference = D.build_eval_transform(CFG)(image)  # (3, S, S)
+    flip = D.build_train_transform(CFG, "flip")
+    seen = set()
+    for seed in range(12):
+        torch.manual_seed(seed)
+        out = flip(image)
+        same, mirrored = torch.allclose(out, reference), torch.allclose(out, reference.flip(-1))
+        assert same or mirrored
+        seen.add(same)
+    assert seen == {True, False}  # both views occur
+    torch.manual_seed(0)
+    assert all(torch.allclose(D.build_train_transform(CFG, "flip", hflip=False)(image), reference) for _ in range(4))
+
+
+def test_small_preset_crops_less_than_standard() -> None:
+    crop = D.build_train_transform(CFG, "small").transforms[0]
+    assert isinstance(crop, v2.RandomResizedCrop) and crop.scale == (0.35, 1.0)
+    assert v2.ColorJitter not in [type(t) for t in D.build_train_transform(CFG, "small").transforms]
+
+
 def test_unknown_preset_lists_presets() -> None:
-    with pytest.raises(ConfigError, match=r"'strnog'.*Did you mean 'strong'.*none, light, standard, strong"):
+    presets = "none, flip, light, small, standard, strong"
+    with pytest.raises(ConfigError, match=rf"'strnog'.*Did you mean 'strong'.*{presets}"):
         D.build_train_transform(CFG, "strnog")
 
 
