@@ -11,6 +11,7 @@ from imgclf.config._io import from_dict, load_config, parse_set, to_dict, to_yam
 from imgclf.config._policy import auto_augment, auto_ema, auto_lr, auto_warmup_epochs
 from imgclf.config._resolve import resolve_auto, steps_per_epoch
 from imgclf.config._schema import (
+    AUGMENT_PRESETS,
     AUTO,
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -24,6 +25,7 @@ from imgclf.config._schema import (
 from imgclf.utils import publish
 
 __all__ = [
+    "AUGMENT_PRESETS",
     "AUTO",
     "IMAGENET_MEAN",
     "IMAGENET_STD",

@@ -7,11 +7,10 @@ from collections.abc import Callable
 import torch
 from torchvision.transforms import InterpolationMode, v2
 
-from imgclf.config import DataConfig
+from imgclf.config import AUGMENT_PRESETS, DataConfig
 from imgclf.errors import ConfigError
 from imgclf.utils import closest
 
-AUGMENT_PRESETS = ("none", "flip", "light", "small", "standard", "strong")
 _INTERPOLATION = {"nearest": InterpolationMode.NEAREST, "bilinear": InterpolationMode.BILINEAR,
                   "bicubic": InterpolationMode.BICUBIC}  # fmt: skip
 
