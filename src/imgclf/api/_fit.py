@@ -19,7 +19,7 @@ from imgclf.api._adversarial import AdversarialTraining
 from imgclf.api._distill import DistillationObjective, TeacherSignal
 from imgclf.api._evaluate import checked_temperature, monitor_reference, sample_tensors, split_logits
 from imgclf.api._report import audit_splits, build_report
-from imgclf.api._run import run_name, write_run_files
+from imgclf.api._run import claim_run_dir, run_name, write_run_files
 from imgclf.bundle import BundleMeta, load_bundle, save_bundle
 from imgclf.config import DataConfig, RunConfig, load_config, to_dict
 from imgclf.errors import ConfigError, DataError, TrainingInterrupted
@@ -92,7 +92,7 @@ def _loaders(cfg: RunConfig, splits: D.Splits, pre: DataConfig, info: E.DistInfo
 
 
 def _shared_run_dir(cfg: RunConfig, info: E.DistInfo) -> Path:
-    name = [run_name(cfg)]
+    name = [claim_run_dir(cfg).name if info.is_main else None]  # made atomically on rank 0: never overwritten
     if info.enabled:
         dist.broadcast_object_list(name, src=0)  # every rank writes to rank 0's directory
     return Path(cfg.train.out) / name[0]
@@ -124,8 +124,8 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
     run_dir = resume or _shared_run_dir(cfg, info)
     audit = None
     if info.is_main:
+        D.record_data(run_dir, splits, resume=resume is not None)  # split.json; a resume refuses changed data
         write_run_files(run_dir, cfg, device, info)
-        D.write_split(run_dir / "split.json", splits)
         _summarise_data(splits, console)
         audit = _quick_audit(splits, console) if resume is None else None
     if cfg.model.freeze == "backbone":

@@ -9,6 +9,7 @@
 
 from imgclf.data._builtin import BUILTIN_DATASETS
 from imgclf.data._decode import IMAGE_EXTENSIONS, BadImageError, DataWarning, check_image, open_image
+from imgclf.data._fingerprint import DataChange, compare_data, record_data
 from imgclf.data._loader import (
     Batch,
     IndexedDataset,
@@ -32,6 +33,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "BadImageError",
     "Batch",
+    "DataChange",
     "DataWarning",
     "IndexedDataset",
     "ResumableSampler",
@@ -42,6 +44,7 @@ __all__ = [
     "check_image",
     "class_counts",
     "collate_skip_bad",
+    "compare_data",
     "default_workers",
     "imbalance_ratio",
     "kfold",
@@ -50,6 +53,7 @@ __all__ = [
     "make_loader",
     "make_synthetic_dataset",
     "mixup_cutmix",
+    "record_data",
     "open_image",
     "write_split",
 ]
