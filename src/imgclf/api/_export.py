@@ -104,6 +104,7 @@ def make_engine(bundle: Bundle, kind: str, onnx: Path | None = None) -> X.Engine
         onnx = onnx or bundle.path / ONNX_FILE
         if not onnx.is_file():
             raise BundleError(f"{onnx} is missing; run `imgclf export {bundle.path} --format onnx` first")
+        X.check_onnx_weights(onnx, bundle.meta.weights_sha256)  # a stale export is refused, never served
         return X.load_engine("onnxruntime", onnx_path=onnx)
     return X.load_engine(kind, model=bundle.model)
 
@@ -138,6 +139,7 @@ def benchmark_bundle(path: str | Path, data: str | None = None, *, engines: Sequ
                                                for k in engines]  # fmt: skip
     for name in (ONNX_FILE, INT8_FILE):
         if (bundle.path / name).is_file():
+            X.check_onnx_weights(bundle.path / name, bundle.meta.weights_sha256)
             candidates.append((X.load_engine("onnxruntime", onnx_path=bundle.path / name), bundle.path / name))
     x = y = None
     if data is not None:
