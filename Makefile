@@ -6,7 +6,11 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test test-fast lint bench clean docs docs-serve
+# The browser tests drive Debian's Chromium at this path (tests/conftest.py reads IMGCLF_CHROMIUM too).
+CHROMIUM ?= /usr/bin/chromium
+export IMGCLF_CHROMIUM := $(CHROMIUM)
+
+.PHONY: demo test test-fast lint bench clean chromium docs docs-serve
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,7 +21,22 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/imgclf demo
 
-test: $(STAMP)
+# `make test` runs the browser tests too, so it needs Chromium: installed here when running as root (as .ci/run
+# does), otherwise the run stops at once with the one command to run.
+chromium:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	        echo "make test: installing Debian's chromium for the browser tests (apt-get install -y chromium)"; \
+	        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	            || { echo "make test: could not install chromium; run: apt-get install -y chromium" >&2; exit 1; }; \
+	        test -x "$(CHROMIUM)" || { echo "make test: chromium is still not at $(CHROMIUM)" >&2; exit 1; }; \
+	    else \
+	        echo "make test: the browser tests need Debian's chromium at $(CHROMIUM). Run: sudo apt-get install -y chromium" >&2; \
+	        exit 1; \
+	    fi; \
+	fi
+
+test: chromium $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout=900
 
 test-fast: $(STAMP)

@@ -13,6 +13,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `import imgclf` does; torch may be imported first here
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+#: Debian's Chromium, driven by the browser tests through Playwright (`make test` installs it or says how).
+CHROMIUM = os.environ.get("IMGCLF_CHROMIUM") or "/usr/bin/chromium"
+CHROMIUM_INSTALL = "sudo apt-get install -y chromium"
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 CACHE = Path(os.environ.get("IMGCLF_TEST_CACHE", Path.home() / ".cache" / "imgclf" / "datasets"))
 
@@ -59,3 +63,23 @@ def cifar10_dir() -> Path:
 @pytest.fixture(scope="session")
 def hymenoptera_dir() -> Path:
     return shared_dataset("hymenoptera")
+
+
+def browser_problem(chromium: str = CHROMIUM) -> str | None:
+    """Why the browser tests cannot run here (with the one command that fixes it), or None."""
+    if not os.access(chromium, os.X_OK):
+        return f"the browser tests need Debian's chromium at {chromium}; run: {CHROMIUM_INSTALL}"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the browser tests need Playwright (the dev extra); run: .venv/bin/pip install -e '.[dev]'"
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A browser test fails, never skips, where Chromium or Playwright is missing (deselect with -m 'not browser')."""
+    if item.get_closest_marker("browser") is not None:
+        problem = browser_problem()
+        if problem:
+            pytest.fail(problem, pytrace=False)

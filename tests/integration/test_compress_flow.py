@@ -10,7 +10,7 @@ from tests.integration._helpers import cli
 
 import imgclf
 from imgclf import data as D
-from imgclf.bundle import load_bundle
+from imgclf.bundle import load_bundle, read_meta
 from imgclf.models import count_parameters
 
 
@@ -47,7 +47,14 @@ def test_distill_trains_student_and_compares(teacher, tmp_path: Path) -> None:
               "train.report=false")  # fmt: skip
     assert res.returncode == 0, res.stderr
     out = json.loads((tmp_path / "distill-test_cnn" / "distill.json").read_text())
-    assert set(out["accuracies"]) == {"teacher", "student (distilled)", "student (no teacher)"}
-    assert load_bundle(out["student_bundle"]).meta.architecture == "test_cnn"
+    student = load_bundle(out["student_bundle"])
+    assert student.meta.architecture == "test_cnn"
+    # The three accuracies are those of the bundles the run wrote, on the same held-out split
+    # (that distillation beats the no-teacher student is shown on real MNIST over 3 seeds in test_real_data).
+    acc = out["accuracies"]
+    assert acc["student (distilled)"] == pytest.approx(student.meta.metrics["test"]["acc"])
+    baseline = read_meta(tmp_path / "distill-test_cnn-baseline" / "bundle")
+    assert acc["student (no teacher)"] == pytest.approx(baseline.metrics["test"]["acc"])
+    assert acc["teacher"] == pytest.approx(clf.result_.metrics["test"]["acc"])
     cfg = (tmp_path / "distill-test_cnn" / "config.yaml").read_text()
     assert "distill_teacher:" in cfg and "teacher/bundle" in cfg

@@ -23,6 +23,33 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, imgclf.Clas
     return src, clf
 
 
+def test_a_stale_onnx_export_is_refused_not_served(tmp_path: Path) -> None:
+    """model.onnx exported from earlier weights must not be served under the new weights' version."""
+    import torch
+
+    from imgclf.bundle import BundleMeta, load_bundle, save_bundle
+    from imgclf.config import DataConfig
+    from imgclf.errors import BundleError
+    from imgclf.export import export_onnx
+    from imgclf.models import create_model
+
+    meta = BundleMeta("test_cnn", ("a", "b"), DataConfig(input_size=16, resize_size=16))
+    torch.manual_seed(0)
+    bundle = save_bundle(tmp_path / "bundle", create_model("test_cnn", 2), meta)
+    old = load_bundle(bundle)
+    export_onnx(old.model, bundle / "model.onnx", input_size=16,
+                metadata={"imgclf_weights_sha256": old.meta.weights_sha256}, parity_images=torch.randn(2, 3, 16, 16))
+    D.make_synthetic_dataset(tmp_path / "d", per_class=1, size=16, layout="flat")
+    image = next((tmp_path / "d").rglob("*.png"))
+    assert imgclf.load(bundle, engine="onnxruntime").predict([str(image)])[0].label in ("a", "b")  # fresh: fine
+    torch.manual_seed(1)
+    save_bundle(bundle, create_model("test_cnn", 2), meta)  # retrained weights, the old export left beside them
+    for path, engine in ((bundle, "onnxruntime"), (bundle / "model.onnx", "torch")):
+        with pytest.raises(BundleError, match="model.onnx is stale.*Re-export it: imgclf export"):
+            imgclf.load(path, engine=engine)
+    assert imgclf.load(bundle).predict([str(image)])[0].label in ("a", "b")  # the torch engine is unaffected
+
+
 @pytest.mark.slow
 def test_export_quantize_and_use_every_engine(trained) -> None:
     src, clf = trained

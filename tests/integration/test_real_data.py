@@ -95,16 +95,42 @@ def test_int8_export_agrees_on_real_digits(mnist_model: imgclf.Classifier, mnist
     assert (fp32 == int8).mean() >= 0.97
 
 
-def test_distillation_helps_a_data_starved_student(mnist_model: imgclf.Classifier, mnist_dir: Path,
-                                                   tmp_path: Path) -> None:  # fmt: skip
-    """A student that sees 30 images per class learns more from the full-data teacher's soft targets."""
+def test_distillation_beats_the_no_teacher_student_over_3_seeds(mnist_model: imgclf.Classifier, mnist_dir: Path,
+                                                                tmp_path: Path) -> None:  # fmt: skip
+    """A student that sees 30 images per class learns more from the full-data teacher's soft targets than the
+    same student trained alone, seed after seed (the gain is not one lucky draw)."""
     from imgclf.api import Classifier
     from imgclf.workflows import distill
 
-    cfg = Classifier(epochs=20, out=str(tmp_path), sets=[
-        "data.max_per_class=30", "data.augment=none", "train.report=false", "optim.lr=3e-3",
-        "train.patience=100"]).resolved_config(str(mnist_dir))  # fmt: skip
-    res = distill(mnist_model.result_.bundle_dir, "lenet5", str(mnist_dir), cfg=cfg)
-    acc = res.accuracies
-    assert acc["student (distilled)"] > acc["student (no teacher)"] + 0.005, acc
-    assert acc["teacher"] > acc["student (distilled)"]
+    gains = []
+    for seed in range(3):
+        cfg = Classifier(epochs=20, out=str(tmp_path), name=f"seed{seed}", seed=seed, sets=[
+            "data.max_per_class=30", "data.augment=none", "train.report=false", "optim.lr=3e-3",
+            "train.patience=100"]).resolved_config(str(mnist_dir))  # fmt: skip
+        acc = distill(mnist_model.result_.bundle_dir, "lenet5", str(mnist_dir), cfg=cfg).accuracies
+        assert acc["teacher"] > acc["student (distilled)"], acc
+        gains.append(acc["student (distilled)"] - acc["student (no teacher)"])
+    print(f"distillation gain per seed: {[f'{g:+.3f}' for g in gains]}")
+    assert all(g > 0 for g in gains), gains  # measured: +0.008, +0.016, +0.006 on 300 test digits
+    assert np.mean(gains) >= 0.005, gains
+
+
+def test_saliency_passes_cascading_randomisation_on_the_mnist_model(mnist_model: imgclf.Classifier,
+                                                                   mnist_dir: Path) -> None:  # fmt: skip
+    """Adebayo's sanity check on a real model: as the layers are re-initialised from the output side down, the
+    maps of the trained MNIST model stop resembling the randomised model's; no map is empty."""
+    from imgclf.api import sample_tensors
+    from imgclf.explain import cascading_randomization
+
+    bundle = load_bundle(mnist_model.result_.bundle_dir)
+    samples, _, _ = load_split(bundle.meta, str(mnist_dir), "test")
+    x, _ = sample_tensors(samples, bundle.meta.preprocessing, 16, seed=0)
+    cam = cascading_randomization(bundle.model, x, "gradcam")
+    print("gradcam", [f"{layer}: {c:.2f}" for layer, c in zip(cam.layers, cam.correlations)])
+    assert cam.flat_maps == 0 and cam.passed, cam.to_dict()  # measured: 0.15 (head only) ... -0.01 (all)
+    assert len(cam.layers) == 5 and cam.correlations[-1] < cam.correlations[0]
+    # SmoothGrad on MNIST follows the digit strokes whatever the weights (Adebayo et al. saw the same input-
+    # structure effect): the check must say so rather than pass it (measured: 0.82 with every layer random).
+    grad = cascading_randomization(bundle.model, x, "smoothgrad", samples=8)
+    print("smoothgrad", [f"{layer}: {c:.2f}" for layer, c in zip(grad.layers, grad.correlations)])
+    assert not grad.passed and grad.correlation > 0.5

@@ -81,20 +81,35 @@ def test_sigterm_saves_a_resumable_checkpoint(dataset: Path, tmp_path: Path) -> 
     assert meta["step"] > 0
 
 
-@pytest.mark.slow
-def test_ddp_two_cpu_processes_hold_identical_weights(dataset: Path, tmp_path: Path) -> None:
+def _torchrun(nproc: int, out: Path, dataset: Path, batch_size: int, port: int) -> dict[str, torch.Tensor]:
+    """Train lenet5 (no BatchNorm: its per-rank statistics would differ from one big batch's) under torchrun;
+    returns each rank's weights right after training."""
     worker = Path(__file__).with_name("ddp_worker.py")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
-           str(worker), str(tmp_path), f"data.source={dataset}", "model.name=test_cnn", "train.epochs=2",
-           "data.img_size=32", "data.batch_size=8", "data.workers=0", f"train.out={tmp_path}",
-           "train.name=ddp"]  # fmt: skip
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--master-port", str(port),
+           str(worker), str(out), f"data.source={dataset}", "model.name=lenet5", "train.epochs=2",
+           "data.img_size=32", f"data.batch_size={batch_size}", "data.workers=0", f"train.out={out}",
+           "train.name=run", "train.report=false"]  # fmt: skip
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
-    r0 = load_file(tmp_path / "rank0.safetensors")
-    r1 = load_file(tmp_path / "rank1.safetensors")
-    assert r0.keys() == r1.keys()
+    return {r: load_file(out / f"rank{r}.safetensors") for r in range(nproc)}
+
+
+@pytest.mark.slow
+def test_ddp_matches_a_single_process_run_of_the_same_global_batch(dataset: Path, tmp_path: Path) -> None:
+    """2 ranks x batch 8 = one process x batch 16: the same samples per step (rank r takes positions r::2 of the
+    seeded global order), gradients averaged over ranks = the mean over the big batch; so the same weights, up to
+    float summation order."""
+    ddp = _torchrun(2, tmp_path / "ddp", dataset, batch_size=8, port=29517)
+    single = _torchrun(1, tmp_path / "single", dataset, batch_size=16, port=29518)[0]
+    r0, r1 = ddp[0], ddp[1]
+    assert r0.keys() == r1.keys() == single.keys()
     for k in r0:
-        assert torch.equal(r0[k], r1[k]), k
-    assert (tmp_path / "ddp" / "bundle" / "imgclf.json").is_file()
-    assert not any(p.name.startswith("ddp") and p.name != "ddp" for p in tmp_path.iterdir())
+        assert torch.equal(r0[k], r1[k]), k  # the ranks agree exactly
+    diff = max(float((r0[k] - single[k]).abs().max()) for k in r0)
+    other = _torchrun(1, tmp_path / "other", dataset, batch_size=8, port=29519)[0]  # a different global batch
+    baseline = max(float((other[k] - single[k]).abs().max()) for k in single)
+    print(f"max |DDP 2x8 - single 16| = {diff:.2e}; max |single 8 - single 16| = {baseline:.2e}")
+    assert diff < 1e-4 and baseline > 100 * diff, (diff, baseline)
+    assert (tmp_path / "ddp" / "run" / "bundle" / "imgclf.json").is_file()
+    assert not any(p.name.startswith("run") and p.name != "run" for p in (tmp_path / "ddp").iterdir())

@@ -29,14 +29,21 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, imgclf.Clas
     return src, clf, ood
 
 
-@pytest.mark.slow
-def test_robustness_cli_writes_results_and_stores_rejection(trained, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def robustness_run(trained, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    """`imgclf robustness` on the trained bundle once (it stores the rejection rule in the bundle)."""
     src, clf, ood = trained
-    out = tmp_path / "rob"
+    out = tmp_path_factory.mktemp("rob") / "rob"
     res = cli("robustness", str(clf.result_.bundle_dir), str(src), "--ood", str(ood), "--out", str(out),
               "--max-images", "24", "--json")  # fmt: skip
     assert res.returncode == 0, res.stderr
-    r = json.loads(res.stdout)
+    return json.loads(res.stdout), out
+
+
+@pytest.mark.slow
+def test_robustness_cli_writes_results_and_stores_rejection(trained, robustness_run) -> None:
+    src, clf, ood = trained
+    r, out = robustness_run
     pgd = r["adversarial"]["pgd-linf"]["accuracies"]
     assert pgd[0] == pytest.approx(r["clean_accuracy"])  # eps = 0 is clean accuracy
     assert all(a >= b for a, b in zip(pgd, pgd[1:]))  # falls with eps
@@ -44,34 +51,65 @@ def test_robustness_cli_writes_results_and_stores_rejection(trained, tmp_path: P
     corr = r["corruptions"]["accuracies"]
     assert len(corr) == 15 and all(len(v) == 5 for v in corr.values())
     assert set(r["ood"]) == {"msp", "max_logit", "energy", "mahalanobis", "knn"}
+    assert max(v["auroc"] for v in r["ood"].values()) >= 0.9, r["ood"]  # grey textures are clearly outliers
     for name in ("robust_accuracy.png", "corruptions.png", "ood_scores.png", "robustness.json"):
         assert (out / name).is_file(), name
     meta = read_meta(clf.result_.bundle_dir)
-    assert meta.rejection["score"] in ("msp", "max_logit", "energy") and meta.rejection["target_acceptance"] == 0.95
+    logit_scores = ("msp", "max_logit", "energy")
+    assert meta.rejection["score"] in logit_scores and meta.rejection["target_acceptance"] == 0.95
+    assert r["ood"][meta.rejection["score"]]["auroc"] == max(r["ood"][s]["auroc"] for s in logit_scores)
 
     loaded = imgclf.load(clf.result_.bundle_dir)
     in_dist = loaded.predict([str(src / "red")])
-    accepted = np.mean([p.label != "unknown" for p in in_dist])
-    assert accepted >= 0.8
-    strange = loaded.predict([str(ood)])
-    if r["ood"][meta.rejection["score"]]["auroc"] > 0.9:
-        assert np.mean([p.label == "unknown" for p in strange]) >= 0.5
+    assert np.mean([p.label != "unknown" for p in in_dist]) >= 0.8
     raw = loaded.predict([str(ood)], reject=False)
     assert all(p.label != "unknown" and p.ood_score is not None for p in raw)
+    answered = loaded.predict([str(ood)])
+    for p, q in zip(answered, raw, strict=True):  # predict applies exactly the stored rule
+        assert (p.label == "unknown") == (q.ood_score < meta.rejection["threshold"]), (p, meta.rejection)
     cli_raw = cli("predict", str(clf.result_.bundle_dir), str(ood), "--no-reject", "--json")
     assert all(p["label"] != "unknown" for p in json.loads(cli_raw.stdout))
 
 
 @pytest.mark.slow
-def test_adversarial_training_tracks_robust_accuracy(trained, tmp_path: Path) -> None:
-    src, _, _ = trained
-    sets = ["data.workers=0", "train.report=false", "train.adv_train=pgd", "train.adv_steps=2"]
-    clf = imgclf.fit(src, model="test_cnn", epochs=2, img_size=32, out=str(tmp_path), name="adv", sets=sets)
+@pytest.mark.xfail(strict=True, reason="the stored rejection rule uses logit scores only (MSP AUROC 0.67 on these "
+                   "grey textures) although Mahalanobis separates them (AUROC 1.0); feature-space rejection in "
+                   "predict belongs to the open-set change (issue 10, robust-open)")  # fmt: skip
+def test_predict_answers_unknown_for_most_clear_outliers(trained, robustness_run) -> None:
+    _, clf, ood = trained
+    strange = imgclf.load(clf.result_.bundle_dir).predict([str(ood)])
+    assert np.mean([p.label == "unknown" for p in strange]) >= 0.5
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="measured (issue 10): PGD-trained test_cnn is no more robust than the standard "
+                   "one: PGD-8/255 accuracy 0.667 vs 0.683 here; with batch 16 x 8 epochs 0.667 vs 0.867, and at "
+                   "eps 0.1 0.33 vs 0.65. api/_adversarial.py needs a look (attack in eval-mode BN, train in "
+                   "train mode?)")  # fmt: skip
+def test_adversarial_training_beats_standard_training_on_robust_accuracy(trained, tmp_path: Path) -> None:
+    """Same data, model, epochs and learning rate as the fixture's standard model, plus PGD training; both are
+    attacked with PGD at the training budget (8/255) on fresh images."""
+    from imgclf.api import stress_test
+    from imgclf.bundle import load_bundle
+
+    src, standard, _ = trained
+    sets = ["data.workers=0", "optim.lr=3e-3", "data.augment=light", "train.report=false", "train.adv_train=pgd",
+            "train.adv_steps=2"]  # fmt: skip
+    adv = imgclf.fit(src, model="test_cnn", epochs=5, img_size=32, out=str(tmp_path), name="adv", sets=sets)
+    assert adv.result_.config.train.adv_eps == pytest.approx(8 / 255)
     lines = [json.loads(x) for x in (tmp_path / "adv" / "metrics.jsonl").read_text().splitlines()]
     assert all(0 <= m["val_robust_acc"] <= 1 for m in lines)
+    fresh = D.make_synthetic_dataset(tmp_path / "fresh", per_class=20, size=32, layout="flat", seed=21)
+    robust = {}
+    for name, clf in (("standard", standard), ("adversarial", adv)):
+        res = stress_test(load_bundle(clf.result_.bundle_dir), str(fresh), split="all", attacks=("pgd",),
+                          corruptions=False, epsilons=(0.0, 8 / 255), max_images=60)  # fmt: skip
+        robust[name] = res.adversarial["pgd-linf"].accuracies
+    print(f"clean / PGD-8/255 accuracy: {robust}")
+    assert robust["adversarial"][1] >= robust["standard"][1] + 0.2, robust
+    assert robust["adversarial"][0] >= 0.7, robust  # still a usable classifier on clean images
     res = cli("train", "--help")
     assert "--adv-train" in res.stdout and "--adv-eps" in res.stdout
-    assert clf.result_.config.train.adv_eps == pytest.approx(8 / 255)
 
 
 @pytest.mark.slow

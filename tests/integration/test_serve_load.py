@@ -104,7 +104,9 @@ def test_2000_requests_at_concurrency_16_without_errors(bundle: Path, tmp_path: 
     assert len(latencies) == total
     assert 'imgclf_requests_total{route="/v1/predict",status="200"} 2000' in metrics
     batch_count = float(next(ln.split()[-1] for ln in metrics.splitlines() if ln.startswith("imgclf_batch_size_count")))
-    assert batch_count <= total  # images were batched, never split
+    batched = float(next(ln.split()[-1] for ln in metrics.splitlines() if ln.startswith("imgclf_batch_size_sum")))
+    assert batched == total  # every image went through exactly one inference batch
+    assert batch_count < total, batch_count  # 16 concurrent clients: requests shared batches (1239 on 2 busy cores)
     assert len(log.read_text().splitlines()) == total
 
 

@@ -14,6 +14,7 @@ from imgclf import data as D
 from imgclf import engine as E
 from imgclf.bundle import load_bundle, read_meta
 from imgclf.errors import BundleError, DataError, NotFittedError
+from imgclf.metrics import apply_temperature
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +64,14 @@ def test_predict_folder_and_bad_file(trained: imgclf.Classifier, tmp_path: Path)
     assert len(bad) == 1 and bad[0].path.endswith("broken.png")
     good = [p for p in preds if not p.error]
     assert len(good) == 9
-    assert all(len(p.topk) == 2 and abs(sum(s for _, s in p.topk) - 1) < 1.0 for p in good)
+    paths, logits, _ = trained.predict_logits([p.path for p in good])
+    probs = apply_temperature(logits, trained.meta_.temperature or 1.0)  # (9, 3) calibrated
+    for p, row in zip(good, probs[[paths.index(q.path) for q in good]], strict=True):
+        top2 = np.sort(row)[::-1][:2]
+        assert [label for label, _ in p.topk] == [trained.classes[i] for i in np.argsort(-row)[:2]]
+        np.testing.assert_allclose([s for _, s in p.topk], top2, rtol=1e-5, atol=1e-6)  # the two largest, in order
+        assert p.label in (p.topk[0][0], "unknown") and p.score == pytest.approx(top2[0], abs=1e-6)
+        assert sum(s for _, s in p.topk) < 1.0  # the third class keeps some probability
     hits = sum(p.label == Path(p.path).parent.name for p in good)
     assert hits >= 7
     d = good[0].to_dict()

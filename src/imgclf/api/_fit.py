@@ -17,7 +17,7 @@ from imgclf import evaluation as V
 from imgclf import export as X
 from imgclf import monitor
 from imgclf import robustness as R
-from imgclf.api._run import run_name, write_run_files
+from imgclf.api._run import claim_run_dir, write_run_files
 from imgclf.bundle import Bundle, BundleMeta, load_bundle, read_meta, save_bundle
 from imgclf.config import DataConfig, RunConfig, load_config, load_hierarchy, resolve_auto, to_dict
 from imgclf.errors import ConfigError, DataError, TrainingInterrupted
@@ -92,7 +92,7 @@ def _loaders(cfg: RunConfig, splits: D.Splits, pre: DataConfig, info: E.DistInfo
 
 
 def _shared_run_dir(cfg: RunConfig, info: E.DistInfo) -> Path:
-    name = [run_name(cfg)]
+    name = [claim_run_dir(cfg).name if info.is_main else None]  # made atomically on rank 0: never overwritten
     if info.enabled:
         dist.broadcast_object_list(name, src=0)  # every rank writes to rank 0's directory
     return Path(cfg.train.out) / name[0]
@@ -128,8 +128,8 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
     run_dir = resume or _shared_run_dir(cfg, info)
     audit = None
     if info.is_main:
+        D.record_data(run_dir, splits, resume=resume is not None)  # split.json; a resume refuses changed data
         write_run_files(run_dir, cfg, device, info)
-        D.write_split(run_dir / "split.json", splits)
         _summarise_data(splits, console)
         audit = _audit(splits, console)
     if cfg.model.freeze == "backbone":

@@ -11,10 +11,12 @@ from datetime import datetime
 from pathlib import Path
 
 import torch
+from rich.console import Console
 
 from imgclf.bundle import library_versions
 from imgclf.config import RunConfig, to_yaml
 from imgclf.engine import DistInfo
+from imgclf.errors import ConfigError
 from imgclf.utils import atomic_write_text
 
 
@@ -25,6 +27,35 @@ def run_name(cfg: RunConfig) -> str:
     data = Path(cfg.data.source.rstrip("/")).stem or "data"
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{data}-{cfg.model.name}").strip("-")
     return f"{slug}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def claim_run_dir(cfg: RunConfig, console: Console | None = None) -> Path:
+    """Create ``OUT/NAME`` (see :func:`run_name`) and return it; an existing run directory is never reused.
+
+    The directory is made without ``exist_ok``: that mkdir is the claim, so of two runs started in parallel with
+    the same name exactly one gets it. A name the user chose (``train.name`` / ``--name``) that is taken raises
+    a ConfigError (exit 2); a generated, timestamped one gets a ``-2``, ``-3`` ... suffix and says so.
+
+    >>> # claim_run_dir(load_config(None, {"train": {"name": "exp1"}}))  -> runs/exp1, or ConfigError if it exists
+    """
+    out = Path(cfg.train.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = run_name(cfg)
+    for attempt in range(1, 1000):
+        candidate = out / (name if attempt == 1 else f"{name}-{attempt}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            if cfg.train.name:
+                raise ConfigError(f"{candidate} already exists and runs never overwrite each other: choose another "
+                                  f"--name, continue it with `imgclf train --resume {candidate}`, or delete "
+                                  "it") from None  # fmt: skip
+            continue
+        if attempt > 1:
+            note = f"[yellow]{out / name} is taken; this run writes to {candidate}[/yellow]"
+            (console or Console(stderr=True)).print(note, highlight=False, soft_wrap=True)
+        return candidate
+    raise ConfigError(f"{out / name} and 998 numbered variants exist: clean up {out} or set --name")
 
 
 def git_sha() -> str | None:

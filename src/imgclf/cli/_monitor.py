@@ -54,6 +54,8 @@ def monitor(
             verdict = "[bold red]drift[/bold red]" if r.drifted else "[green]no drift[/green]"
             table.add_row(str(r.window), str(r.n), (r.start or "")[:19], (r.end or "")[:19], *cells, verdict)
         console.print(table)
+        if result.torn_lines:
+            console.print(f"[yellow]{result.torn_lines} torn line(s) skipped (writes cut short)[/yellow]")
         if result.skipped_other_model:
             console.print(f"{result.skipped_other_model} record(s) of other model versions ignored (--all-models)")
         for path in result.plots:

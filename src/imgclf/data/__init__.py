@@ -22,6 +22,7 @@ from imgclf.data._decode import (
     probe_image,
     to_rgb,
 )
+from imgclf.data._fingerprint import DataChange, compare_data, record_data
 from imgclf.data._inputs import InputImages, describe_all, expand_inputs, sample_tensors, to_pil
 from imgclf.data._loader import (
     BadItem,
@@ -51,6 +52,7 @@ __all__ = [
     "BadImageError",
     "BadItem",
     "Batch",
+    "DataChange",
     "DataWarning",
     "ImageInfo",
     "IndexedDataset",
@@ -63,6 +65,7 @@ __all__ = [
     "check_image",
     "class_counts",
     "collate_skip_bad",
+    "compare_data",
     "default_workers",
     "denormalize",
     "describe_all",
@@ -76,6 +79,7 @@ __all__ = [
     "make_synthetic_dataset",
     "mixup_cutmix",
     "normalize",
+    "record_data",
     "open_image",
     "sample_tensors",
     "to_pil",

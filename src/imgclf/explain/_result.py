@@ -109,3 +109,42 @@ class Faithfulness:
             out["deletion_curves"] = [list(c) for c in self.deletion_curves]
             out["insertion_curves"] = [list(c) for c in self.insertion_curves]
         return out
+
+
+@dataclass(frozen=True)
+class SanityResult:
+    """Cascading model-randomisation check (Adebayo et al. 2018): how much the maps of a copy of the model whose
+    layers are re-initialised from the top down still resemble the trained model's maps.
+
+    ``layers[i]`` is the layer (or group of layers) randomised at step ``i``, output side first; step ``i`` has
+    ``layers[: i + 1]`` randomised, the last step all of them. ``correlations[i]`` is the mean map similarity
+    (Spearman) at step ``i``. ``flat_maps`` counts trained-model maps with no evidence at all (constant): such a
+    map explains nothing and scores as identical to the randomised one (1), so an empty map fails. The check
+    ``passed`` when no map is flat and the fully randomised similarity is below ``threshold``.
+
+    >>> res = cascading_randomization(model, images, "gradcam")  # doctest: +SKIP
+    >>> res.passed, [round(c, 2) for c in res.correlations]  # doctest: +SKIP
+    (True, [0.41, 0.12, 0.05, 0.03])
+    """
+
+    method: str
+    layers: tuple[str, ...]
+    correlations: tuple[float, ...]
+    flat_maps: int
+    images: int
+    threshold: float = 0.5
+
+    @property
+    def correlation(self) -> float:
+        """Similarity with every layer randomised (the last step)."""
+        return self.correlations[-1]
+
+    @property
+    def passed(self) -> bool:
+        return self.flat_maps == 0 and self.correlation < self.threshold
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "passed": self.passed, "correlation": self.correlation,
+                "threshold": self.threshold, "flat_maps": self.flat_maps, "images": self.images,
+                "steps": [{"randomised": layer, "correlation": c}
+                          for layer, c in zip(self.layers, self.correlations, strict=True)]}  # fmt: skip

@@ -27,7 +27,7 @@ from imgclf.export._distill_training import DistillationObjective, TeacherSignal
 from imgclf.export._engines import ENGINES, Engine, OnnxRuntimeEngine, TorchEngine, TorchFastEngine, load_engine
 from imgclf.export._flops import count_flops
 from imgclf.export._onnx_export import EXPORTERS, export_onnx
-from imgclf.export._onnx_io import check_external_data, load_onnx, read_onnx_metadata
+from imgclf.export._onnx_io import check_external_data, check_onnx_weights, load_onnx, read_onnx_metadata
 from imgclf.export._parity import ExportParityError, Parity, compare_logits, parity_check
 from imgclf.export._prune import prune_channels
 from imgclf.export._quantize import QUANT_MODES, quantize_onnx
@@ -58,6 +58,7 @@ __all__ = [
     "benchmark_engine",
     "benchmark_engines",
     "check_external_data",
+    "check_onnx_weights",
     "compare_logits",
     "count_flops",
     "distillation_loss",

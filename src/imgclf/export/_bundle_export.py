@@ -18,6 +18,7 @@ from imgclf.export._bench import benchmark_engines, file_size, measure_peak_gflo
 from imgclf.export._engines import Engine, load_engine
 from imgclf.export._flops import count_flops
 from imgclf.export._onnx_export import export_onnx
+from imgclf.export._onnx_io import check_onnx_weights
 from imgclf.export._parity import Parity, parity_check
 from imgclf.export._quantize import quantize_onnx
 from imgclf.models import count_parameters
@@ -121,6 +122,7 @@ def make_engine(bundle: Bundle, kind: str, onnx: Path | None = None) -> Engine:
         onnx = onnx or bundle.path / ONNX_FILE
         if not onnx.is_file():
             raise BundleError(f"{onnx} is missing; run `imgclf export {bundle.path} --format onnx` first")
+        check_onnx_weights(onnx, bundle.meta.weights_sha256)  # a stale export is refused, never served
         return load_engine("onnxruntime", onnx_path=onnx)
     return load_engine(kind, model=bundle.model)
 
@@ -157,6 +159,7 @@ def benchmark_bundle(path: str | Path, data: str | None = None, *, engines: Sequ
                                                for k in engines]  # fmt: skip
     for name in (ONNX_FILE, INT8_FILE):
         if (bundle.path / name).is_file():
+            check_onnx_weights(bundle.path / name, bundle.meta.weights_sha256)
             candidates.append((load_engine("onnxruntime", onnx_path=bundle.path / name), bundle.path / name))
     x = y = None
     accuracy_on = None

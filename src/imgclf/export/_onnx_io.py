@@ -10,6 +10,9 @@ from typing import Any
 from imgclf.errors import BundleError
 from imgclf.utils import optional_import
 
+#: The metadata key holding the sha256 of the bundle weights (``model.safetensors``) a file was exported from.
+WEIGHTS_SHA_KEY = "imgclf_weights_sha256"
+
 #: Metadata keys that imgclf itself writes into exported files (users cannot override them).
 RESERVED_KEYS = ("imgclf.exporter", "imgclf.opset", "imgclf.parity", "imgclf.precision", "imgclf.quantization")
 
@@ -92,6 +95,27 @@ def read_onnx_metadata(path: str | os.PathLike) -> dict[str, str]:
     check_external_data(path)
     proto = onnx.load(str(path), load_external_data=False)
     return {p.key: p.value for p in proto.metadata_props}
+
+
+def check_onnx_weights(path: str | os.PathLike, weights_sha256: str) -> Path:
+    """Refuse an exported ONNX file that was not exported from the weights with sha256 ``weights_sha256``.
+
+    ``imgclf export`` records the bundle's weights sha in the file's metadata; a ``model.onnx`` left beside
+    weights that changed since (a resumed or retrained run, copied weights) would otherwise be served under the
+    new weights' version. Returns the resolved path. An empty ``weights_sha256`` (a bundle without one) is not
+    checked.
+
+    >>> check_onnx_weights("bundle/model.onnx", meta.weights_sha256)  # doctest: +SKIP
+    """
+    path = Path(path)
+    meta = read_onnx_metadata(path)
+    recorded = meta.get(WEIGHTS_SHA_KEY)
+    if weights_sha256 and recorded != weights_sha256:
+        was = f"from weights {recorded[:12]}" if recorded else "without a record of its weights"
+        again = f"imgclf export {path.parent} --format onnx" + (" --quantize int8" if "int8" in path.name else "")
+        raise BundleError(f"{path} is stale: it was exported {was}, but the bundle's model.safetensors is "
+                          f"{weights_sha256[:12]}. Re-export it: {again}")  # fmt: skip
+    return path.resolve()
 
 
 def set_metadata(proto: Any, metadata: dict[str, str]) -> None:

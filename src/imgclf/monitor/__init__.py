@@ -13,7 +13,7 @@ predicted-class counts and an MMD permutation test on projected embeddings, Bonf
 """
 
 from imgclf.monitor._drift import MIN_WINDOW, TESTS, DriftReport, DriftTest, Window, check_window, drift_check
-from imgclf.monitor._log import read_audit_log, windows
+from imgclf.monitor._log import AuditRead, read_audit_log, read_audit_records, windows
 from imgclf.monitor._plots import plot_p_values, plot_window
 from imgclf.monitor._reference import REFERENCE_VERSION, check_reference, project_features, reference_stats
 from imgclf.monitor._run import MonitorResult, monitor_log
@@ -21,6 +21,7 @@ from imgclf.monitor._stats import chi2_test, ks_test, mmd_test
 from imgclf.utils import publish
 
 __all__ = [
+    "AuditRead",
     "MIN_WINDOW",
     "REFERENCE_VERSION",
     "TESTS",
@@ -39,6 +40,7 @@ __all__ = [
     "plot_window",
     "project_features",
     "read_audit_log",
+    "read_audit_records",
     "reference_stats",
     "windows",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,37 +27,65 @@ def _rotated(path: Path) -> list[Path]:
     return [p for _, p in sorted(olds, reverse=True)] + ([path] if path.exists() else [])
 
 
-def read_audit_log(path: str | os.PathLike, *, model: str | None = None) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class AuditRead:
+    """The records of an audit log (oldest first) and the torn lines skipped while reading it.
+
+    ``torn`` counts lines that are not whole JSON (a write cut short by a crash, a full disk or a failed
+    rotation, anywhere in the log); ``torn_at`` names the first one as ``file:line``.
+    """
+
+    records: list[dict[str, Any]]
+    torn: int = 0
+    torn_at: str | None = None
+
+
+def read_audit_records(path: str | os.PathLike, *, model: str | None = None) -> AuditRead:
     """Prediction records of an audit log, oldest first, including its rotated parts (``log.1``, ``log.2``...).
 
     Each record is one JSON object per line as ``imgclf serve --log`` writes it; monitoring reads ``time``,
-    ``class_index``, ``confidence``, ``model`` and, when present, ``features``. A torn last line (the server
-    was killed mid-write) is skipped; other malformed lines raise DataError naming file and line. ``model``
-    keeps only the records of that weights sha256.
+    ``class_index``, ``confidence``, ``model`` and, when present, ``features``. Torn lines (not whole JSON) are
+    skipped wherever they are and counted. A whole JSON line that is not a prediction record raises DataError
+    naming file and line (the wrong file was given), as does a log with torn lines and no record at all.
+    ``model`` keeps only the records of that weights sha256.
 
-    >>> # records = read_audit_log("audit.jsonl", model=meta.weights_sha256)
+    >>> # read = read_audit_records("audit.jsonl"); len(read.records), read.torn
     """
     path = Path(path)
     files = _rotated(path)
     if not files:
         raise DataError(f"{path}: no such audit log; start the server with `imgclf serve MODEL --log {path}`")
-    out = []
+    out: list[dict[str, Any]] = []
+    torn, torn_at, total = 0, None, 0
     for file in files:
         lines = file.read_text(encoding="utf-8", errors="replace").splitlines()
         for i, line in enumerate(lines, 1):
             if not line.strip():
                 continue
+            total += 1
             try:
                 rec = json.loads(line)
-                if not isinstance(rec, dict) or "confidence" not in rec or "class_index" not in rec:
-                    raise ValueError("not a prediction record")
-            except ValueError as exc:
-                if i == len(lines) and file == files[-1]:
-                    continue  # torn final write
-                raise DataError(f"{file}:{i}: not an imgclf audit record ({exc}); is this the server's --log?") from exc
+            except ValueError:
+                torn += 1
+                torn_at = torn_at or f"{file}:{i}"
+                continue
+            if not isinstance(rec, dict) or "confidence" not in rec or "class_index" not in rec:
+                raise DataError(f"{file}:{i}: not an imgclf audit record (a JSON line without class_index and "
+                                "confidence); is this the server's --log?")  # fmt: skip
             if model is None or rec.get("model") == model:
                 out.append(rec)
-    return out
+    if torn and torn == total:
+        raise DataError(f"{path}: none of its {total} line(s) is a whole JSON record (first at {torn_at}); is this "
+                        "the server's --log?")  # fmt: skip
+    return AuditRead(out, torn, torn_at)
+
+
+def read_audit_log(path: str | os.PathLike, *, model: str | None = None) -> list[dict[str, Any]]:
+    """:func:`read_audit_records`' records only (torn lines skipped).
+
+    >>> # records = read_audit_log("audit.jsonl", model=meta.weights_sha256)
+    """
+    return read_audit_records(path, model=model).records
 
 
 def windows(records: list[dict[str, Any]], size: int) -> list[Window]:

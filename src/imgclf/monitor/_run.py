@@ -10,7 +10,7 @@ from typing import Any
 
 from imgclf.errors import DataError
 from imgclf.monitor._drift import MIN_WINDOW, DriftReport, check_window
-from imgclf.monitor._log import read_audit_log, windows
+from imgclf.monitor._log import read_audit_records, windows
 from imgclf.monitor._plots import plot_p_values, plot_window
 from imgclf.monitor._reference import check_reference
 
@@ -23,6 +23,7 @@ class MonitorResult:
     records: int
     skipped_other_model: int
     plots: tuple[Path, ...] = ()
+    torn_lines: int = 0
 
     @property
     def drifted(self) -> bool:
@@ -30,7 +31,8 @@ class MonitorResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"drifted": self.drifted, "records": self.records, "skipped_other_model": self.skipped_other_model,
-                "windows": [r.to_dict() for r in self.reports], "plots": [str(p) for p in self.plots]}  # fmt: skip
+                "torn_lines": self.torn_lines, "windows": [r.to_dict() for r in self.reports],
+                "plots": [str(p) for p in self.plots]}  # fmt: skip
 
 
 def monitor_log(reference: dict[str, Any], log: str | os.PathLike, *, window: int = 200, alpha: float = 0.05,
@@ -38,14 +40,16 @@ def monitor_log(reference: dict[str, Any], log: str | os.PathLike, *, window: in
                 class_names: Sequence[str] | None = None, permutations: int = 200) -> MonitorResult:  # fmt: skip
     """Read ``log`` (and its rotated parts), test every window of ``window`` records against ``reference``.
 
-    ``model`` (a weights sha256) ignores records written by other model versions. With ``out_dir``, writes
+    ``model`` (a weights sha256) ignores records written by other model versions; torn lines are skipped and
+    counted in ``torn_lines``. With ``out_dir``, writes
     ``drift_p_values.png`` and ``drift_latest.png``.
 
     >>> # res = monitor_log(meta.extra["monitor"], "audit.jsonl", window=200, model=meta.weights_sha256)
     >>> # [r.verdict for r in res.reports]
     """
     ref = check_reference(reference)
-    everything = read_audit_log(log)
+    read = read_audit_records(log)
+    everything = read.records
     records = [r for r in everything if model is None or r.get("model") == model]
     wins = windows(records, window)
     if not wins:
@@ -57,4 +61,4 @@ def monitor_log(reference: dict[str, Any], log: str | os.PathLike, *, window: in
         out = Path(out_dir)
         plots = (plot_p_values(reports, out / "drift_p_values.png"),
                  plot_window(ref, wins[-1], out / "drift_latest.png", class_names))  # fmt: skip
-    return MonitorResult(reports, len(records), len(everything) - len(records), plots)
+    return MonitorResult(reports, len(records), len(everything) - len(records), plots, read.torn)

@@ -64,7 +64,7 @@ class ServerState:
         self.audit = None
         if settings.log is not None:
             self.audit = AuditLog(settings.log, max_bytes=int(settings.log_max_mb * (1 << 20)),
-                                  backups=settings.log_backups)  # fmt: skip
+                                  backups=settings.log_backups, on_error=self.metrics.audit_errors.inc)  # fmt: skip
         self.drift = None
         if predictor.reference is not None:
             self.drift = DriftTracker(predictor.reference, self.metrics, window=settings.drift_window,

@@ -138,6 +138,8 @@ class ServerMetrics:
                                    LATENCY_BUCKETS)  # fmt: skip
         self.rejections = Counter("imgclf_rejections_total", "Images answered as unknown by the rejection threshold.")
         self.errors = Counter("imgclf_errors_total", "Requests refused or failed, by reason.", ("reason",))
+        self.audit_errors = Counter("imgclf_audit_log_errors_total", "Audit-log records that could not be written "
+                                    "(the predictions were still answered) and failed rotations.")  # fmt: skip
         self.queue_depth = Gauge("imgclf_queue_depth", "Images waiting for the inference worker.")
         self.explanations = Counter("imgclf_explanations_total", "Grad-CAM overlays answered by /v1/explain.")
         self.explain_seconds = Histogram("imgclf_explain_seconds", "Model time per explanation in seconds.",

@@ -6,10 +6,26 @@ import tempfile
 from pathlib import Path
 
 
+def current_umask() -> int:
+    """The process's file-creation mask (read without changing it where Linux allows, else set and restored)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` so that readers see either the old file or the whole new one.
 
-    Writes a temp file in the same directory, fsyncs it, renames it over ``path`` and fsyncs the directory.
+    Writes a temp file in the same directory, fsyncs it, renames it over ``path`` and fsyncs the directory. The
+    file gets the permissions an ordinary ``open(path, "w")`` would (0666 less the umask), not mkstemp's 0600, so
+    a bundle written by one user can be served by another.
 
     >>> atomic_write_bytes("/tmp/x.bin", b"abc").read_bytes()
     b'abc'
@@ -19,6 +35,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~current_umask())  # mkstemp creates 0600
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from imgclf.explain import randomization_check, spearman
+from imgclf.explain import cascading_randomization, randomization_check, spearman
 
 from .conftest import MarkerTask
 
@@ -47,3 +47,42 @@ def test_spearman_known_values() -> None:
     # ties get average ranks: ranks (1.5, 1.5, 3, 4) vs (1, 2, 3, 4) -> 0.9486...
     assert spearman(torch.tensor([0.0, 0.0, 1.0, 2.0]), a) == pytest.approx(0.9486832980505138)
     assert spearman(torch.zeros(4), a) == 0.0
+
+
+class Blind(nn.Module):
+    """Scores that ignore the image: every gradient map is empty (all zero)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(1, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.ones(x.shape[0], 1, device=x.device)) + 0 * x.sum(dim=(1, 2, 3))[:, None]  # (B, 2)
+
+
+@pytest.mark.parametrize("method", ["smoothgrad", "integrated-gradients"])
+def test_an_empty_map_fails_the_check(method: str) -> None:
+    images = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    options = {"samples": 4} if method == "smoothgrad" else {"steps": 4}
+    assert randomization_check(Blind(), images, method, **options) == 1.0  # was 0: "uncorrelated", a pass
+    res = cascading_randomization(Blind(), images, method, **options)
+    assert res.flat_maps == 3 and not res.passed
+
+
+def test_cascade_randomises_from_the_output_side_down_and_a_learned_map_passes(marker_task: MarkerTask) -> None:
+    model = marker_task.model
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    res = cascading_randomization(model, marker_task.images[:8], "gradcam")
+    owners = [n for n, m in model.named_modules() if next(m.parameters(recurse=False), None) is not None]
+    assert res.layers[0].split("+")[0] == owners[-1]  # the classifier goes first
+    assert sorted(n for step in res.layers for n in step.split("+")) == sorted(owners)
+    assert res.flat_maps == 0 and res.passed and res.correlation < 0.5
+    assert len(res.correlations) == len(res.layers) >= 2
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert res.to_dict()["steps"][-1]["correlation"] == res.correlation
+
+
+def test_weight_blind_maps_fail_the_cascade() -> None:
+    images = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    res = cascading_randomization(InputOnly(), images, "integrated-gradients", target=0, steps=4)
+    assert not res.passed and res.correlation > 0.99 and res.flat_maps == 0

@@ -10,7 +10,7 @@ import pytest
 from onnx import helper, numpy_helper
 
 from imgclf.errors import BundleError
-from imgclf.export import check_external_data, load_engine, load_onnx
+from imgclf.export import check_external_data, check_onnx_weights, load_engine, load_onnx
 
 
 def _linear_model(weights: np.ndarray) -> onnx.ModelProto:
@@ -82,3 +82,25 @@ def test_missing_or_corrupt_file_is_a_bundle_error(tmp_path: Path) -> None:
     (tmp_path / "bad.onnx").write_bytes(b"not a protobuf at all")
     with pytest.raises(BundleError, match="not a readable ONNX model"):
         load_onnx(tmp_path / "bad.onnx")
+
+
+def _with_sha(tmp: Path, sha: str | None) -> Path:
+    proto = _linear_model(np.ones((4, 2), dtype=np.float32))
+    if sha is not None:
+        helper.set_model_props(proto, {"imgclf_weights_sha256": sha})
+    path = tmp / "bundle" / "model.onnx"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(proto.SerializeToString())
+    return path
+
+
+def test_onnx_exported_from_other_weights_is_refused_as_stale(tmp_path: Path) -> None:
+    path = _with_sha(tmp_path, "a" * 64)
+    assert check_onnx_weights(path, "a" * 64) == path.resolve()
+    with pytest.raises(BundleError, match=r"stale: it was exported from weights aaaaaaaaaaaa, but .*bbbbbbbbbbbb\. "
+                                          r"Re-export it: imgclf export .*bundle --format onnx"):
+        check_onnx_weights(path, "b" * 64)
+    unrecorded = _with_sha(tmp_path / "old", None)
+    with pytest.raises(BundleError, match="without a record of its weights"):
+        check_onnx_weights(unrecorded, "b" * 64)
+    assert check_onnx_weights(unrecorded, "") == unrecorded.resolve()  # a bundle without a sha: nothing to check

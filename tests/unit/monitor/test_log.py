@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from imgclf.errors import DataError
-from imgclf.monitor import monitor_log, read_audit_log, reference_stats, windows
+from imgclf.monitor import monitor_log, read_audit_log, read_audit_records, reference_stats, windows
 
 
 def _rec(i: int, model: str = "m1", feats: bool = True) -> dict:
@@ -34,11 +34,26 @@ def test_rotated_parts_are_read_oldest_first(tmp_path: Path) -> None:
     assert [r["time"][-2:] for r in read_audit_log(log, model="m2")] == ["04"]
 
 
-def test_a_broken_line_in_the_middle_names_file_and_line(tmp_path: Path) -> None:
+def test_torn_lines_anywhere_are_skipped_and_counted(tmp_path: Path) -> None:
     log = tmp_path / "audit.jsonl"
-    log.write_text(json.dumps(_rec(0)) + "\nnot json\n" + json.dumps(_rec(1)) + "\n")
-    with pytest.raises(DataError, match=r"audit.jsonl:2"):
+    torn = '{"time": "2026-01-01T00:00:09", "class_'
+    _write(tmp_path / "audit.jsonl.1", [_rec(0)], tail=torn + "\n")  # torn at the end of a rotated part
+    log.write_text(json.dumps(_rec(1)) + "\n" + torn + json.dumps(_rec(2)) + "\n" + json.dumps(_rec(3)) + "\n"
+                   + torn)  # torn in the middle (a write cut short, then the next one appended) and at the end
+    read = read_audit_records(log)
+    assert [r["time"][-2:] for r in read.records] == ["00", "01", "03"]
+    assert read.torn == 3 and read.torn_at == f"{tmp_path / 'audit.jsonl.1'}:2"
+    assert [r["time"][-2:] for r in read_audit_log(log)] == ["00", "01", "03"]
+
+
+def test_the_wrong_file_is_refused_naming_file_and_line(tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    log.write_text(json.dumps(_rec(0)) + "\n" + json.dumps({"name": "package.json"}) + "\n")
+    with pytest.raises(DataError, match=r"audit.jsonl:2: not an imgclf audit record"):
         read_audit_log(log)
+    (tmp_path / "notes.txt").write_text("hello\nworld\n")
+    with pytest.raises(DataError, match="none of its 2 line"):
+        read_audit_log(tmp_path / "notes.txt")
     with pytest.raises(DataError, match="no such audit log"):
         read_audit_log(tmp_path / "missing.jsonl")
 
@@ -75,9 +90,10 @@ def test_monitor_log_end_to_end_with_plots(tmp_path: Path) -> None:
     shifted = recs(probs[400:], rng.normal(size=(200, 6)) + 1.5)  # same predictions, moved embeddings
     log = tmp_path / "audit.jsonl"
     _write(log, same + shifted + recs(probs[:50], rng.normal(size=(50, 6)), model="old"))
+    log.write_text('{"time": "t", "class_in\n' + log.read_text())  # a torn line: skipped and counted
     res = monitor_log(ref, log, window=100, model="abc", out_dir=tmp_path / "plots", class_names=["a", "b", "c"])
     assert [r.drifted for r in res.reports] == [False, False, True, True]
-    assert res.records == 400 and res.skipped_other_model == 50
+    assert res.records == 400 and res.skipped_other_model == 50 and res.torn_lines == 1
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000 for p in res.plots)
     assert json.loads(json.dumps(res.to_dict()))["drifted"] is True
     with pytest.raises(DataError, match="fewer than one window"):

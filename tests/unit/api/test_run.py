@@ -1,0 +1,63 @@
+"""Run directories are claimed atomically: a taken name is refused, parallel starts cannot share one."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from imgclf.api._run import claim_run_dir
+from imgclf.config import RunConfig, update
+from imgclf.errors import ConfigError
+
+
+def _cfg(out: Path, name: str | None) -> RunConfig:
+    return update(RunConfig(), {"data": {"source": "shapes"}, "model": {"name": "test_cnn"},
+                                "train": {"out": str(out), "name": name}})  # fmt: skip
+
+
+def test_a_taken_name_is_refused_with_one_actionable_line(tmp_path: Path) -> None:
+    first = claim_run_dir(_cfg(tmp_path, "exp"))
+    assert first == tmp_path / "exp" and first.is_dir()
+    (first / "config.yaml").write_text("kept")
+    with pytest.raises(ConfigError) as err:
+        claim_run_dir(_cfg(tmp_path, "exp"))
+    msg = str(err.value)
+    assert "\n" not in msg and str(first) in msg and "--name" in msg and "--resume" in msg
+    assert err.value.exit_code == 2
+    assert (first / "config.yaml").read_text() == "kept"
+
+
+def test_parallel_claims_of_one_name_have_exactly_one_winner(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, "race")
+    barrier = threading.Barrier(8)
+    won, refused = [], []
+
+    def start() -> None:
+        barrier.wait()
+        try:
+            won.append(claim_run_dir(cfg))
+        except ConfigError:
+            refused.append(1)
+
+    threads = [threading.Thread(target=start) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(won) == 1 and len(refused) == 7
+
+
+def test_a_generated_name_that_collides_gets_a_suffix_and_says_so(tmp_path: Path, monkeypatch) -> None:
+    import imgclf.api._run as run
+
+    monkeypatch.setattr(run, "run_name", lambda cfg: "shapes-test_cnn-20260101-120000")  # same second
+    log = tmp_path / "log.txt"
+    with open(log, "w") as f:
+        console = Console(file=f, width=200)
+        a = claim_run_dir(_cfg(tmp_path, None), console)
+        b = claim_run_dir(_cfg(tmp_path, None), console)
+    assert a.name == "shapes-test_cnn-20260101-120000" and b.name == "shapes-test_cnn-20260101-120000-2"
+    assert f"this run writes to {b}" in log.read_text()
