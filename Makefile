@@ -10,7 +10,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 CHROMIUM ?= /usr/bin/chromium
 export IMGCLF_CHROMIUM := $(CHROMIUM)
 
-.PHONY: demo test test-fast lint bench clean chromium docs docs-serve
+.PHONY: demo test test-all test-fast lint bench clean chromium docs docs-serve
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -36,8 +36,13 @@ chromium:
 	    fi; \
 	fi
 
+# `make test` (CI) leaves out checks marked slow (soak, fuzz at full size, clusters, multi-node, long real-data
+# flows): `make test-all` runs them too.
 test: chromium $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout=900
+	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout=900 -m "not slow"
+
+test-all: chromium $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout=1800
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not real and not slow and not browser"
