@@ -9,7 +9,8 @@ import pkgutil
 import imgclf
 
 TOP_LEVEL = {"fit", "load", "Classifier", "Prediction", "FitResult", "Evaluation", "CalibrationResult",
-             "ExplainReport", "ExportResult", "RobustnessResult", "RunConfig", "ImgclfError", "__version__"}  # fmt: skip
+             "ExplainReport", "ExportResult", "RobustnessResult", "RunConfig", "ImgclfError",
+             "__version__"}  # fmt: skip
 
 
 def _packages() -> list[str]:

@@ -16,8 +16,8 @@ import imgclf
 from imgclf import data as D
 from imgclf import engine as E
 from imgclf import workflows as W
-from imgclf.data import expand_inputs
 from imgclf.config import DataConfig
+from imgclf.data import expand_inputs
 from imgclf.errors import ConfigError
 from imgclf.models import create_model
 

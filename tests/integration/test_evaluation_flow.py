@@ -12,9 +12,9 @@ import torch
 from tests.integration._helpers import cli
 
 import imgclf
-from imgclf.workflows import train_repeated
 from imgclf import data as D
 from imgclf.bundle import read_meta, update_meta
+from imgclf.workflows import train_repeated
 
 
 @pytest.fixture(scope="module")

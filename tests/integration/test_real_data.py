@@ -9,11 +9,11 @@ import pytest
 
 import imgclf
 from imgclf.bundle import load_bundle, split_samples
+from imgclf.data import load_source
 from imgclf.engine import run_inference
 from imgclf.evaluation import analyse
-from imgclf.robustness import stress_test
-from imgclf.data import load_source
 from imgclf.metrics import fit_temperature
+from imgclf.robustness import stress_test
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
 
@@ -119,11 +119,11 @@ def test_saliency_passes_cascading_randomisation_on_the_mnist_model(mnist_model:
                                                                    mnist_dir: Path) -> None:  # fmt: skip
     """Adebayo's sanity check on a real model: as the layers are re-initialised from the output side down, the
     maps of the trained MNIST model stop resembling the randomised model's; no map is empty."""
-    from imgclf.api import sample_tensors
+    from imgclf.data import sample_tensors
     from imgclf.explain import cascading_randomization
 
     bundle = load_bundle(mnist_model.result_.bundle_dir)
-    samples, _, _ = load_split(bundle.meta, str(mnist_dir), "test")
+    samples, _, _ = split_samples(bundle.meta, str(mnist_dir), "test")
     x, _ = sample_tensors(samples, bundle.meta.preprocessing, 16, seed=0)
     cam = cascading_randomization(bundle.model, x, "gradcam")
     print("gradcam", [f"{layer}: {c:.2f}" for layer, c in zip(cam.layers, cam.correlations)])

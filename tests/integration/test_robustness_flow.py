@@ -89,7 +89,7 @@ def test_predict_answers_unknown_for_most_clear_outliers(trained, robustness_run
 def test_adversarial_training_beats_standard_training_on_robust_accuracy(trained, tmp_path: Path) -> None:
     """Same data, model, epochs and learning rate as the fixture's standard model, plus PGD training; both are
     attacked with PGD at the training budget (8/255) on fresh images."""
-    from imgclf.api import stress_test
+    from imgclf.robustness import stress_test
     from imgclf.bundle import load_bundle
 
     src, standard, _ = trained
@@ -114,8 +114,8 @@ def test_adversarial_training_beats_standard_training_on_robust_accuracy(trained
 
 @pytest.mark.slow
 def test_robustness_on_a_vit_bundle(trained, tmp_path: Path) -> None:
-    from imgclf.robustness import stress_test
     from imgclf.bundle import load_bundle
+    from imgclf.robustness import stress_test
 
     src, _, _ = trained
     vit = imgclf.fit(src, model="test_vit", epochs=2, img_size=32, out=str(tmp_path), name="vit",

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sklearn import metrics as skm
+from tests.integration._helpers import cli
+from tests.realsets import cifar_hierarchy_yaml, mnist_multilabel_manifest
 
 import imgclf
 from imgclf.bundle import read_meta
-from tests.integration._helpers import cli
-from tests.realsets import cifar_hierarchy_yaml, mnist_multilabel_manifest
 
 pytestmark = pytest.mark.real
 
@@ -68,7 +68,7 @@ def test_multilabel_reaches_map_095_and_every_metric_equals_sklearn(ml_model: im
 
 def test_multilabel_predict_export_and_report(ml_model: imgclf.Classifier, ml_data: Path, tmp_path: Path) -> None:
     bundle = ml_model.result_.bundle_dir
-    rows = list(csv.DictReader(open(ml_data, encoding="utf-8")))
+    rows = list(csv.DictReader(ml_data.read_text(encoding="utf-8").splitlines()))
     test_rows = [r for r in rows if r["split"] == "test"][:20]
     images = [str(ml_data.parent / r["path"]) for r in test_rows]
     res = cli("predict", str(bundle), *images, "--json")
@@ -79,7 +79,7 @@ def test_multilabel_predict_export_and_report(ml_model: imgclf.Classifier, ml_da
     assert set(preds[0]["scores"]) == set(ml_model.classes) and preds[0]["label"] == ";".join(preds[0]["labels"])
     res = cli("predict", str(bundle), *images[:3], "--csv", str(tmp_path / "p.csv"))
     assert res.returncode == 0, res.stderr
-    written = list(csv.DictReader(open(tmp_path / "p.csv", encoding="utf-8")))
+    written = list(csv.DictReader((tmp_path / "p.csv").read_text(encoding="utf-8").splitlines()))
     assert [w["labels"] for w in written] == [";".join(p["labels"]) for p in preds[:3]]
     res = cli("evaluate", str(bundle), str(ml_data), "--json", "--resamples", "0")
     assert res.returncode == 0 and json.loads(res.stdout)["mAP"] >= 0.95
@@ -104,17 +104,20 @@ def cifar_small(cifar10_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return root
 
 
-@pytest.fixture(scope="module")
-def hier_models(cifar_small: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, imgclf.Classifier]:
-    out = tmp_path_factory.mktemp("hier-runs")
+def _hier_model(cifar_small: Path, out: Path, loss: str) -> imgclf.Classifier:
     tree = cifar_hierarchy_yaml(out / "taxonomy.yaml")
-    return {loss: imgclf.fit(cifar_small, model="resnet20_cifar", epochs=6, seed=0, out=str(out), name=loss,
-                             hierarchy=str(tree), sets=["data.workers=1", f"train.hierarchy_loss={loss}"])
-            for loss in ("none", "soft-labels")}  # fmt: skip
+    return imgclf.fit(cifar_small, model="resnet20_cifar", epochs=6, seed=0, out=str(out), name=loss,
+                      hierarchy=str(tree), sets=["data.workers=1", f"train.hierarchy_loss={loss}"])  # fmt: skip
 
 
-def test_hierarchical_paths_are_consistent_and_metrics_reported(hier_models: dict, cifar_small: Path) -> None:
-    clf = hier_models["none"]
+@pytest.fixture(scope="module")
+def hier_flat(cifar_small: Path, tmp_path_factory: pytest.TempPathFactory) -> imgclf.Classifier:
+    return _hier_model(cifar_small, tmp_path_factory.mktemp("hier-flat"), "none")
+
+
+def test_hierarchical_paths_are_consistent_and_metrics_reported(hier_flat: imgclf.Classifier,
+                                                                 cifar_small: Path) -> None:  # fmt: skip
+    clf = hier_flat
     task = clf.bundle_.task
     assert task.kind == "hierarchical" and read_meta(clf.result_.bundle_dir).task["hierarchy"]["root"] == "root"
     files = sorted((cifar_small / "test").rglob("*.jpg"))[::10]
@@ -137,9 +140,11 @@ def test_hierarchical_paths_are_consistent_and_metrics_reported(hier_models: dic
     assert 'id="task"' in (clf.result_.run_dir / "report.html").read_text()
 
 
-def test_hierarchy_aware_loss_is_measured_against_the_flat_model(hier_models: dict, cifar_small: Path) -> None:
+@pytest.mark.slow
+def test_hierarchy_aware_loss_is_measured_against_the_flat_model(hier_flat: imgclf.Classifier, cifar_small: Path,
+                                                                 tmp_path: Path) -> None:  # fmt: skip
     figures = {}
-    for loss, clf in hier_models.items():
+    for loss, clf in (("none", hier_flat), ("soft-labels", _hier_model(cifar_small, tmp_path, "soft-labels"))):
         v = clf.evaluate(cifar_small, n_resamples=0).task_metrics.values
         figures[loss] = (v["accuracy"], v["mistake_severity"], v["hierarchical_f1"])
     print("hierarchy loss figures (accuracy, mistake severity, hierarchical F1):", figures)

@@ -6,10 +6,9 @@ import pytest
 from rich.console import Console
 
 from imgclf.api import Classifier
-from imgclf.data import expand_inputs
 from imgclf.api._fit import auto_img_size
 from imgclf.config import RunConfig, update
-from imgclf.data import load_source, make_synthetic_dataset
+from imgclf.data import expand_inputs, load_source, make_synthetic_dataset
 from imgclf.errors import ConfigError, DataError
 
 
