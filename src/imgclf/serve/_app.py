@@ -132,6 +132,7 @@ def _record(state: ServerState, img: Upload, res: ImageResult, request_id: str, 
         "class_index": res.class_index,
         "confidence": round(res.confidence, 6),
         "topk": [{"label": lab, "p": round(p, 6)} for lab, p in res.topk],
+        "labels": None if res.answer.labels is None else list(res.answer.labels),
         "unknown": res.unknown,
         "ood_score": _finite(round(res.ood_score, 6)),
         "ood_kind": state.predictor.score_name,
@@ -300,9 +301,9 @@ def build_app(predictor: Predictor, settings: ServeSettings) -> Any:
                 state.audit.write(_record(state, img, res, request_id, latency_ms, raw))
         if state.drift is not None:
             state.drift.add(list(results))
-        preds = [{"index": i, "name": u.name, "label": r.label, "confidence": r.confidence, "unknown": r.unknown,
-                  "ood_score": r.ood_score if math.isfinite(r.ood_score) else None,
-                  "topk": [{"label": lab, "probability": p} for lab, p in r.topk],
+        # The answer schema of `imgclf predict --json` and the Python API (imgclf.tasks.Answer), plus the upload's
+        # facts: one schema for CLI, API and REST.
+        preds = [{"index": i, "name": u.name, **r.answer.to_dict(), "confidence": r.confidence,
                   "width": u.width, "height": u.height, "sha256": u.sha256, "latency_ms": latency_ms}
                  for i, (r, u) in enumerate(zip(results, uploads))]  # fmt: skip
         return {"model": predictor.version, "request_id": request_id, "latency_ms": latency_ms,

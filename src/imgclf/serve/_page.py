@@ -130,7 +130,14 @@ APP_JS = r"""'use strict';
     const info = card.querySelector('.info');
     const label = el('div', 'label');
     label.dataset.testid = 'label';
-    label.textContent = p.label;
+    // multi-label: every predicted label; hierarchical: the path, and the leaf when the answer backed off
+    label.textContent = p.labels ? (p.labels.length ? p.labels.join(', ') : '(no label)') : p.label;
+    if (p.ancestors && p.leaf !== p.label) label.textContent += ' (unsure leaf: ' + p.leaf + ')';
+    if (p.ancestors) {
+      const path = el('div', 'latency', [...p.ancestors.slice(1), p.leaf].join(' \u203a '));
+      path.dataset.testid = 'path';
+      info.appendChild(path);
+    }
     if (p.unknown) {
       const badge = el('span', 'badge unknown', 'unknown');
       badge.dataset.testid = 'unknown-badge';
@@ -140,10 +147,13 @@ APP_JS = r"""'use strict';
     }
     info.appendChild(label);
     const bars = el('div', 'bars');
-    for (const t of p.topk) {
+    const shown = p.labels
+      ? Object.entries(p.scores).sort((a, b) => b[1] - a[1]).slice(0, 10).map(([l, s]) => ({label: l, score: s}))
+      : p.topk;
+    for (const t of shown) {
       const row = el('div', 'bar');
       row.dataset.testid = 'bar';
-      const pct = (100 * t.probability);
+      const pct = (100 * t.score);
       row.appendChild(el('span', 'cls', t.label));
       const track = el('span', 'track');
       const fill = el('span', 'fill');

@@ -6,37 +6,46 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 
 from imgclf import data as D
+from imgclf import engine as E
 from imgclf import monitor
 from imgclf.api import Classifier
 from imgclf.errors import BundleError
-from imgclf.metrics import apply_temperature
-from imgclf.tasks import LOGIT_SCORES, ood_score
+from imgclf.tasks import LOGIT_SCORES, Answer, rejection_scores
 
 REJECTION_SCORES = LOGIT_SCORES
 
 
 @dataclass(frozen=True)
 class ImageResult:
-    """One image's answer: calibrated top-k, the OOD score and whether the bundle's threshold rejects it.
-
-    ``features`` is the embedding projected with the bundle's drift reference (None without one).
+    """One image's answer (:class:`~imgclf.tasks.Answer`, the same schema as ``imgclf predict --json``), with
+    what the drift monitor needs: the top class index, its probability, and the embedding projected with the
+    bundle's drift reference (None without one).
     """
 
-    topk: tuple[tuple[str, float], ...]
+    answer: Answer
     class_index: int
     confidence: float
-    ood_score: float
-    unknown: bool
     features: tuple[float, ...] | None = None
 
     @property
-    def label(self) -> str:
-        return self.topk[0][0]
+    def label(self) -> str | None:
+        return self.answer.label
+
+    @property
+    def topk(self) -> tuple[tuple[str, float], ...]:
+        return self.answer.topk
+
+    @property
+    def unknown(self) -> bool:
+        return self.answer.unknown
+
+    @property
+    def ood_score(self) -> float:
+        return float("nan") if self.answer.ood_score is None else self.answer.ood_score
 
 
 class Predictor:
@@ -61,17 +70,17 @@ class Predictor:
         self.engine_name = getattr(self.engine, "name", "torch")
         self.device = next(self.model.parameters()).device
         self.transform = D.build_eval_transform(self.meta.preprocessing)
-        self.temperature = float(self.meta.temperature or 1.0)
         self.top_k = min(top_k, self.meta.num_classes)
-        rejection = dict(self.meta.rejection or {}) if reject else {}
+        self.task = self.meta.make_task()
+        rejection = dict(self.meta.rejection or {}) if reject and self.task.supports_rejection else {}
         self.score_name = str(rejection.get("score", "msp"))
         if self.score_name not in REJECTION_SCORES:
             raise BundleError(
                 f"the bundle's rejection score {self.score_name!r} cannot be computed by the server "
                 f"(it knows {', '.join(REJECTION_SCORES)}); serve with --no-reject or re-calibrate"
             )
-        self.threshold: float | None = float(rejection["threshold"]) if reject and "threshold" in rejection else None
-        self.score_temperature = float(rejection.get("temperature", self.temperature))
+        self.rule = rejection if "threshold" in rejection else None
+        self.threshold: float | None = float(rejection["threshold"]) if self.rule else None
         reference = self.meta.extra.get("monitor")
         self.reference: dict[str, Any] | None = monitor.check_reference(reference) if reference else None
         self.has_features = bool(self.reference and self.reference.get("features"))
@@ -88,33 +97,21 @@ class Predictor:
         side = int(self.meta.preprocessing.input_size)
         self([self.preprocess(Image.new("RGB", (side, side)))])
 
-    def _scores(self, logits: torch.Tensor) -> np.ndarray:
-        return ood_score(self.score_name, logits, self.score_temperature).double().numpy()  # (B,)
-
     def __call__(self, tensors: Sequence[torch.Tensor]) -> list[ImageResult]:
         x = torch.stack(list(tensors)).to(self.device)  # (B, 3, H, W)
-        pooled = None
-        with torch.inference_mode():
-            if self.engine is not None:
-                logits_t = torch.from_numpy(np.asarray(self.engine.predict_logits(x)))  # (B, C)
-                if self.has_features:  # engines give logits only; the embedding comes from the eager model
-                    pooled = self.model.forward_head(self.model.forward_features(x), pre_logits=True)  # (B, D)
-            else:
-                feats = self.model.forward_features(x)
-                logits_t = self.model.forward_head(feats)  # (B, C)
-                pooled = self.model.forward_head(feats, pre_logits=True) if self.has_features else None  # (B, D)
-        logits_t = logits_t.float().cpu()
-        probs = apply_temperature(logits_t.numpy(), self.temperature)  # (B, C)
-        scores = self._scores(logits_t)
+        batch = D.Batch(x, torch.zeros(len(x), dtype=torch.long), torch.arange(len(x)))
+        runner = None if self.engine is None else self.engine.predict_logits
+        out = E.predict_logits(self.model, [batch], self.device, runner=runner, features=self.has_features)
+        logits = out.logits  # (B, C)
+        probs = self.task.probabilities(logits, self.meta.temperature)  # (B, C)
+        # the score is reported (and logged for drift) even without a threshold; only a rule makes ``unknown``
+        scoring = self.rule or {"score": self.score_name}
+        ood = rejection_scores(scoring, logits, self.meta.temperature) if self.task.supports_rejection else None
+        answers = self.task.decode(probs, top_k=self.top_k, ood=ood, threshold=self.threshold)
         projected = None
-        if pooled is not None and self.reference is not None:
-            projected = monitor.project_features(self.reference, pooled.float().cpu().numpy())  # (B, k)
-        order = np.argsort(-probs, axis=1)[:, : self.top_k]
-        out = []
-        for i in range(len(probs)):
-            topk = tuple((self.meta.classes[j], float(probs[i, j])) for j in order[i])
-            score = float(scores[i])
-            feat = None if projected is None else tuple(float(f"{v:.5g}") for v in projected[i])
-            out.append(ImageResult(topk, int(order[i, 0]), topk[0][1], score,
-                                   self.threshold is not None and score < self.threshold, feat))  # fmt: skip
-        return out
+        if out.features is not None and self.reference is not None:
+            projected = monitor.project_features(self.reference, out.features)  # (B, k)
+        best = probs.argmax(axis=1)
+        return [ImageResult(answer, int(best[i]), float(probs[i, best[i]]),
+                            None if projected is None else tuple(float(f"{v:.5g}") for v in projected[i]))
+                for i, answer in enumerate(answers)]  # fmt: skip

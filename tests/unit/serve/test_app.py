@@ -53,7 +53,7 @@ def test_predict_multipart_batch_gives_calibrated_topk_per_image(client, base_bu
     probs = apply_temperature(clf.predict_logits([Image.open(io.BytesIO(b)) for b in blobs])[1], 1.5)
     for pred, row, blob in zip(body["predictions"], probs, blobs):
         assert [t["label"] for t in pred["topk"]] == [clf.classes[j] for j in np.argsort(-row)[:2]]
-        assert pred["topk"][0]["probability"] == pytest.approx(row.max(), abs=1e-6)
+        assert pred["topk"][0]["score"] == pytest.approx(row.max(), abs=1e-6)
         assert pred["label"] == pred["topk"][0]["label"] and pred["unknown"] is False
         assert pred["sha256"] == hashlib.sha256(blob).hexdigest() and (pred["width"], pred["height"]) == (40, 32)
     assert [p["name"] for p in body["predictions"]] == ["img0.png", "img1.png", "img2.png"]
@@ -66,7 +66,7 @@ def test_json_base64_and_data_urls_give_the_same_answer(client) -> None:
     b = client.post("/v1/predict", json={"images": [b64, "data:image/png;base64," + b64]}).json()["predictions"]
     for p in b:
         assert [t["label"] for t in p["topk"]] == [t["label"] for t in a["topk"]]
-        assert [t["probability"] for t in p["topk"]] == pytest.approx([t["probability"] for t in a["topk"]])
+        assert [t["score"] for t in p["topk"]] == pytest.approx([t["score"] for t in a["topk"]])
 
 
 @pytest.mark.parametrize(

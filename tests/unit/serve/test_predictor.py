@@ -81,3 +81,37 @@ def test_an_export_engine_gives_the_same_answers(base_bundle) -> None:
     b = fast([fast.preprocess(im) for im in images])
     for x, y in zip(a, b):  # torch-fast may run in bf16 on CPUs that have it
         assert dict(y.topk) == pytest.approx(dict(x.topk), abs=0.03)
+
+
+def test_multilabel_and_hierarchical_answers_match_the_classifier(make_bundle, base_bundle) -> None:
+    """The server decodes with the bundle's task, so its answers are the CLI's / API's, field for field."""
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from imgclf.bundle import read_meta
+    from imgclf.serve import create_app
+
+    classes = read_meta(base_bundle).classes
+    ml = make_bundle(task={"kind": "multilabel", "thresholds": [0.45] * len(classes)}, temperature=None)
+    tree = {"children": {"group_a": list(classes[:2]), "group_b": list(classes[2:])}, "leaves": list(classes)}
+    hier = make_bundle(task={"kind": "hierarchical", "hierarchy": tree, "backoff_threshold": 0.9})
+    blobs = [png_bytes(i, (32, 32)) for i in range(4)]
+    for bundle in (ml, hier):
+        clf = imgclf.load(bundle)
+        expected = [p.to_dict() for p in clf.predict([Image.open(io.BytesIO(b)) for b in blobs], top_k=2)]
+        with TestClient(create_app(bundle), base_url="http://127.0.0.1") as client:
+            res = client.post("/v1/predict", files=[("files", (f"{i}.png", b, "image/png"))
+                                                    for i, b in enumerate(blobs)])  # fmt: skip
+        assert res.status_code == 200, res.text
+        for got, want in zip(res.json()["predictions"], expected):
+            want.pop("path")
+            for key, value in want.items():
+                if key == "topk":
+                    continue  # the server's top-k length is its own setting
+                assert json.dumps(got[key], sort_keys=True) == json.dumps(value, sort_keys=True), key
+        if bundle == ml:
+            first = res.json()["predictions"][0]
+            assert isinstance(first["labels"], list) and set(first["scores"]) == set(classes)
+        else:
+            assert all(p["ancestors"][0] == "root" and p["leaf"] in classes for p in res.json()["predictions"])
