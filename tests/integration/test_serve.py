@@ -63,7 +63,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     tmp = tmp_path_factory.mktemp("serve_int")
     src = D.make_synthetic_dataset(tmp / "train", classes=CLASSES, per_class=20, size=32, seed=0)
     clf = imgclf.fit(src, model="test_cnn", epochs=6, img_size=32, batch_size=16, out=str(tmp), name="run", seed=0,
-                     sets=["data.workers=0", "optim.lr=0.01", "optim.warmup_epochs=0"])  # fmt: skip
+                     sets=["data.workers=0", "optim.lr=0.01", "optim.warmup_epochs=0", "data.augment=standard",
+                           "train.ema=true", "train.ema_decay=0.999"])  # fmt: skip  (the model these figures fit)
     held, held_labels = synthetic_images(tmp / "held", 100, seed=1)
     assert clf.classes == CLASSES
     probs = apply_temperature(clf.predict_logits(held)[1], clf.meta_.temperature or 1.0)
