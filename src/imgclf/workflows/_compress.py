@@ -123,7 +123,7 @@ class DistillResult:
         return {k: v["accuracy"] for k, v in self.rows.items()}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"student_bundle": str(self.student_bundle), "rows": self.rows,
+        return {"student_bundle": str(self.student_bundle), "accuracies": self.accuracies, "rows": self.rows,
                 "comparison": self.comparison.to_dict() if self.comparison else None}  # fmt: skip
 
 
