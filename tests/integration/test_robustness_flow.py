@@ -89,8 +89,8 @@ def test_predict_answers_unknown_for_most_clear_outliers(trained, robustness_run
 def test_adversarial_training_beats_standard_training_on_robust_accuracy(trained, tmp_path: Path) -> None:
     """Same data, model, epochs and learning rate as the fixture's standard model, plus PGD training; both are
     attacked with PGD at the training budget (8/255) on fresh images."""
-    from imgclf.robustness import stress_test
     from imgclf.bundle import load_bundle
+    from imgclf.robustness import stress_test
 
     src, standard, _ = trained
     sets = ["data.workers=0", "optim.lr=3e-3", "data.augment=light", "train.report=false", "train.adv_train=pgd",

@@ -75,7 +75,9 @@ def test_predict_folder_and_bad_file(trained: imgclf.Classifier, tmp_path: Path)
     hits = sum(p.label == Path(p.path).parent.name for p in good)
     assert hits >= 7
     d = good[0].to_dict()
-    assert set(d) == {"path", "label", "score", "topk"} and set(d["topk"][0]) == {"label", "score"}
+    # the answer schema shared by CLI, API and REST: the rejection score is always reported with the answer
+    assert set(d) == {"path", "label", "score", "topk", "unknown", "ood_score"}
+    assert set(d["topk"][0]) == {"label", "score"}
 
 
 def test_predict_and_evaluation_pass_give_same_logits(trained: imgclf.Classifier) -> None:

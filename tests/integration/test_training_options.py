@@ -60,12 +60,13 @@ def test_bf16_autocast_is_really_active_and_accumulation_halves_the_steps(src: P
 
 
 def test_sgd_with_a_step_schedule_follows_it(src: Path, tmp_path: Path) -> None:
-    sets = ["optim.optimizer=sgd", "optim.schedule=step", "optim.step_epochs=1", "train.loss=focal",
+    sets = ["optim.optimizer=sgd", "optim.lr=0.05", "optim.warmup_epochs=0", "optim.schedule=step",
+            "optim.step_epochs=1", "train.loss=focal",
             "train.class_weights=balanced", "data.sampler=balanced", "train.ema=false", "train.label_smoothing=0"]
     clf = _fit(src, tmp_path, "sgd", sets)
     lines = _history(clf.result_.run_dir)
     lrs = [m["lr"] for m in lines]
-    assert lrs == pytest.approx([0.05 * 0.1, 0.05 * 0.01, 0.05 * 0.001])  # SGD's default lr, x0.1 every epoch
+    assert lrs == pytest.approx([0.05 * 0.1, 0.05 * 0.01, 0.05 * 0.001])  # lr 0.05, x0.1 every epoch
     assert all(m["train_loss"] == m["train_loss"] for m in lines)
     assert clf.predict([str(src / "red")])[0].label in clf.classes
 
