@@ -18,7 +18,7 @@ from imgclf import engine as E
 
 ARGS = ["--model", "test_cnn", "--epochs", "3", "--img-size", "32", "--batch-size", "8", "--seed", "5",
         "--set", "data.workers=0", "--set", "train.save_every_steps=4", "--set", "data.mixup=0.2",
-        "--set", "data.augment=strong"]  # fmt: skip
+        "--set", "data.augment=strong", "--set", "train.ema=true"]  # fmt: skip  (auto: EMA off this short)
 
 
 def _imgclf(*args: str, env: dict | None = None) -> subprocess.Popen:

@@ -15,7 +15,7 @@ EMA_MIN_STEPS = 1000
 EMA_MAX_DECAY = 0.9998
 
 # Augmentation: how many passes over the data a run makes decides how much distortion it can learn through.
-SHORT_RUN_EPOCHS = 10  # fewer: "none" (small images) or "light"
+SHORT_RUN_EPOCHS = 10  # fewer: "none"
 LONG_RUN_EPOCHS = 60  # at least: "strong" when a class has few images
 FEW_PER_CLASS = 1000
 SMALL_IMAGE = 48  # px: random-resized crops with a quarter of the area leave too few pixels of the object
@@ -68,11 +68,12 @@ def auto_ema(total_steps: int) -> tuple[bool, float]:
 def auto_augment(*, img_size: int, train_size: int, num_classes: int, epochs: int, pretrained: bool) -> str:
     """The augmentation preset for a run (see ``data.build_train_transform`` for what each does).
 
-    Short runs (< :data:`SHORT_RUN_EPOCHS` epochs) are under-fitted: augmentation only slows them down. On small
-    images (<= :data:`SMALL_IMAGE` px) they get ``none`` (5 epochs on 3,000 MNIST digits: 97.5% with none, 95.9%
-    with flips, 92.7% with light crops, 90.1% with the old ``standard``), on larger ones ``light``. Long runs
+    Short runs (< :data:`SHORT_RUN_EPOCHS` epochs) are under-fitted: augmentation only slows them down, so they get
+    ``none`` (5 epochs on 3,000 MNIST digits: 97.5% with none, 95.9% with flips, 92.7% with light crops, 90.1% with
+    the old ``standard``; ants/bees at 128 px: 62.7% with none, 58.8% with light). Long runs
     (>= :data:`LONG_RUN_EPOCHS`) on few images per class (< :data:`FEW_PER_CLASS`) need more: ``strong``. Otherwise
-    ``standard``, or ``small`` for small images. Pretrained weights learn fast, so their epochs count twice.
+    ``standard``, or ``small`` for small images (<= :data:`SMALL_IMAGE` px). Pretrained weights learn fast, so
+    their epochs count twice.
 
     >>> auto_augment(img_size=32, train_size=2700, num_classes=10, epochs=5, pretrained=False)
     'none'
@@ -82,7 +83,7 @@ def auto_augment(*, img_size: int, train_size: int, num_classes: int, epochs: in
     passes = epochs * (2 if pretrained else 1)
     small = img_size <= SMALL_IMAGE
     if passes < SHORT_RUN_EPOCHS:
-        return "none" if small else "light"
+        return "none"
     per_class = train_size / max(1, num_classes)
     if passes >= LONG_RUN_EPOCHS and per_class < FEW_PER_CLASS and not small:
         return "strong"
