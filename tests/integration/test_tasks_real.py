@@ -91,6 +91,27 @@ def test_multilabel_predict_export_and_report(ml_model: imgclf.Classifier, ml_da
     assert 'id="task"' in html and "per-class-ap" in html and "Precision-recall" in html
 
 
+def test_multilabel_audit_finds_planted_label_errors(ml_model: imgclf.Classifier, ml_data: Path) -> None:
+    """Drop one digit from the label set of 25 test images: the audit of a multi-label bundle ranks them first."""
+    lines = ml_data.read_text(encoding="utf-8").splitlines()
+    rng = np.random.default_rng(1)
+    test_rows = [i for i, line in enumerate(lines[1:], 1) if line.endswith(",test") and ";" in line]
+    planted = set()
+    for i in rng.choice(test_rows, 25, replace=False).tolist():
+        path, labels, split = lines[i].split(",")
+        lines[i] = f"{path},{';'.join(labels.split(';')[1:])},{split}"
+        planted.add(path)
+    flipped = ml_data.with_name("flipped.csv")
+    flipped.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    res = cli("audit", str(flipped), "--model", str(ml_model.result_.bundle_dir), "--no-near", "--json")
+    assert res.returncode == 0, res.stderr
+    issues = json.loads(res.stdout)["label_issues"]["issues"]
+    found = [Path(r["path"]).relative_to(flipped.parent).as_posix() in planted for r in issues[:25]]
+    assert np.mean(found) >= 0.6, issues[:25]
+    first = next(r for r in issues if Path(r["path"]).relative_to(flipped.parent).as_posix() in planted)
+    assert first["missing"] and not first["extra"]  # the dropped digit is the one suggested back
+
+
 @pytest.fixture(scope="module")
 def cifar_small(cifar10_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """200 training and 100 test images per class, linked from the shared CIFAR-10."""

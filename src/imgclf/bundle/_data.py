@@ -54,7 +54,7 @@ def split_samples(meta: BundleMeta, source: str, split: str | None) -> tuple[D.S
         raise DataError(f"{source} has no {split!r} split (it has: {have}); pass --split")
     remap = [meta.classes.index(c) for c in splits.classes]
     samples = chosen[0] if len(chosen) == 1 else D.SampleList.concat(chosen)
-    return samples.relabel(remap), split, splits
+    return samples.relabel(remap, num_classes=len(meta.classes)), split, splits
 
 
 def _task_kwargs(meta: BundleMeta) -> dict[str, str]:

@@ -65,10 +65,9 @@ def audit_cmd(
         _print_duplicates(result)
     if labels is not None:
         issues = labels.issues
-        table = Table("image", "given", "suggested", "p(given)", title=f"{len(issues)} likely label errors")
-        names = issues.class_names or splits.classes
-        for path, g, s, c in list(zip(issues.paths, issues.given, issues.suggested, issues.self_confidence))[:50]:
-            table.add_row(path, names[int(g)], names[int(s)], f"{c:.3f}")
+        table = Table("image", "given", "suggested", "label quality", title=f"{len(issues)} likely label errors")
+        for path, given, suggested, confidence in issues.rows()[:50]:
+            table.add_row(path, given, suggested, f"{confidence:.3f}")
         console.print(table)
         console.print(f"probabilities: {labels.method}; out-of-fold accuracy {labels.oof_accuracy:.3f}",
                       highlight=False)  # fmt: skip

@@ -47,6 +47,16 @@ class LabelIssues:
     def __len__(self) -> int:
         return len(self.indices)
 
+    def _name(self, value: Any) -> str:
+        return str(self.class_names[int(value)] if self.class_names else int(value))
+
+    def rows(self) -> list[tuple[str, str, str, float]]:
+        """One ``(image, given, suggested, self_confidence)`` row of display text per issue (the image is the path
+        when known, else the index); multi-label sets are joined with ``;``."""
+        paths = self.paths or tuple(str(int(i)) for i in self.indices)
+        rows = zip(paths, self.given, self.suggested, self.self_confidence, strict=True)
+        return [(p, self._name(g), self._name(s), float(c)) for p, g, s, c in rows]
+
     def __iter__(self) -> Any:
         return iter(self.indices.tolist())
 

@@ -28,6 +28,10 @@ class MultilabelLabelIssues(LabelIssues):
     {'index': 17, 'given': ['cat'], 'suggested': ['cat', 'dog'], 'missing': ['dog'], 'extra': [], ...}
     """
 
+    def _name(self, value: Any) -> str:
+        names = [self.class_names[k] if self.class_names else str(k) for k in np.flatnonzero(value)]
+        return ";".join(names) or "(none)"
+
     def to_dict(self) -> dict[str, Any]:
         """One record per issue, JSON-ready, with class names when known."""
 

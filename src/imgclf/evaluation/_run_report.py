@@ -17,6 +17,7 @@ from imgclf.evaluation._evaluate import Evaluation, evaluate_bundle
 from imgclf.evaluation._gallery import ErrorExample
 from imgclf.evaluation._label_audit import LabelAudit, audit_labels
 from imgclf.evaluation._label_issues import LabelIssues, find_label_issues
+from imgclf.evaluation._label_issues_multilabel import find_multilabel_label_issues
 from imgclf.evaluation._model_card import render_model_card
 from imgclf.evaluation._report import render_report
 from imgclf.evaluation._report_data import ReportData
@@ -36,9 +37,10 @@ def audit_splits(splits: D.Splits, *, near_duplicates: bool = True) -> AuditRepo
 
 def label_issues_of(ev: Evaluation, samples: Any, classes: tuple[str, ...]) -> LabelIssues | None:
     """Likely label errors among the evaluated images (cleanlab on held-out probabilities), with their paths."""
-    if ev.labels.ndim != 1:
-        return None
-    issues = find_label_issues(ev.probs, ev.labels, list(classes))
+    if ev.labels.ndim == 2:
+        issues = find_multilabel_label_issues(ev.probs, ev.labels, list(classes))
+    else:
+        issues = find_label_issues(ev.probs, ev.labels, list(classes))
     return issues.with_paths([samples.describe(int(i)) for i in issues.indices])
 
 
@@ -94,10 +96,7 @@ def build_report(run_dir: str | Path, *, bundle: Bundle | None = None, source: s
     if audit_report is None:
         audit_report = audit_splits(splits, near_duplicates=n_files <= NEAR_DUPLICATE_LIMIT)
     issues = label_issues_of(ev, samples, bundle.meta.classes)
-    label_tiles = [] if issues is None else [
-        ErrorExample(str(p), bundle.meta.classes[int(g)], bundle.meta.classes[int(s)], float(1 - c))
-        for p, g, s, c in list(zip(issues.paths, issues.given, issues.suggested, issues.self_confidence))[:20]
-    ]  # fmt: skip
+    label_tiles = [] if issues is None else [ErrorExample(p, g, s, 1 - c) for p, g, s, c in issues.rows()[:20]]
     notes = []
     if n_files > NEAR_DUPLICATE_LIMIT:
         notes.append(f"near-duplicate search skipped ({n_files} files); run `imgclf audit {source}` for it")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,7 +91,8 @@ def check_window(reference: dict[str, Any], window: Window, *, alpha: float = 0.
     """Test ``window`` against ``reference`` (from :func:`reference_stats`) at family-wise level ``alpha``.
 
     Tests: KS on top-1 confidences, chi-square on predicted-class counts, and an MMD permutation test on
-    projected features when both the reference and the window have them. Bonferroni: each p-value is
+    projected features when both the reference and the window have them (at least ``8 / alpha`` permutations,
+    so that its smallest p-value can pass the corrected level). Bonferroni: each p-value is
     multiplied by the number of tests run (capped at 1) and compared with ``alpha``.
 
     >>> # check_window(ref, Window(conf, pred, feats)).drifted
@@ -117,6 +119,9 @@ def check_window(reference: dict[str, Any], window: Window, *, alpha: float = 0.
             raise DataError(f"window features must be projected to shape ({window.n}, {sample.shape[1]}), "
                             f"got {feats.shape}; use project_features(reference, embeddings)")  # fmt: skip
         seed = int(ref.get("seed", 0)) + window.index
+        # the smallest p a permutation test can give is 1 / (permutations + 1): enough of them that it can pass
+        # the Bonferroni-corrected level (4 tests at most)
+        permutations = max(permutations, math.ceil(2 * 4 / alpha))
         raw.append(("feature_mmd", *mmd_test(sample, feats, permutations=permutations, seed=seed)))
     elif spec is not None:
         notes.append("no features in this window: feature test skipped")

@@ -42,7 +42,9 @@ def test_in_distribution_windows_alarm_at_or_under_the_nominal_level() -> None:
         ref = reference_stats(*world.draw(3000), max_samples=250)  # a smaller sample keeps the test quick
         alarms += [drift_check(ref, *world.draw(60), permutations=50).drifted for _ in range(60)]
     rate = float(np.mean(alarms))
-    assert rate <= 0.05, f"false-alarm rate {rate:.3f} over {len(alarms)} windows exceeds alpha 0.05"
+    # 600 windows estimate the rate within +-0.009 (one standard error at 0.05): allow the 99% one-sided binomial
+    # margin above the level; without the Bonferroni correction the rate is about 0.12
+    assert rate <= 0.05 + 2.33 * np.sqrt(0.05 * 0.95 / len(alarms)), f"false-alarm rate {rate:.3f} exceeds 0.05"
 
 
 @pytest.mark.parametrize("kind", ["mean_shift", "scale", "class_mix"])
