@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,10 +89,11 @@ def read_audit_log(path: str | os.PathLike, *, model: str | None = None) -> list
     return read_audit_records(path, model=model).records
 
 
-def windows(records: list[dict[str, Any]], size: int) -> list[Window]:
+def windows(records: list[dict[str, Any]], size: int, classes: Sequence[str] | None = None) -> list[Window]:
     """Consecutive, non-overlapping windows of ``size`` records; a remainder of at least ``size // 2`` (and
     at least the minimum window) becomes a last, shorter window. Features are kept only when every record in
-    the window has them.
+    the window has them; with the model's ``classes``, the label sets a multi-label model logged (``labels``)
+    become the window's ``(N, C)`` 0/1 ``labels`` when every record has one.
 
     >>> len(windows([{"confidence": 0.9, "class_index": 0}] * 35, 20))  # 20 + a remainder of 15
     2
@@ -110,5 +112,20 @@ def windows(records: list[dict[str, Any]], size: int) -> list[Window]:
             feats = np.asarray([r["features"] for r in chunk], np.float64)  # (N, k)
         out.append(Window(np.asarray([float(r["confidence"]) for r in chunk]),
                           np.asarray([int(r["class_index"]) for r in chunk], np.int64), feats, k,
-                          chunk[0].get("time"), chunk[-1].get("time")))  # fmt: skip
+                          chunk[0].get("time"), chunk[-1].get("time"), _label_sets(chunk, classes)))  # fmt: skip
+    return out
+
+
+def _label_sets(chunk: list[dict[str, Any]], classes: Sequence[str] | None) -> np.ndarray | None:
+    """``(N, C)`` 0/1 logged label sets of a window, or None when the model is not multi-label (or unknown)."""
+    if classes is None or not all(isinstance(r.get("labels"), list) for r in chunk):
+        return None
+    index = {name: k for k, name in enumerate(classes)}
+    out = np.zeros((len(chunk), len(classes)), np.int64)
+    for i, record in enumerate(chunk):
+        for name in record["labels"]:
+            if name not in index:
+                raise DataError(f"the audit log names label {name!r}, which the model does not have; pass the "
+                                "bundle that served these predictions")  # fmt: skip
+            out[i, index[name]] = 1
     return out

@@ -51,7 +51,7 @@ def monitor_log(reference: dict[str, Any], log: str | os.PathLike, *, window: in
     read = read_audit_records(log)
     everything = read.records
     records = [r for r in everything if model is None or r.get("model") == model]
-    wins = windows(records, window)
+    wins = windows(records, window, class_names)
     if not wins:
         raise DataError(f"{log}: {len(records)} usable prediction record(s), fewer than one window "
                         f"(at least {MIN_WINDOW}); wait for more traffic or lower --window")  # fmt: skip
