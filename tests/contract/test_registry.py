@@ -161,3 +161,22 @@ def test_list_models_filters() -> None:
     assert "resnet20_cifar" in globbed and "resnet26" in globbed and "resnet18" not in globbed
     assert list_models("CIFAR") == ["resnet20_cifar", "resnet56_cifar"]  # plain substring, case-insensitive
     assert list_models("tv/mobilenet*") == ["tv/mobilenet_v2", "tv/mobilenet_v3_large", "tv/mobilenet_v3_small"]
+
+
+# One small member of each family people reach for (#18): a fixed-size transformer must be built for the size.
+FAMILIES = ["vit_tiny_patch16_224", "deit_tiny_patch16_224", "swin_tiny_patch4_window7_224", "convnext_atto",
+            "efficientnet_b0", "mobilenetv3_small_100"]  # fmt: skip
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("size", [32, 64])
+def test_timm_families_build_and_run_at_small_sizes(family: str, size: int) -> None:
+    model = create_model(family, CLASSES, img_size=size).eval()
+    with torch.no_grad():
+        logits = model(torch.randn(BATCH, 3, size, size))
+    assert logits.shape == (BATCH, CLASSES)
+
+
+def test_a_transformer_at_a_size_its_patches_cannot_tile_is_one_clear_error() -> None:
+    with pytest.raises(ModelError, match="cannot be built for 8-pixel images"):
+        create_model("vit_tiny_patch16_224", CLASSES, img_size=8)  # 16-pixel patches

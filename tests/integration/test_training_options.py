@@ -104,3 +104,17 @@ def test_imbalance_is_flagged_with_the_fix(tmp_path: Path) -> None:
     console.file.close()
     log = (tmp_path / "log.txt").read_text()
     assert "imbalanced" in log and "data.sampler=balanced" in log
+
+
+def test_a_vit_made_for_224_trains_and_predicts_at_32_pixels(src: Path, tmp_path: Path) -> None:
+    """#18: `--model vit_tiny_patch16_224 --img-size 32` used to crash with "Input height (32) doesn't match"."""
+    clf = _fit(src, tmp_path, "vit", [], epochs=1, model="vit_tiny_patch16_224")
+    meta = json.loads((clf.result_.bundle_dir / "imgclf.json").read_text())
+    assert meta["arch_args"]["img_size"] == 32 and meta["preprocessing"]["input_size"] == 32
+    again = imgclf.load(clf.result_.bundle_dir)  # rebuilt from the bundle at its size
+    image = next(p for p in src.rglob("*.png"))
+    assert again.predict(image)[0].label == clf.predict(image)[0].label
+    with pytest.raises(imgclf.errors.ModelError, match="8-pixel"):
+        imgclf.fit(src, model="vit_tiny_patch16_224", epochs=1, img_size=8, out=str(tmp_path), name="vit8",
+                   sets=BASE)  # fmt: skip
+    assert not (tmp_path / "vit8").exists()  # nothing half-written

@@ -21,7 +21,7 @@ from imgclf.api._run import claim_run_dir, write_run_files
 from imgclf.bundle import Bundle, BundleMeta, load_bundle, read_meta, save_bundle
 from imgclf.config import DataConfig, RunConfig, load_config, load_hierarchy, resolve_auto, to_dict
 from imgclf.errors import ConfigError, DataError, TrainingInterrupted
-from imgclf.models import create_model, freeze_backbone, model_data_config, split_parameters
+from imgclf.models import create_model, freeze_backbone, model_data_config, size_args, split_parameters
 from imgclf.optim import build_optimizer, build_scheduler
 from imgclf.tasks import Task, fit_rejection, make_task
 from imgclf.utils import seed_everything
@@ -123,6 +123,9 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
     task = _task(cfg, splits)
     model, extra = _initial_model(cfg, num_classes, resume)
     pre = _preprocessing(cfg, model, splits, console)
+    built_for = model_data_config(model).input_size
+    if not cfg.model.init and size_args(model, pre.input_size) and pre.input_size != built_for:
+        model, extra = _initial_model(cfg, num_classes, resume, pre.input_size)  # a ViT built for this size
     cfg = replace(cfg, data=replace(cfg.data, img_size=pre.input_size))
     cfg = resolve_auto(cfg, train_size=len(splits.train), num_classes=num_classes, world_size=info.world_size)
     run_dir = resume or _shared_run_dir(cfg, info)
@@ -206,9 +209,11 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
     return result or FitResult(run_dir, run_dir / "bundle", {}, cfg)
 
 
-def _initial_model(cfg: RunConfig, num_classes: int, resume: Path | None) -> tuple[torch.nn.Module, dict[str, Any]]:
+def _initial_model(cfg: RunConfig, num_classes: int, resume: Path | None,
+                   img_size: int | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:  # fmt: skip
     """The model to train, and bundle extras it brings: from ``model.init`` (a bundle, pruned ones included),
-    else built by name with ``model.weights`` (never re-downloaded on resume: the checkpoint holds the weights)."""
+    else built by name with ``model.weights`` (never re-downloaded on resume: the checkpoint holds the weights),
+    for ``img_size``-pixel images when its architecture is made for one size."""
     if cfg.model.init:
         start = load_bundle(cfg.model.init)
         if start.meta.architecture != cfg.model.name:
@@ -219,7 +224,8 @@ def _initial_model(cfg: RunConfig, num_classes: int, resume: Path | None) -> tup
         pruned = start.meta.extra.get("pruned")
         return start.model.train(), ({"pruned": pruned} if pruned else {})
     weights = None if resume is not None else cfg.model.weights
-    return create_model(cfg.model.name, num_classes, weights=weights, drop_rate=cfg.model.drop_rate), {}
+    model = create_model(cfg.model.name, num_classes, weights=weights, drop_rate=cfg.model.drop_rate, img_size=img_size)
+    return model, {}
 
 
 def _audit(splits: D.Splits, console: Console) -> V.AuditReport | None:
@@ -328,8 +334,8 @@ def _finish(cfg: RunConfig, task: Task, state: E.TrainState, splits: D.Splits, p
                                    seed=cfg.train.seed)  # fmt: skip
     meta = BundleMeta(
         architecture=cfg.model.name, classes=tuple(splits.classes), preprocessing=pre,
-        arch_args={"drop_rate": cfg.model.drop_rate}, temperature=temperature, task=task_record,
-        rejection=rejection, training=to_dict(cfg), metrics=metrics, data=splits.info, extra=extra,
+        arch_args={"drop_rate": cfg.model.drop_rate, **size_args(model, pre.input_size)}, temperature=temperature,
+        task=task_record, rejection=rejection, training=to_dict(cfg), metrics=metrics, data=splits.info, extra=extra,
     )  # fmt: skip
     bundle_dir = save_bundle(run_dir / "bundle", model, meta)
     bundle = Bundle(model, read_meta(bundle_dir), bundle_dir)

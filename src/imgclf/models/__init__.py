@@ -12,7 +12,7 @@ attribution methods read. Builtins are registered on import.
 
 from imgclf.models import _classics, _tiny  # noqa: F401  (importing registers the builtins)
 from imgclf.models._adapters import TorchvisionAdapter
-from imgclf.models._factory import create_model, describe_model, list_models
+from imgclf.models._factory import create_model, describe_model, list_models, size_args
 from imgclf.models._inspect import count_parameters, freeze_backbone, model_data_config, split_parameters
 from imgclf.models._registry import ModelEntry, register_model
 from imgclf.models._resize import resize_to_state_dict
@@ -33,6 +33,7 @@ __all__ = [
     "list_models",
     "load_weights",
     "model_data_config",
+    "size_args",
     "register_model",
     "split_parameters",
     "target_layer",

@@ -7,9 +7,11 @@
 from __future__ import annotations
 
 import fnmatch
+import inspect
 import os
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from imgclf.errors import ModelError
@@ -66,22 +68,56 @@ def _check_args(num_classes: int, drop_rate: float) -> None:
         raise ModelError(f"drop_rate={drop_rate!r} must be in [0, 1)")
 
 
-def _build_timm(name: str, arch: str, num_classes: int, pretrained: bool, drop_rate: float) -> nn.Module:
+def _build_timm(name: str, arch: str, num_classes: int, pretrained: bool, drop_rate: float,
+                img_size: int | None) -> nn.Module:  # fmt: skip
     kwargs = {"num_classes": num_classes, "pretrained": pretrained}
     if drop_rate:
         kwargs["drop_rate"] = drop_rate
+    if img_size is not None:
+        kwargs["img_size"] = img_size
     try:
-        return _timm().create_model(arch, **kwargs)
+        model = _timm().create_model(arch, **kwargs)
+        if img_size is not None:
+            _probe(model, img_size)  # a patch larger than the image only fails in forward
+        return model
     except TypeError as exc:  # an architecture that does not take one of the arguments
+        if img_size is not None and "img_size" in str(exc):  # a CNN: any input size
+            return _build_timm(name, arch, num_classes, pretrained, drop_rate, None)
         raise ModelError(f"timm model {name} cannot be built with {kwargs} ({exc})") from exc
     except Exception as exc:  # timm's loaders raise many types (hub, HTTP, file, RuntimeError) when offline
         if pretrained:
             raise pretrained_error(name, exc) from exc
+        if img_size is not None:
+            raise ModelError(f"timm model {name} cannot be built for {img_size}-pixel images ({exc}); choose an "
+                             "--img-size its patch and window sizes divide, or a CNN") from exc  # fmt: skip
         raise
 
 
+def _probe(model: nn.Module, img_size: int) -> None:
+    was_training = model.training
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, 3, img_size, img_size))
+    model.train(was_training)
+
+
+def size_args(model: nn.Module, img_size: int) -> dict[str, int]:
+    """``{"img_size": img_size}`` when ``model``'s architecture is built for one input size (ViT, DeiT, Swin,
+    MaxViT... take ``img_size=``), else ``{}``: the arguments :func:`create_model` needs to build it for
+    ``img_size``-pixel images.
+
+    >>> size_args(create_model("resnet20_cifar", 3), 64)
+    {}
+    """
+    try:
+        takes = "img_size" in inspect.signature(type(model).__init__).parameters
+    except (TypeError, ValueError):  # a C-implemented or odd __init__
+        takes = False
+    return {"img_size": int(img_size)} if takes else {}
+
+
 def create_model(
-    name: str, num_classes: int, *, weights: str | os.PathLike | None = None, drop_rate: float = 0.0
+    name: str, num_classes: int, *, weights: str | os.PathLike | None = None, drop_rate: float = 0.0,
+    img_size: int | None = None,
 ) -> nn.Module:
     """Build a classifier meeting the imgclf model contract.
 
@@ -89,7 +125,8 @@ def create_model(
     torchvision classifier (``tv/resnet18``). ``weights``: ``None`` (random init), ``"pretrained"`` (the library's
     default weights; needs the network or a cache) or a ``.safetensors`` file whose classifier is replaced when its
     class count differs. The returned model has ``forward``, ``forward_features``, ``forward_head(x, pre_logits)``,
-    ``reset_classifier``, ``get_classifier``, ``num_features`` and ``num_classes``.
+    ``reset_classifier``, ``get_classifier``, ``num_features`` and ``num_classes``. ``img_size`` builds a timm
+    architecture made for one input size (ViT, Swin, ...) for that size (see :func:`size_args`); others ignore it.
 
     >>> model = create_model("test_cnn", num_classes=3)
     >>> model(torch.zeros(2, 3, 32, 32)).shape  # doctest: +SKIP
@@ -109,7 +146,7 @@ def create_model(
         model = entry.builder(num_classes, drop_rate=drop_rate)
         model.imgclf_data_config = entry.data_config  # read by model_data_config
     elif resolved.source == "timm":
-        model = _build_timm(name, resolved.arch, num_classes, pretrained, drop_rate)
+        model = _build_timm(name, resolved.arch, num_classes, pretrained, drop_rate, img_size)
     else:
         try:
             model = build_torchvision(resolved.arch, num_classes, pretrained=pretrained, drop_rate=drop_rate)
