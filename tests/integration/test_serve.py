@@ -208,4 +208,16 @@ def test_served_predictions_logged_then_monitored_detect_a_real_shift(trained: d
     table = subprocess.run([sys.executable, "-m", "imgclf", "monitor", str(trained["bundle"]), "--log", str(log),
                             "--window", "60", "--fail-on-drift"], capture_output=True, text=True, timeout=300,
                            env={**os.environ, "COLUMNS": "200"})  # fmt: skip
-    assert table.returncode == 1 and "no drift" in table.stdout and "feature_mmd" in table.stdout
+    assert table.returncode == 1 and "no drift" in table.stdout and "feat MMD" in table.stdout
+    # #18: a narrow terminal and a pipe show every p-value whole; a pipe is not cut to 80 columns
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    for columns in ("72", None):
+        shown = subprocess.run([sys.executable, "-m", "imgclf", "monitor", str(trained["bundle"]), "--log", str(log),
+                                "--window", "60"], capture_output=True, text=True, timeout=300,
+                               env=env if columns is None else {**env, "COLUMNS": columns}).stdout  # fmt: skip
+        for window in report["windows"]:
+            assert all(f"{t['p_value']:.2g}" in shown for t in window["tests"]), shown
+        if columns:
+            assert max(len(line) for line in shown.splitlines()) <= 72, shown
+        else:
+            assert f"drift in {log} (alpha 0.05; p-values)" in shown.splitlines()[0], shown

@@ -116,3 +116,30 @@ def test_unfitted_and_empty_inputs() -> None:
 def test_missing_input_is_named(trained: imgclf.Classifier) -> None:
     with pytest.raises(DataError, match="nope.png"):
         trained.predict(["nope.png"])
+
+
+def test_predict_table_keeps_file_names_on_a_narrow_terminal_and_is_whole_when_piped(
+        trained: imgclf.Classifier, tmp_path: Path) -> None:  # fmt: skip
+    """#18: paths were cut to their first 20 characters (file names lost) and pipes were cut to 80 columns."""
+    import os
+    import subprocess
+    import sys
+
+    deep = tmp_path / "a-rather-long-folder-name" / "and-another-level-of-folders" / "photos"
+    D.make_synthetic_dataset(deep, per_class=1, size=32, layout="flat", seed=3)
+    images = sorted(str(p) for p in deep.rglob("*.png"))
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+
+    def table(columns: str | None) -> str:
+        run = subprocess.run([sys.executable, "-m", "imgclf", "predict", str(trained.result_.bundle_dir), *images],
+                             capture_output=True, text=True, timeout=300,
+                             env=env if columns is None else {**env, "COLUMNS": columns})  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        return run.stdout
+
+    narrow = table("70")
+    assert max(len(line) for line in narrow.splitlines()) <= 70, narrow
+    for image in images:  # each row names its file, cut from the left
+        assert any("…" in line and f"/{Path(image).name} " in line for line in narrow.splitlines()), narrow
+    piped = table(None)
+    assert all(any(image in line for line in piped.splitlines()) for image in images), piped  # whole, one line

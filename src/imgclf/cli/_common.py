@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -12,8 +13,16 @@ from imgclf.errors import ImgclfError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-console = Console()
-err_console = Console(stderr=True)
+PIPED_WIDTH = 10_000  # output read by a program or a file: lines and tables are never cut to 80 columns
+
+
+def _width(stream: Any) -> int | None:
+    """None on a terminal or with COLUMNS set (rich measures or reads it); a width that never cuts when piped."""
+    return None if stream.isatty() or os.environ.get("COLUMNS") else PIPED_WIDTH
+
+
+console = Console(width=_width(sys.stdout))
+err_console = Console(stderr=True, width=_width(sys.stderr))
 DEBUG = {"on": False}
 
 
@@ -34,6 +43,24 @@ def friendly_errors(fn: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def heading(out: Console, text: str) -> None:
+    """A bold section line (not a full-width rule: piped output has no width to fill)."""
+    out.print(f"[bold]── {text} ──[/bold]", highlight=False)
+
+
+def short_path(path: str, width: int) -> str:
+    """``path`` cut from the left to at most ``width`` characters, keeping the file name: ``…/cats/017.png``.
+
+    >>> short_path("/data/pets/train/cats/017.png", 16)
+    '…/cats/017.png'
+    """
+    if len(path) <= width:
+        return path
+    tail = path[len(path) - max(1, width - 1) :]
+    cut = tail.find("/")
+    return "…" + (tail[cut:] if 0 <= cut < len(tail) - 1 and len(tail) - cut >= 8 else tail)
 
 
 def is_tty() -> bool:

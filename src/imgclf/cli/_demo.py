@@ -6,7 +6,7 @@ import typer
 from rich.table import Table
 
 from imgclf.api import Classifier
-from imgclf.cli._common import console, friendly_errors
+from imgclf.cli._common import console, friendly_errors, heading
 from imgclf.errors import TrainingError
 
 DEMO_SETS = ["data.augment=none", "optim.lr=3e-3", "data.batch_size=32"]  # 8x8 digits: flips and crops hurt
@@ -21,7 +21,7 @@ def demo(
 
     Prints the test accuracy, writes a bundle and predicts a few held-out images saved as PNG files.
     """
-    console.rule("imgclf demo: handwritten digits (8x8, scikit-learn's bundled set)")
+    heading(console, "imgclf demo: handwritten digits (8x8, scikit-learn's bundled set)")
     clf = Classifier(model="lenet5", epochs=epochs, img_size=32, out=out, name="demo", sets=DEMO_SETS)
     clf.fit("digits", console=console)
     result = clf.result_

@@ -33,7 +33,7 @@ def monitor(
     """
     from imgclf.bundle import read_meta
     from imgclf.errors import DataError
-    from imgclf.monitor import TESTS, monitor_log
+    from imgclf.monitor import monitor_log
 
     meta = read_meta(model)
     reference = meta.extra.get("monitor")
@@ -47,12 +47,16 @@ def monitor(
     if as_json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
-        table = Table("window", "n", "from", "to", *TESTS, "verdict", title=f"drift in {log} (alpha {alpha:g})")
+        run = list(dict.fromkeys(t.name for r in result.reports for t in r.tests))  # the tests that ran
+        table = Table("window", "n", "from", "to", *(SHORT.get(t, t) for t in run), "verdict",
+                      title=f"drift in {log} (alpha {alpha:g}; p-values)")  # fmt: skip
+        for column in table.columns[4:]:
+            column.no_wrap = True  # a p-value is never cut
         for r in result.reports:
             p = r.p_values
-            cells = [f"{p[t]:.3g}" if t in p else "-" for t in TESTS]
+            cells = [f"{p[t]:.2g}" if t in p else "-" for t in run]
             verdict = "[bold red]drift[/bold red]" if r.drifted else "[green]no drift[/green]"
-            table.add_row(str(r.window), str(r.n), (r.start or "")[:19], (r.end or "")[:19], *cells, verdict)
+            table.add_row(str(r.window), str(r.n), _when(r.start), _when(r.end), *cells, verdict)
         console.print(table)
         if result.torn_lines:
             console.print(f"[yellow]{result.torn_lines} torn line(s) skipped (writes cut short)[/yellow]")
@@ -62,3 +66,12 @@ def monitor(
             console.print(f"plot: {path}")
     if fail_on_drift and result.drifted:
         raise typer.Exit(1)
+
+
+SHORT = {"confidence_ks": "conf KS", "class_chi2": "class chi2", "feature_mmd": "feat MMD",
+         "label_rate_chi2": "labels chi2"}  # fmt: skip
+
+
+def _when(stamp: str | None) -> str:
+    """``2026-11-30T10:57:01.123+00:00`` -> ``11-30 10:57:01`` (fits a narrow terminal)."""
+    return (stamp or "")[5:19].replace("T", " ")

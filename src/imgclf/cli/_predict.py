@@ -7,9 +7,10 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from imgclf.api import Prediction, load
-from imgclf.cli._common import console, err_console, friendly_errors
+from imgclf.cli._common import console, err_console, friendly_errors, short_path
 from imgclf.utils import atomic_write_text
 
 
@@ -65,15 +66,22 @@ def _answer_cell(p: Prediction) -> str:
 
 def _table(preds: list[Prediction], top_k: int) -> Table:
     multilabel = any(p.labels is not None for p in preds)
-    table = Table("path", "labels" if multilabel else "label", "score", "scores" if multilabel else f"top-{top_k}")
+    rows = []
     for p in preds:
         if p.error:
-            table.add_row(p.path, "[red]error[/red]", "", p.error)
+            rows.append((p.path, "[red]error[/red]", "", p.error))
         elif p.labels is not None:
             best = sorted((p.scores or {}).items(), key=lambda kv: -kv[1])[:top_k]
-            table.add_row(p.path, _answer_cell(p), f"{p.score:.3f}", ", ".join(f"{k} {v:.2f}" for k, v in best))
+            rows.append((p.path, _answer_cell(p), f"{p.score:.3f}", ", ".join(f"{k} {v:.2f}" for k, v in best)))
         else:
-            table.add_row(p.path, _answer_cell(p), f"{p.score:.3f}", ", ".join(f"{lab} {s:.2f}" for lab, s in p.topk))
+            rows.append((p.path, _answer_cell(p), f"{p.score:.3f}", ", ".join(f"{lab} {s:.2f}" for lab, s in p.topk)))
+    # on a narrow terminal the path gives way first, cut from the left so the file name stays; numbers never cut
+    widths = [max((Text.from_markup(r[k]).cell_len for r in rows), default=0) for k in range(4)]
+    room = max(12, console.width - sum(widths[1:3]) - min(widths[3], 30) - 13)
+    table = Table("path", "labels" if multilabel else "label", "score", "scores" if multilabel else f"top-{top_k}")
+    table.columns[2].no_wrap = True
+    for path, *cells in rows:
+        table.add_row(short_path(path, room), *cells)
     return table
 
 

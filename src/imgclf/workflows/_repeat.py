@@ -52,7 +52,7 @@ def train_repeated(cfg: RunConfig, *, seeds: int = 1, folds: int | None = None,
         train = replace(cfg.train, out=str(parent), name=f"{kind[:-1]}{i}",
                         seed=cfg.train.seed if folds else cfg.train.seed + i)  # fmt: skip
         data = replace(cfg.data, folds=folds, fold=i) if folds else cfg.data
-        console.rule(f"{kind[:-1]} {i + 1} of {folds or seeds}")
+        console.print(f"[bold]── {kind[:-1]} {i + 1} of {folds or seeds} ──[/bold]", highlight=False)
         runs.append(train_run(replace(cfg, train=train, data=data), console=console))
     metric = "val" if folds or any("test" not in r.metrics for r in runs) else "test"
     values = tuple(float(r.metrics[metric]["acc"]) for r in runs)
