@@ -14,7 +14,7 @@ predicted-class counts and an MMD permutation test on projected embeddings, Bonf
 
 from imgclf.monitor._drift import MIN_WINDOW, TESTS, DriftReport, DriftTest, Window, check_window, drift_check
 from imgclf.monitor._log import AuditRead, read_audit_log, read_audit_records, windows
-from imgclf.monitor._plots import plot_p_values, plot_window
+from imgclf.monitor._plots import p_value_figure, plot_p_values, plot_window
 from imgclf.monitor._reference import REFERENCE_VERSION, check_reference, project_features, reference_stats
 from imgclf.monitor._run import MonitorResult, monitor_log
 from imgclf.monitor._stats import chi2_test, ks_test, mmd_test
@@ -36,6 +36,7 @@ __all__ = [
     "ks_test",
     "mmd_test",
     "monitor_log",
+    "p_value_figure",
     "plot_p_values",
     "plot_window",
     "project_features",

@@ -80,6 +80,11 @@ class DriftReport:
         """Bonferroni-adjusted p-values by test name."""
         return {t.name: t.p_adjusted for t in self.tests}
 
+    def describe(self) -> str:
+        """One line for people and logs: ``drift (alpha 0.05, 200 predictions): class_chi2 p=3.1e-09 DRIFT, ...``."""
+        tests = ", ".join(f"{t.name} p={t.p_adjusted:.2g}{' DRIFT' if t.drifted else ''}" for t in self.tests)
+        return f"{self.verdict} (alpha {self.alpha:g}, {self.n} predictions): {tests}"
+
     def to_dict(self) -> dict[str, Any]:
         return {"verdict": self.verdict, "drifted": self.drifted, "alpha": self.alpha, "n": self.n,
                 "window": self.window, "start": self.start, "end": self.end,

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from imgclf.errors import DataError
-from imgclf.monitor._drift import TESTS, DriftReport, Window
+from imgclf.monitor._drift import DriftReport, Window
 from imgclf.utils import atomic_write_bytes
 
 
@@ -30,28 +30,41 @@ def plot_p_values(reports: Sequence[DriftReport], path: str | os.PathLike) -> Pa
 
     >>> plot_p_values(reports, "out/drift_p_values.png")  # doctest: +SKIP
     """
-    from matplotlib.figure import Figure
-
     if not reports:
         raise DataError(f"plot_p_values got no windows for {path}.")
+    return _save(p_value_figure(reports), path)
+
+
+def p_value_figure(reports: Sequence[DriftReport]) -> Any:
+    """The matplotlib ``Figure`` :func:`plot_p_values` writes: the y axis reaches the smallest p-value, the x
+    axis counts whole windows, each test has its own marker and line style."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
     fig = Figure(figsize=(6.5, 3.8), dpi=100)
     ax = fig.subplots()
     x = [r.window for r in reports]
-    for name in TESTS:
+    names = list(dict.fromkeys(t.name for r in reports for t in r.tests))  # the tests that ran, in order
+    ps = [p for r in reports for p in r.p_values.values()]
+    floor = max(min([p for p in ps if p > 0], default=1e-6), 1e-300) / 3  # every point shown, however small
+    styles = [("o", "-"), ("s", "--"), ("^", ":"), ("D", "-.")]  # tests with equal p-values stay visible
+    for k, name in enumerate(names):
         ys = [r.p_values.get(name) for r in reports]
-        if any(y is not None for y in ys):
-            ax.plot(x, [max(y, 1e-6) if y is not None else np.nan for y in ys], marker="o", label=name)
+        marker, line = styles[k % len(styles)]
+        ax.plot(x, [max(y, floor) if y is not None else np.nan for y in ys], marker=marker, linestyle=line,
+                markersize=7 - 1.5 * k, label=name)  # fmt: skip
     ax.axhline(reports[0].alpha, color="k", linestyle="--", label=f"alpha {reports[0].alpha:g}")
     for r in reports:
         if r.drifted:
             ax.axvspan(r.window - 0.4, r.window + 0.4, color="#d62728", alpha=0.12, lw=0)
     ax.set_yscale("log")
-    ax.set_ylim(1e-6 / 2, 1.5)
+    ax.set_ylim(min(floor, 1e-6) / 2, 1.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # windows are whole numbers
     ax.set_xlabel("window")
     ax.set_ylabel("adjusted p-value")
     ax.set_title("Drift tests per window (shaded: drift)")
     ax.legend(fontsize=8, loc="lower left")
-    return _save(fig, path)
+    return fig
 
 
 def plot_window(reference: dict[str, Any], window: Window, path: str | os.PathLike,

@@ -58,7 +58,7 @@ class DriftTracker:
             self.metrics.drift_detected.set(1.0 if report.drifted else 0.0)
             self.metrics.drift_windows.inc()
             if report.drifted:
-                log.warning("drift in window %d: %s", index, report.p_values)
+                log.warning("window %d: %s", index, report.describe())
         except ImgclfError as exc:  # a reference that does not fit this model: say so, keep serving
             log.error("drift check failed: %s", exc)
         finally:

@@ -98,3 +98,22 @@ def test_monitor_log_end_to_end_with_plots(tmp_path: Path) -> None:
     assert json.loads(json.dumps(res.to_dict()))["drifted"] is True
     with pytest.raises(DataError, match="fewer than one window"):
         monitor_log(ref, log, window=100, model="nobody")
+
+
+def test_p_value_plot_reaches_the_smallest_p_and_counts_whole_windows() -> None:
+    """#18: the y axis stopped at 1e-6 while p-values were 1e-36; the x axis showed windows 0.2, 0.4, ..."""
+    from imgclf.monitor import DriftReport, DriftTest, p_value_figure
+
+    def report(i: int, p_ks: float, p_chi: float) -> DriftReport:
+        tests = (DriftTest("confidence_ks", 1.0, p_ks / 2, p_ks, p_ks < 0.05),
+                 DriftTest("class_chi2", 1.0, p_chi / 2, p_chi, p_chi < 0.05))  # fmt: skip
+        return DriftReport(p_ks < 0.05 or p_chi < 0.05, 0.05, 100, tests, i)
+
+    reports = [report(0, 0.6, 0.6), report(1, 1e-36, 1e-36), report(2, 1e-12, 0.3)]
+    ax = p_value_figure(reports).axes[0]
+    assert ax.get_ylim()[0] <= 1e-36  # the smallest p-value is on the plot, not clipped to 1e-6
+    assert all(float(t).is_integer() for t in ax.get_xticks())
+    lines = [line for line in ax.get_lines() if line.get_label() in ("confidence_ks", "class_chi2")]
+    assert len(lines) == 2 and lines[0].get_marker() != lines[1].get_marker()  # equal p-values stay apart
+    assert lines[0].get_linestyle() != lines[1].get_linestyle()
+    assert "class_chi2 p=1e-36 DRIFT" in reports[1].describe() and "{" not in reports[1].describe()
