@@ -47,6 +47,7 @@ from imgclf.evaluation._plots import (
     plot_reliability,
     plot_risk_coverage,
     plot_training_curves,
+    reliability_figure,
 )
 from imgclf.evaluation._report import SECTION_IDS, render_report
 from imgclf.evaluation._report_data import ReportData
@@ -106,6 +107,7 @@ __all__ = [
     "plot_error_gallery",
     "plot_per_class_accuracy",
     "plot_reliability",
+    "reliability_figure",
     "plot_risk_coverage",
     "plot_training_curves",
     "render_model_card",

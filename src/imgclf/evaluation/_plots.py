@@ -16,6 +16,7 @@ from imgclf.evaluation._figure import new_figure, save_png, short
 from imgclf.metrics import CalibrationReport, ClassificationReport, ConfidenceHistogram, RiskCoverage, to_numpy
 
 RIGHT, WRONG, ACCENT = "#2a9d8f", "#e76f51", "#264653"
+UNDER = "#e9c46a"  # an under-confident gap, drawn solid inside the accuracy bar
 
 
 def plot_confusion_matrix(
@@ -73,6 +74,13 @@ def plot_reliability(
     >>> plot_reliability(cal_raw, "plots/reliability.png", after=cal_scaled)  # doctest: +SKIP
     PosixPath('plots/reliability.png')
     """
+    return save_png(reliability_figure(before, after=after, titles=titles), path)
+
+
+def reliability_figure(before: CalibrationReport, *, after: CalibrationReport | None = None,
+                       titles: tuple[str, str] = ("before calibration", "after calibration")) -> Any:  # fmt: skip
+    """The figure :func:`plot_reliability` writes. Over-confident bins show their gap above the accuracy bar
+    (translucent red), under-confident bins inside it (solid, so the colour on the plot is the legend's)."""
     reports = [before] if after is None else [before, after]
     fig = new_figure(5.0 * len(reports), 5.6)
     grid = fig.add_gridspec(2, len(reports), height_ratios=(3, 1))
@@ -84,8 +92,15 @@ def plot_reliability(
         filled = bins.count > 0
         acc = np.where(filled, bins.accuracy, 0.0)
         conf = np.where(filled, bins.confidence, centre)
+        over = filled & (conf > acc)
+        under = filled & (conf < acc)
         ax.bar(centre, acc, width=width, color=ACCENT, edgecolor="white", label="accuracy")
-        ax.bar(centre, conf - acc, bottom=acc, width=width, color=WRONG, alpha=0.35, label="gap")
+        if over.any():
+            ax.bar(centre[over], (conf - acc)[over], bottom=acc[over], width=width[over], color=WRONG, alpha=0.35,
+                   label="gap: over-confident")  # fmt: skip
+        if under.any():
+            ax.bar(centre[under], (acc - conf)[under], bottom=conf[under], width=width[under], color=UNDER,
+                   edgecolor="white", label="gap: under-confident")  # fmt: skip
         ax.plot([0, 1], [0, 1], "--", color="grey", lw=1, label="perfect calibration")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
@@ -97,7 +112,7 @@ def plot_reliability(
         hist.bar(centre, bins.count / max(rep.n, 1), width=width, color="grey", edgecolor="white")
         hist.set_xlabel("confidence")
         hist.set_ylabel("share")
-    return save_png(fig, path)
+    return fig
 
 
 def plot_per_class_accuracy(report: ClassificationReport, path: str | os.PathLike, *, max_classes: int = 60) -> Path:

@@ -101,3 +101,27 @@ def test_error_gallery_takes_paths_arrays_and_survives_a_broken_file(tmp_path: P
     assert examples[0].to_dict()["image"] == path and examples[1].to_dict()["image"] is None
     with pytest.raises(DataError, match="at least one example"):
         plot_error_gallery([], tmp_path / "empty.png")
+
+
+def test_reliability_gaps_are_drawn_in_the_colours_the_legend_shows() -> None:
+    """#18: an under-confident gap was a translucent pink bar over the dark accuracy bar: brown on the plot."""
+    from matplotlib.colors import to_rgba
+
+    from imgclf.evaluation import reliability_figure
+    from imgclf.metrics import calibration_metrics
+
+    rng = np.random.default_rng(0)
+    n = 4000
+    conf = rng.uniform(0.5, 1.0, n)
+    right = rng.random(n) < np.where(conf < 0.75, conf + 0.2, conf - 0.2)  # low bins under-, high over-confident
+    probs = np.stack([conf, 1 - conf], 1)
+    labels = np.where(right, 0, 1)
+    ax = reliability_figure(calibration_metrics(probs, labels, n_bins=10)).axes[0]
+    handles, names = ax.get_legend_handles_labels()
+    legend = dict(zip(names, handles))
+    assert {"gap: over-confident", "gap: under-confident"} <= set(legend)
+    under = legend["gap: under-confident"]
+    for bar in under.patches:  # solid: the colour drawn over the accuracy bar is the legend's colour
+        assert bar.get_facecolor() == to_rgba(under.patches[0].get_facecolor()) and bar.get_facecolor()[3] == 1.0
+        lo, hi = bar.get_y(), bar.get_y() + bar.get_height()
+        assert hi > lo  # drawn between confidence (below) and accuracy (above), never with a negative height
