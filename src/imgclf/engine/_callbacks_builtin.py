@@ -143,6 +143,7 @@ def capture_state(state: TrainState, callbacks: Sequence[Callback]) -> tuple[dic
     meta: dict[str, Any] = {
         "epoch": state.epoch,
         "batch_in_epoch": state.batch_in_epoch,
+        "epoch_totals": state.epoch_totals,
         "step": state.step,
         "history": state.history,
         "skipped_images": state.skipped_images,
@@ -171,6 +172,7 @@ def restore_state(
     for cb in callbacks:
         cb.load_state_dict(unprefixed(f"cb.{cb.name}", tensors), meta["callbacks"].get(cb.name, {}))
     state.epoch, state.batch_in_epoch, state.step = meta["epoch"], meta["batch_in_epoch"], meta["step"]
+    state.epoch_totals = dict(meta.get("epoch_totals") or {})  # absent in checkpoints of older versions
     state.history = list(meta["history"])
     state.skipped_images = meta.get("skipped_images", 0)
     restore_rng(tensors, meta["rng"])
@@ -203,7 +205,8 @@ class MetricsLogger(Callback):
         self._write_csv(state.history)
         if self._writer is not None:
             for key, value in metrics.items():
-                if key != "epoch" and isinstance(value, (int, float)) and math.isfinite(value):
+                if key != "epoch" and isinstance(value, (int, float)) and not isinstance(value, bool) \
+                        and math.isfinite(value):
                     self._writer.add_scalar(key.replace("_", "/", 1), value, metrics["epoch"])
             self._writer.flush()
 

@@ -43,7 +43,7 @@ class Trainer:
                 s.stop, s.stop_reason = True, "interrupted"
                 break
             metrics = {"epoch": s.epoch + 1, **train_metrics, **self.validate()}
-            s.epoch, s.batch_in_epoch = s.epoch + 1, 0
+            s.epoch, s.batch_in_epoch, s.epoch_totals = s.epoch + 1, 0, {}
             s.history.append(metrics)
             self._call("on_epoch_end", metrics)
         self._call("on_fit_end")
@@ -54,7 +54,10 @@ class Trainer:
         s.sampler.set_epoch(s.epoch)
         s.sampler.skip(s.batch_in_epoch * s.batch_size)
         s.model.train()
-        total_loss, correct, seen, start = 0.0, 0, 0, time.perf_counter()
+        resumed = s.batch_in_epoch > 0
+        t = s.epoch_totals
+        total_loss, correct, seen = t.get("loss", 0.0), t.get("correct", 0), int(t.get("seen", 0))
+        before, start = t.get("seconds", 0.0), time.perf_counter()
         n_batches = len(s.train_loader)
         for batch in s.train_loader:
             s.skipped_images += batch.skipped
@@ -84,19 +87,22 @@ class Trainer:
             total_loss += loss.item() * labels.shape[0]
             correct += batch_correct
             seen += labels.shape[0]
+            s.epoch_totals = {"loss": total_loss, "correct": correct, "seen": seen,
+                              "seconds": before + time.perf_counter() - start}  # fmt: skip
             if s.batch_in_epoch % s.accumulate == 0 or s.batch_in_epoch == n_batches:
                 self._optimizer_step()
                 stats = {"loss": loss.item(), "acc": batch_correct / labels.shape[0], "images": labels.shape[0]}
                 self._call("on_step_end", stats)
             if s.interrupted and s.batch_in_epoch % s.accumulate == 0:
                 break
-        elapsed = max(time.perf_counter() - start, 1e-9)
+        elapsed = max(before + time.perf_counter() - start, 1e-9)
         return {
             "train_loss": total_loss / max(seen, 1),
             "train_acc": correct / max(seen, 1),
             "lr": s.optimizer.param_groups[-1]["lr"],
             "images_per_s": seen / elapsed,
-            "epoch_time_s": elapsed,
+            "epoch_time_s": elapsed,  # both parts of an epoch resumed mid-way, without the time in between
+            **({"resumed_mid_epoch": True} if resumed else {}),
         }
 
     def _optimizer_step(self) -> None:

@@ -40,6 +40,9 @@ class TrainState:
     eval_model: nn.Module | None = None
     epoch: int = 0
     batch_in_epoch: int = 0
+    # running sums of the epoch under way (loss, score, seen, seconds): saved in checkpoints, so an epoch resumed
+    # mid-way reports metrics over all of its batches, not only those after the restart
+    epoch_totals: dict[str, float] = field(default_factory=dict)
     step: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     skipped_images: int = 0

@@ -108,6 +108,11 @@ def test_resume_from_mid_epoch_checkpoint_matches_uninterrupted(tmp_path: Path) 
     for a, b in zip(full_cbs[0].module.parameters(), cbs2[0].module.parameters()):
         assert torch.equal(a, b)  # EMA too
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    # #18: the resumed epoch's training metrics cover all of its batches (before and after the restart)
+    again = resumed.history[1]
+    assert again.get("resumed_mid_epoch") and "resumed_mid_epoch" not in full.history[1]
+    for key in ("train_loss", "train_acc"):
+        assert again[key] == pytest.approx(full.history[1][key], abs=1e-6), key
 
 
 def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(tmp_path: Path) -> None:
