@@ -89,8 +89,8 @@ def prune_bundle(path: str | Path, *, amount: float = 0.3, finetune_epochs: int 
     rows.update({name: _profile(b, str(source)) for name, b in candidates.items()})
     kept, reason = "pruned", "no fine-tuning asked for"
     if "fine-tuned" in candidates:
-        val = {n: evaluate_bundle(b, str(source), split=_choice_split(b, str(source)), n_resamples=0).accuracy
-               for n, b in candidates.items()}  # fmt: skip
+        choice = _choice_split(bundle, str(source))  # the same split for both candidates: scanned once
+        val = {n: evaluate_bundle(b, str(source), split=choice, n_resamples=0).accuracy for n, b in candidates.items()}
         kept = "fine-tuned" if val["fine-tuned"] >= val["pruned"] else "pruned"
         reason = (f"validation accuracy {val['fine-tuned']:.4f} after fine-tuning vs {val['pruned']:.4f} before; "
                   f"kept the {kept} model")  # fmt: skip
