@@ -10,6 +10,7 @@
 """
 
 from imgclf.data._builtin import BUILTIN_DATASETS
+from imgclf.data._composites import make_multilabel_composites
 from imgclf.data._decode import (
     IMAGE_EXTENSIONS,
     IMAGE_FORMATS,
@@ -76,6 +77,7 @@ __all__ = [
     "list_images",
     "load_source",
     "make_loader",
+    "make_multilabel_composites",
     "make_synthetic_dataset",
     "mixup_cutmix",
     "normalize",
