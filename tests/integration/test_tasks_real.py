@@ -92,12 +92,12 @@ def test_multilabel_predict_export_and_report(ml_model: imgclf.Classifier, ml_da
 
 
 def test_multilabel_audit_finds_planted_label_errors(ml_model: imgclf.Classifier, ml_data: Path) -> None:
-    """Drop one digit from the label set of 25 test images: the audit of a multi-label bundle ranks them first."""
+    """Drop one label from 5% of the images (#17's protocol): the audit of a multi-label bundle ranks them first."""
     lines = ml_data.read_text(encoding="utf-8").splitlines()
     rng = np.random.default_rng(1)
-    test_rows = [i for i, line in enumerate(lines[1:], 1) if line.endswith(",test") and ";" in line]
+    rows = [i for i, line in enumerate(lines[1:], 1) if ";" in line.split(",")[1]]
     planted = set()
-    for i in rng.choice(test_rows, 25, replace=False).tolist():
+    for i in rng.choice(rows, len(lines) // 20, replace=False).tolist():
         path, labels, split = lines[i].split(",")
         lines[i] = f"{path},{';'.join(labels.split(';')[1:])},{split}"
         planted.add(path)
@@ -106,10 +106,10 @@ def test_multilabel_audit_finds_planted_label_errors(ml_model: imgclf.Classifier
     res = cli("audit", str(flipped), "--model", str(ml_model.result_.bundle_dir), "--no-near", "--json")
     assert res.returncode == 0, res.stderr
     issues = json.loads(res.stdout)["label_issues"]["issues"]
-    found = [Path(r["path"]).relative_to(flipped.parent).as_posix() in planted for r in issues[:25]]
-    assert np.mean(found) >= 0.6, issues[:25]
+    found = [Path(r["path"]).relative_to(flipped.parent).as_posix() in planted for r in issues[: len(planted)]]
+    assert np.mean(found) >= 0.6, f"precision at {len(planted)}: {np.mean(found):.2f}"
     first = next(r for r in issues if Path(r["path"]).relative_to(flipped.parent).as_posix() in planted)
-    assert first["missing"] and not first["extra"]  # the dropped digit is the one suggested back
+    assert first["missing"] and not first["extra"]  # the dropped label is the one suggested back
 
 
 @pytest.fixture(scope="module")
