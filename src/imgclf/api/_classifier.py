@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from rich.console import Console
 
 from imgclf import data as D
@@ -203,12 +204,38 @@ class Classifier:
         answers = task.decode(probs, top_k=top_k, ood=ood, threshold=rule.get("threshold") if rule else None,
                               reject=reject, backoff=backoff)  # fmt: skip
         answers = with_reasons(answers, rule)
+        smoothing = meta.extra.get("smoothing") if reject and task.kind == "single" else None
+        if smoothing and len(out.logits):
+            answers = self._smoothed(images, answers, smoothing, batch_size)
         by_index: dict[int, Prediction] = {}
         for i, answer in zip(out.indices.tolist(), answers):
             by_index[i] = Prediction(**answer.__dict__, path=images.describe(i))
         for i, reason in errors.items():
             by_index[i] = Prediction(None, None, path=images.describe(i), error=reason)
         return [by_index[i] for i in range(len(images))]
+
+    def _smoothed(self, images: D.InputImages, answers: list[Answer], smoothing: dict[str, Any],
+                  batch_size: int) -> list[Answer]:  # fmt: skip
+        """The randomized-smoothing answer (Cohen et al.'s PREDICT, stored by ``imgclf robustness --certify``) in
+        place of the base model's: its class, or ``unknown`` with the reason when the noisy votes do not single
+        one out. Images the rejection rule already answered ``unknown`` stay so."""
+        bundle = self._bundle()
+        pre = bundle.meta.preprocessing
+        votes = R.SmoothedVotes(bundle.model, float(smoothing["sigma"]), pre.mean, pre.std,
+                                n=int(smoothing.get("samples", 100)))  # fmt: skip
+        counts = E.run_inference(votes, images, pre, batch_size=batch_size).logits
+        decided = R.predict_from_counts(torch.from_numpy(counts), float(smoothing.get("alpha", 0.001)))
+        out = []
+        for answer, label, p in zip(answers, decided.labels.tolist(), decided.p_values.tolist()):
+            if answer.label == "unknown":
+                out.append(answer)
+            elif label == R.ABSTAIN:
+                out.append(replace(answer, label="unknown", unknown=True,
+                                   reason=f"randomized smoothing (sigma {smoothing['sigma']}) abstained: the top two "
+                                          f"classes could not be told apart under noise (p = {p:.3g})"))  # fmt: skip
+            else:
+                out.append(replace(answer, label=bundle.meta.classes[label]))
+        return out
 
     def evaluate(self, data: Any, *, split: str | None = None, raw: bool = False,
                  out_dir: str | Path | None = None, n_resamples: int = 1000,

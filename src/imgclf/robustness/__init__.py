@@ -38,8 +38,10 @@ from imgclf.robustness._smoothing import (
     CertifiedCurve,
     SmoothedClassifier,
     SmoothedPrediction,
+    SmoothedVotes,
     certified_accuracy,
     clopper_pearson_lower,
+    predict_from_counts,
 )
 from imgclf.robustness._stress import (
     DEFAULT_CHOICE,
@@ -61,6 +63,8 @@ __all__ = [
     "GaussianNoiseAugment",
     "SmoothedClassifier",
     "SmoothedPrediction",
+    "SmoothedVotes",
+    "predict_from_counts",
     "TestTimeAdapter",
     "adapted_corruption_accuracy",
     "certified_accuracy",

@@ -66,6 +66,8 @@ class Predictor:
         if clf.model_ is None or clf.meta_ is None:
             raise BundleError("the server needs a loaded bundle: use imgclf.load(bundle_dir)")
         self.model, self.meta = clf.model_.eval(), clf.meta_
+        # explanations hook the layers of a plain model: the adapted copy's own network when adapting
+        self.explain_model = self.model.model if getattr(clf, "adapt_", None) else self.model
         self.engine = getattr(clf, "engine_", None)  # an imgclf.export engine (torch-fast, onnxruntime) if loaded
         self.engine_name = getattr(self.engine, "name", "torch")
         self.device = next(self.model.parameters()).device
