@@ -199,3 +199,18 @@ def test_certify_reports_a_curve_and_a_smoothed_bundle_abstains_with_a_reason(tr
     assert np.mean([p.label == "red" for p in reds]) >= 0.7  # the smoothed answer on clean training-like images
     raw = loaded.predict([str(tie)], reject=False)
     assert raw[0].label != "unknown"
+
+
+@pytest.mark.slow
+def test_the_training_pass_fits_a_feature_rule_that_predict_uses(trained, tmp_path: Path) -> None:
+    """`train.rejection=mahalanobis`: statistics from training images, threshold from the validation pass."""
+    src, _, ood = trained
+    clf = imgclf.fit(src, model="test_cnn", epochs=5, img_size=32, out=str(tmp_path), name="maha",
+                     sets=["data.workers=0", "optim.lr=3e-3", "data.augment=light", "train.report=false",
+                           "train.rejection=mahalanobis"])  # fmt: skip
+    rule = read_meta(clf.result_.bundle_dir).rejection
+    assert rule["score"] == "mahalanobis" and rule["fit_images"] >= 90  # every training image (96 here)
+    assert (clf.result_.bundle_dir / "rejection.safetensors").is_file()
+    loaded = imgclf.load(clf.result_.bundle_dir)
+    assert np.mean([p.label == "unknown" for p in loaded.predict([str(ood)])]) >= 0.9
+    assert np.mean([p.label != "unknown" for p in loaded.predict([str(src / "red")])]) >= 0.8
