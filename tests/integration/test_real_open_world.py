@@ -59,6 +59,7 @@ def test_an_mnist_model_rejects_cifar_images_and_keeps_its_digits(mnist_bundle: 
     rejected = _unknown_rate(mnist_bundle, _files(cifar10_dir / "test", 500))
     accepted = 1 - _unknown_rate(mnist_bundle, _files(mnist_dir / "test", 500))
     rule = read_meta(mnist_bundle).rejection
+    print(f"MNIST model, rule {rule['score']}: rejects {rejected:.1%} of CIFAR-10, keeps {accepted:.1%} of MNIST")
     assert rejected >= 0.95 and accepted >= 0.90, (rule["score"], rejected, accepted)
     card = (mnist_bundle.parent / "model_card.md").read_text()
     assert f"`{rule['score']}`" in card and "why this rule" in card
@@ -70,6 +71,7 @@ def test_a_cifar_model_answers_unknown_for_digits_and_keeps_its_images(cifar_bun
     rejected = _unknown_rate(cifar_bundle, _files(mnist_dir / "test", 500))
     accepted = 1 - _unknown_rate(cifar_bundle, _files(cifar10_dir / "test", 500))
     rule = read_meta(cifar_bundle).rejection
+    print(f"CIFAR-10 model, rule {rule['score']}: rejects {rejected:.1%} of MNIST, keeps {accepted:.1%} of CIFAR-10")
     assert rejected >= 0.80 and accepted >= 0.90, (rule["score"], rejected, accepted)
     assert f"`{rule['score']}`" in (cifar_bundle.parent / "model_card.md").read_text()
 
@@ -88,6 +90,7 @@ def test_test_time_adaptation_recovers_accuracy_on_cifar_corruptions(cifar_bundl
     base = reports[None]
     figures = {m: (r.clean_accuracy, r.mean_corruption_accuracy) for m, r in reports.items()}
     best = max(("bn", "tent"), key=lambda m: reports[m].mean_corruption_accuracy)
+    print(f"clean / mean corruption accuracy (severities 3-5): {figures}")
     assert reports[best].mean_corruption_accuracy >= base.mean_corruption_accuracy + 0.03, figures
     assert reports[best].clean_accuracy >= base.clean_accuracy - 0.01, figures
     assert all(p.grad is None for p in bundle.model.parameters())  # the bundle's model was never touched

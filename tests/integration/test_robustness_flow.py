@@ -214,3 +214,31 @@ def test_the_training_pass_fits_a_feature_rule_that_predict_uses(trained, tmp_pa
     loaded = imgclf.load(clf.result_.bundle_dir)
     assert np.mean([p.label == "unknown" for p in loaded.predict([str(ood)])]) >= 0.9
     assert np.mean([p.label != "unknown" for p in loaded.predict([str(src / "red")])]) >= 0.8
+
+
+@pytest.mark.slow
+def test_adapt_runs_on_a_copy_in_predict_evaluate_and_the_robustness_report(trained, tmp_path: Path) -> None:
+    import torch
+
+    src, clf, _ = trained
+    bundle = clf.result_.bundle_dir
+    weights = (bundle / "model.safetensors").read_bytes()
+    res = cli("evaluate", str(bundle), str(src), "--adapt", "bn", "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["accuracy"] >= 0.7  # batch statistics of a shuffled stream keep it usable
+    res = cli("predict", str(bundle), str(src), "--adapt", "tent", "--json")  # every class, mixed batches
+    assert res.returncode == 0, res.stderr
+    assert np.mean([p["label"] == Path(p["path"]).parent.name for p in json.loads(res.stdout)]) >= 0.7
+    loaded = imgclf.load(bundle)
+    before = {k: v.clone() for k, v in loaded.model_.state_dict().items()}
+    adapted = loaded.adapted("tent")
+    adapted.predict([str(src / "red"), str(src / "blue")])
+    assert all(torch.equal(before[k], v) for k, v in loaded.model_.state_dict().items())  # original untouched
+    assert (bundle / "model.safetensors").read_bytes() == weights
+    out = tmp_path / "rob"
+    res = cli("robustness", str(bundle), str(src), "--max-images", "24", "--epsilons", "0", "--adapt", "bn,tent",
+              "--no-store", "--out", str(out), "--json")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    adaptation = json.loads(res.stdout)["adaptation"]
+    assert set(adaptation) == {"severities", "none", "bn", "tent"}
+    assert all(0 <= adaptation[m]["mean_corruption_accuracy"] <= 1 for m in ("none", "bn", "tent"))

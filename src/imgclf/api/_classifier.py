@@ -131,7 +131,8 @@ class Classifier:
         """A new Classifier answering through a test-time-adapted copy of the model (``method`` ``"bn"``:
         BatchNorm statistics of the incoming batches; ``"tent"``: also entropy minimisation on the BatchNorm
         affine parameters; ``options``: ``lr``, ``steps``, ``episodic``). This classifier and its bundle are never
-        changed. Adaptation learns from each batch it answers, so give it mixed batches (not one class at a time).
+        changed. Adaptation learns from each batch it answers and needs batches that mix classes: predict and
+        evaluate feed it a seeded shuffle of their inputs in batches of at least 256 (answers in input order).
 
         >>> # clf.adapted("tent").predict(shifted_images)
         """
@@ -150,8 +151,18 @@ class Classifier:
         """One inference pass over the inputs; unreadable ones come back as ``{position: reason}``."""
         bundle = self._bundle()
         images = D.InputImages(inputs)
-        out = E.run_inference(bundle.model, images, bundle.meta.preprocessing, batch_size=batch_size,
-                              runner=self._runner(features), features=features)  # fmt: skip
+        if not self.adapt_:
+            out = E.run_inference(bundle.model, images, bundle.meta.preprocessing, batch_size=batch_size,
+                                  runner=self._runner(features), features=features)  # fmt: skip
+            return images, out, images.unreadable(out.indices.tolist())
+        # An adapting model learns from each batch: feed it a seeded shuffle in batches of at least 256 (inputs
+        # often come sorted by class, which misleads batch statistics); answers go back in input order.
+        order = np.random.default_rng(0).permutation(len(images))
+        out = E.run_inference(bundle.model, _Reordered(images, order), bundle.meta.preprocessing,
+                              batch_size=max(batch_size, 256), features=features)  # fmt: skip
+        back = np.argsort(order[out.indices], kind="stable")
+        out = replace(out, logits=out.logits[back], labels=out.labels[back], indices=order[out.indices][back],
+                      features=None if out.features is None else out.features[back])  # fmt: skip
         return images, out, images.unreadable(out.indices.tolist())
 
     def predict_logits(self, inputs: Any, *, batch_size: int = 32
@@ -294,6 +305,23 @@ class Classifier:
         out = save_bundle(directory, bundle.model, bundle.meta, bundle.rejection_stats)
         self.bundle_ = load_bundle(out, device=next(bundle.model.parameters()).device)
         return out
+
+
+class _Reordered:
+    """``images`` seen in the order ``order`` (a permutation of their positions), as run_inference reads them."""
+
+    def __init__(self, images: D.InputImages, order: np.ndarray) -> None:
+        self.images, self.order = images, order
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.images[int(self.order[i])]
+
+    @property
+    def labels(self) -> list[int]:
+        return [0] * len(self.order)
 
 
 def load(path: str | Path, *, device: str = "cpu", engine: str = "torch") -> Classifier:

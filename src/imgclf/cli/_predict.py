@@ -27,7 +27,8 @@ def predict(
                                    "rejection rule calls unknown."),
     adapt: str = typer.Option(None, "--adapt", help="Test-time adaptation on a copy of the model (opt-in): bn "
                               "(BatchNorm statistics of the incoming batches) or tent (also entropy minimisation on "
-                              "the BatchNorm affine parameters). Give mixed batches, not one class at a time."),
+                              "the BatchNorm affine parameters). Inputs run in a seeded shuffle, in batches of 256; "
+                              "answers in input order."),
     no_backoff: bool = typer.Option(False, "--no-backoff", help="Hierarchical models: show the leaf even when it is "
                                     "unsure (default: back off to the deepest confident ancestor)."),
 ) -> None:
