@@ -147,7 +147,8 @@ def test_a_feature_rule_is_stored_and_used_by_predict_evaluate_and_onnx(trained,
     (tmp_path / "model_card.md").write_text("# Model card: test\n\n## Intended use\n\nTests.\n")
     res = robustness(bundle, str(src), max_images=24, attacks=(), corruptions=False, fit_images=200, store=False)
     assert "synthetic outliers" in res.rejection["reason"]  # no --ood: chosen against synthetic outliers
-    assert res.rejection["score"] == max(res.ood, key=lambda k: res.ood[k].auroc)
+    best = max(r.auroc for r in res.ood.values())  # the best, or a rule tied with it within 0.01
+    assert res.ood[res.rejection["score"]].auroc >= best - 0.01
     res = robustness(bundle, str(src), max_images=24, attacks=(), corruptions=False, fit_images=200, rule="knn")
     meta = read_meta(bundle)
     assert meta.rejection["score"] == "knn" and "--rule" in meta.rejection["reason"]
