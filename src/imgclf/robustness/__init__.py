@@ -9,7 +9,11 @@ classifier that takes normalised input in :class:`NormalizedModel` (``mean`` / `
   :func:`corruption_accuracy` -> :class:`CorruptionReport` (per corruption and severity, mean, relative drop).
 - Out-of-distribution: :func:`msp`, :func:`max_logit`, :func:`energy` from logits; :class:`Mahalanobis` and
   :class:`KNNScorer` from features; :func:`ood_metrics` -> :class:`OODReport` (AUROC, FPR at 95 % TPR, AUPR);
-  :func:`choose_threshold` for rejection; :func:`synthetic_outliers` when no OOD data is at hand.
+  :func:`choose_threshold` for rejection; :func:`synthetic_outliers` when no OOD data is at hand. The rejection
+  rules a bundle stores (and their one scoring function) live in :mod:`imgclf.tasks`; :func:`choose_score`
+  picks one by AUROC (:data:`DEFAULT_CHOICE` without real outliers).
+- Certified robustness: :class:`SmoothedClassifier`, :func:`certified_accuracy`, :class:`SmoothedVotes`;
+  Carlini-Wagner L2: :func:`cw_l2`; test-time adaptation: :class:`TestTimeAdapter`.
 - Figures: :func:`plot_robust_curve`, :func:`plot_corruption_heatmap`, :func:`plot_ood_histogram`.
 """
 
