@@ -150,3 +150,23 @@ def test_stream_decodes_one_batch_at_a_time(images: Path) -> None:
     assert sum(len(c.errors) for c in chunks) == 2
     assert all(c.logits.shape == (len(c.indices), 3) for c in chunks if len(c.indices))
     assert os.path.basename(files[min(i for c in chunks for i in c.errors)]) in ("empty.png", "notes.jpg")
+
+
+def test_rows_apply_a_feature_rejection_rule_like_predict(bundle: Path, images: Path, tmp_path: Path) -> None:
+    """A kNN rule (statistics in rejection.safetensors): the stream returns the features of its own pass."""
+    from imgclf.bundle import save_bundle
+    from imgclf.tasks import fit_rejection, fit_rejection_stats
+
+    clf = imgclf.load(bundle)
+    _, logits, _ = clf.predict_logits([images])
+    feats = clf.embed([images])
+    stats = fit_rejection_stats(feats[:10], logits[:10], logits[:10].argmax(1), "knn", k=2)
+    rule = fit_rejection(logits, score="knn", features=feats, stats=stats, target_acceptance=0.5)
+    knn = save_bundle(tmp_path / "knn", clf.model_, dataclasses.replace(clf.meta_, rejection=rule), stats)
+    predicted = [p.to_dict() for p in imgclf.load(knn).predict([images])]
+    assert any(p.get("unknown") for p in predicted) and not all(p.get("unknown", True) for p in predicted)
+    W.batch_predict(knn, [images], tmp_path / "out", workers=0, progress=False)
+    rows = _parquet_rows(tmp_path / "out")
+    assert_rows_match_predict(rows, predicted)
+    for p in predicted:
+        assert rows[p["path"]]["unknown"] == p.get("unknown"), p["path"]

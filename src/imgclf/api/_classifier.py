@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from rich.console import Console
 
 from imgclf import data as D
@@ -16,11 +17,12 @@ from imgclf import evaluation as V
 from imgclf import explain as XP
 from imgclf import export as X
 from imgclf import monitor
+from imgclf import robustness as R
 from imgclf.api._fit import FitResult, train_run
 from imgclf.bundle import Bundle, BundleMeta, load_bundle, save_bundle, training_source, update_meta
 from imgclf.config import RunConfig, load_config, parse_set, update
 from imgclf.errors import ConfigError, DataError, NotFittedError
-from imgclf.tasks import Answer, rejection_scores
+from imgclf.tasks import Answer, needs_features, rejection_scores, with_reasons
 from imgclf.utils import closest
 
 # Keyword shortcuts of Classifier / fit, and the config key each sets.
@@ -67,12 +69,14 @@ class Classifier:
         self.bundle_: Bundle | None = None
         self.result_: FitResult | None = None
         self.engine_: Any = None  # an imgclf.export engine replacing the eager model for logits
+        self.adapt_: str | None = None  # test-time adaptation of this copy ("bn" / "tent"), see adapted()
 
     def __repr__(self) -> str:
         if self.bundle_ is None:
             return "Classifier(not fitted)"
         m = self.bundle_.meta
-        return f"Classifier({m.architecture}, {m.num_classes} classes, {self.bundle_.task.kind})"
+        adapt = f", adapt={self.adapt_}" if self.adapt_ else ""
+        return f"Classifier({m.architecture}, {m.num_classes} classes, {self.bundle_.task.kind}{adapt})"
 
     # -- training -----------------------------------------------------------------------------------------
     def resolved_config(self, data: str | None = None) -> RunConfig:
@@ -118,8 +122,28 @@ class Classifier:
     def classes(self) -> tuple[str, ...]:
         return self.meta_.classes
 
-    def _runner(self) -> E.Runner | None:
-        return None if self.engine_ is None else self.engine_.predict_logits
+    def _runner(self, features: bool = False) -> E.Runner | None:
+        if self.engine_ is None:
+            return None
+        return self.engine_.predict_outputs if features else self.engine_.predict_logits
+
+    def adapted(self, method: str, **options: Any) -> Classifier:
+        """A new Classifier answering through a test-time-adapted copy of the model (``method`` ``"bn"``:
+        BatchNorm statistics of the incoming batches; ``"tent"``: also entropy minimisation on the BatchNorm
+        affine parameters; ``options``: ``lr``, ``steps``, ``episodic``). This classifier and its bundle are never
+        changed. Adaptation learns from each batch it answers and needs batches that mix classes: predict and
+        evaluate feed it a seeded shuffle of their inputs in batches of at least 256 (answers in input order).
+
+        >>> # clf.adapted("tent").predict(shifted_images)
+        """
+        bundle = self._bundle()
+        if self.engine_ is not None:
+            raise ConfigError(f"--adapt {method} updates the PyTorch model as images arrive; it cannot run on the "
+                              f"{self.engine_.name} engine: use --engine torch")  # fmt: skip
+        clf = Classifier()
+        clf.bundle_ = replace(bundle, model=R.TestTimeAdapter(bundle.model, method, **options).eval())
+        clf.adapt_ = method
+        return clf
 
     # -- using it -----------------------------------------------------------------------------------------
     def _outputs(self, inputs: Any, batch_size: int, features: bool = False
@@ -127,8 +151,18 @@ class Classifier:
         """One inference pass over the inputs; unreadable ones come back as ``{position: reason}``."""
         bundle = self._bundle()
         images = D.InputImages(inputs)
-        out = E.run_inference(bundle.model, images, bundle.meta.preprocessing, batch_size=batch_size,
-                              runner=self._runner(), features=features)  # fmt: skip
+        if not self.adapt_:
+            out = E.run_inference(bundle.model, images, bundle.meta.preprocessing, batch_size=batch_size,
+                                  runner=self._runner(features), features=features)  # fmt: skip
+            return images, out, images.unreadable(out.indices.tolist())
+        # An adapting model learns from each batch: feed it a seeded shuffle in batches of at least 256 (inputs
+        # often come sorted by class, which misleads batch statistics); answers go back in input order.
+        order = np.random.default_rng(0).permutation(len(images))
+        out = E.run_inference(bundle.model, _Reordered(images, order), bundle.meta.preprocessing,
+                              batch_size=max(batch_size, 256), features=features)  # fmt: skip
+        back = np.argsort(order[out.indices], kind="stable")
+        out = replace(out, logits=out.logits[back], labels=out.labels[back], indices=order[out.indices][back],
+                      features=None if out.features is None else out.features[back])  # fmt: skip
         return images, out, images.unreadable(out.indices.tolist())
 
     def predict_logits(self, inputs: Any, *, batch_size: int = 32
@@ -162,26 +196,57 @@ class Classifier:
         """One :class:`Prediction` per input, in input order; unreadable inputs get ``error`` instead of labels.
 
         ``raw=True`` uses uncalibrated probabilities. With a rejection rule in the bundle, images scoring below
-        its threshold are answered ``unknown`` (``reject=False`` shows the raw answer; the score is reported
-        either way). For a hierarchy, an unsure leaf backs off to its deepest confident ancestor
+        its threshold are answered ``unknown`` with the ``reason`` (``reject=False`` shows the raw answer; the
+        score is reported either way); a feature-space rule scores the pooled features of the same forward pass.
+        For a hierarchy, an unsure leaf backs off to its deepest confident ancestor
         (``backoff=False`` shows the leaf).
 
         >>> # [p.label for p in clf.predict(["a.jpg", np.zeros((32, 32, 3), np.uint8)])]
         """
         bundle = self._bundle()
         meta, task = bundle.meta, bundle.task
-        images, out, errors = self._outputs(inputs, batch_size)
-        probs = task.probabilities(out.logits, None if raw else meta.temperature)
         rule = meta.rejection if task.supports_rejection else None
-        ood = rejection_scores(rule, out.logits, meta.temperature) if rule and len(out.logits) else None
+        images, out, errors = self._outputs(inputs, batch_size, features=bool(rule) and needs_features(rule["score"]))
+        probs = task.probabilities(out.logits, None if raw else meta.temperature)
+        ood = None
+        if rule and len(out.logits):
+            ood = rejection_scores(rule, out.logits, meta.temperature, features=out.features,
+                                   stats=bundle.rejection_stats)  # fmt: skip
         answers = task.decode(probs, top_k=top_k, ood=ood, threshold=rule.get("threshold") if rule else None,
                               reject=reject, backoff=backoff)  # fmt: skip
+        answers = with_reasons(answers, rule)
+        smoothing = meta.extra.get("smoothing") if reject and task.kind == "single" else None
+        if smoothing and len(out.logits):
+            answers = self._smoothed(images, answers, smoothing, batch_size)
         by_index: dict[int, Prediction] = {}
         for i, answer in zip(out.indices.tolist(), answers):
             by_index[i] = Prediction(**answer.__dict__, path=images.describe(i))
         for i, reason in errors.items():
             by_index[i] = Prediction(None, None, path=images.describe(i), error=reason)
         return [by_index[i] for i in range(len(images))]
+
+    def _smoothed(self, images: D.InputImages, answers: list[Answer], smoothing: dict[str, Any],
+                  batch_size: int) -> list[Answer]:  # fmt: skip
+        """The randomized-smoothing answer (Cohen et al.'s PREDICT, stored by ``imgclf robustness --certify``) in
+        place of the base model's: its class, or ``unknown`` with the reason when the noisy votes do not single
+        one out. Images the rejection rule already answered ``unknown`` stay so."""
+        bundle = self._bundle()
+        pre = bundle.meta.preprocessing
+        votes = R.SmoothedVotes(bundle.model, float(smoothing["sigma"]), pre.mean, pre.std,
+                                n=int(smoothing.get("samples", 100)))  # fmt: skip
+        counts = E.run_inference(votes, images, pre, batch_size=batch_size).logits
+        decided = R.predict_from_counts(torch.from_numpy(counts), float(smoothing.get("alpha", 0.001)))
+        out = []
+        for answer, label, p in zip(answers, decided.labels.tolist(), decided.p_values.tolist()):
+            if answer.label == "unknown":
+                out.append(answer)
+            elif label == R.ABSTAIN:
+                out.append(replace(answer, label="unknown", unknown=True,
+                                   reason=f"randomized smoothing (sigma {smoothing['sigma']}) abstained: the top two "
+                                          f"classes could not be told apart under noise (p = {p:.3g})"))  # fmt: skip
+            else:
+                out.append(replace(answer, label=bundle.meta.classes[label]))
+        return out
 
     def evaluate(self, data: Any, *, split: str | None = None, raw: bool = False,
                  out_dir: str | Path | None = None, n_resamples: int = 1000,
@@ -190,8 +255,12 @@ class Classifier:
 
         >>> # ev = clf.evaluate("data/"); ev.to_dict()["accuracy"]
         """
-        return V.evaluate_bundle(self._bundle(), str(data), split=split, raw=raw, out_dir=out_dir,
-                                 n_resamples=n_resamples, groups_csv=groups_csv, runner=self._runner())  # fmt: skip
+        bundle = self._bundle()
+        rule = bundle.meta.rejection
+        features = bool(rule) and bundle.task.supports_rejection and needs_features(rule["score"])
+        return V.evaluate_bundle(bundle, str(data), split=split, raw=raw, out_dir=out_dir,
+                                 n_resamples=n_resamples, groups_csv=groups_csv, runner=self._runner(features),
+                                 shuffle_seed=0 if self.adapt_ else None)  # fmt: skip
 
     def calibrate(self, data: Any = None, *, split: str = "val", save: bool = False) -> V.CalibrationResult:
         """Refit the calibration on ``split`` of ``data`` (default: the training data) and apply it, with the
@@ -230,9 +299,29 @@ class Classifier:
     def save(self, directory: str | Path) -> Path:
         """Write this classifier as a bundle directory (and remember it as this model's home)."""
         bundle = self._bundle()
-        out = save_bundle(directory, bundle.model, bundle.meta)
+        if self.adapt_:
+            raise ConfigError("this classifier answers through a test-time-adapted copy (adapted()); save the "
+                              "classifier it was made from instead")  # fmt: skip
+        out = save_bundle(directory, bundle.model, bundle.meta, bundle.rejection_stats)
         self.bundle_ = load_bundle(out, device=next(bundle.model.parameters()).device)
         return out
+
+
+class _Reordered:
+    """``images`` seen in the order ``order`` (a permutation of their positions), as run_inference reads them."""
+
+    def __init__(self, images: D.InputImages, order: np.ndarray) -> None:
+        self.images, self.order = images, order
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.images[int(self.order[i])]
+
+    @property
+    def labels(self) -> list[int]:
+        return [0] * len(self.order)
 
 
 def load(path: str | Path, *, device: str = "cpu", engine: str = "torch") -> Classifier:

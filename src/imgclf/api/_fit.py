@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from rich.console import Console
@@ -23,7 +24,7 @@ from imgclf.config import DataConfig, RunConfig, load_config, load_hierarchy, re
 from imgclf.errors import ConfigError, DataError, TrainingInterrupted
 from imgclf.models import create_model, freeze_backbone, model_data_config, size_args, split_parameters
 from imgclf.optim import build_optimizer, build_scheduler
-from imgclf.tasks import Task, fit_rejection, make_task
+from imgclf.tasks import FIT_IMAGES, Task, fit_rejection, fit_rejection_stats, make_task, needs_features
 from imgclf.utils import seed_everything
 
 
@@ -301,7 +302,7 @@ def _finish(cfg: RunConfig, task: Task, state: E.TrainState, splits: D.Splits, p
         tensors, _ = E.load_checkpoint(checkpointer.best_path)
         model.load_state_dict(E.unprefixed("model", tensors))
     model = model.float().eval()
-    temperature, rejection = None, None
+    temperature, rejection, rejection_stats = None, None, {}
     metrics: dict[str, Any] = {"epochs_run": state.epoch, "skipped_images": state.skipped_images + len(splits.skipped)}
     val = _held_out_pass(model, splits.val, pre, cfg)
     test = _held_out_pass(model, splits.test, pre, cfg)
@@ -313,7 +314,7 @@ def _finish(cfg: RunConfig, task: Task, state: E.TrainState, splits: D.Splits, p
                 console.print(f"[yellow]calibration skipped: {reason}[/yellow]")
         task_record.update(task.fit_decision(task.probabilities(val.logits, temperature), val.labels))
         if task.supports_rejection:
-            rejection = fit_rejection(val.logits, temperature=temperature, ood_source="none (held-out images only)")
+            rejection, rejection_stats = _rejection(cfg, model, splits, pre, val, temperature)
         metrics["val"] = task.summary(task.probabilities(val.logits, temperature), val.labels)
     if test is not None:
         metrics["test"] = task.summary(task.probabilities(test.logits, temperature), test.labels)
@@ -337,14 +338,33 @@ def _finish(cfg: RunConfig, task: Task, state: E.TrainState, splits: D.Splits, p
         arch_args={"drop_rate": cfg.model.drop_rate, **size_args(model, pre.input_size)}, temperature=temperature,
         task=task_record, rejection=rejection, training=to_dict(cfg), metrics=metrics, data=splits.info, extra=extra,
     )  # fmt: skip
-    bundle_dir = save_bundle(run_dir / "bundle", model, meta)
-    bundle = Bundle(model, read_meta(bundle_dir), bundle_dir)
+    bundle_dir = save_bundle(run_dir / "bundle", model, meta, rejection_stats)
+    bundle = Bundle(model, read_meta(bundle_dir), bundle_dir, rejection_stats)
     summary = "  ".join(f"{k} {_headline(v)}" for k, v in metrics.items() if k in ("val", "test"))
     console.print(f"[green]done[/green]: {summary}  bundle: {bundle_dir}")
     if cfg.train.report:
         report = V.build_report(run_dir, bundle=bundle, evaluation=evaluation, splits=splits, audit_report=audit)
         console.print(f"report: {report.html}")
     return FitResult(run_dir, bundle_dir, metrics, cfg, bundle, evaluation)
+
+
+def _rejection(cfg: RunConfig, model: torch.nn.Module, splits: D.Splits, pre: DataConfig, val: E.InferenceOutput,
+               temperature: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:  # fmt: skip
+    """The rejection rule ``train.rejection`` with its threshold on the held-out pass ``val`` (logits and
+    features); a feature rule's statistics come from one pass over a seeded sample of up to ``FIT_IMAGES``
+    training images (fitting them on val too would make the threshold too tight for new images)."""
+    score, stats = cfg.train.rejection, {}
+    why = " (the default: no outlier images at training time; `imgclf robustness` chooses by AUROC)"
+    info: dict[str, Any] = {"ood_source": "none (held-out images only)",
+                            "reason": f"train.rejection={score}" + (why if score == "msp" else "")}
+    if needs_features(score):
+        n = min(FIT_IMAGES, len(splits.train))
+        pick = np.sort(np.random.default_rng(cfg.train.seed).choice(len(splits.train), n, replace=False))
+        fit = _held_out_pass(model, splits.train.subset(pick.tolist()), pre, cfg)
+        stats = fit_rejection_stats(fit.features, fit.logits, fit.labels, score)
+        info["fit_images"] = int(len(fit.labels))
+    rule = fit_rejection(val.logits, score=score, temperature=temperature, features=val.features, stats=stats, **info)
+    return rule, stats
 
 
 def _headline(summary: dict[str, float]) -> str:

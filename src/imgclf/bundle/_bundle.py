@@ -14,6 +14,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
+from imgclf.bundle._arrays import REJECTION_FILE, load_arrays, save_arrays
 from imgclf.config import DataConfig, from_dict, to_dict
 from imgclf.errors import BundleError, ImgclfError
 from imgclf.models import create_model, resize_to_state_dict
@@ -94,11 +95,13 @@ class BundleMeta:
 
 @dataclass(frozen=True)
 class Bundle:
-    """A model (eval mode) with its metadata; ``path`` is where it was loaded from (None: only in memory)."""
+    """A model (eval mode) with its metadata; ``path`` is where it was loaded from (None: only in memory);
+    ``rejection_stats``: the fitted tensors of a feature-space rejection rule (``rejection.safetensors``)."""
 
     model: nn.Module
     meta: BundleMeta
     path: Path | None = None
+    rejection_stats: dict[str, torch.Tensor] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def task(self) -> Task:
@@ -115,8 +118,10 @@ def _bundle_dir(path: str | Path) -> Path:
     return p
 
 
-def save_bundle(directory: str | Path, model: nn.Module, meta: BundleMeta) -> Path:
-    """Write ``model.safetensors`` and ``imgclf.json`` (with the weights' sha256) atomically into ``directory``.
+def save_bundle(directory: str | Path, model: nn.Module, meta: BundleMeta,
+                rejection_stats: dict[str, torch.Tensor] | None = None) -> Path:  # fmt: skip
+    """Write ``model.safetensors`` and ``imgclf.json`` (with the weights' sha256) atomically into ``directory``,
+    and a feature rejection rule's ``rejection_stats`` into ``rejection.safetensors`` (recorded in the rule).
 
     >>> # save_bundle("runs/x/bundle", model, BundleMeta("resnet18", ("ant", "bee"), DataConfig()))
     """
@@ -124,6 +129,12 @@ def save_bundle(directory: str | Path, model: nn.Module, meta: BundleMeta) -> Pa
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     weights = st_save(state)
     meta = dataclasses.replace(meta, weights_sha256=sha256_bytes(weights), schema_version=SCHEMA_VERSION)
+    if meta.rejection:
+        rejection = {k: v for k, v in meta.rejection.items() if k not in ("file", "sha256")}
+        if rejection_stats:
+            directory.mkdir(parents=True, exist_ok=True)
+            rejection.update(save_arrays(directory, REJECTION_FILE, rejection_stats))
+        meta = dataclasses.replace(meta, rejection=rejection)
     atomic_write_bytes(directory / WEIGHTS_FILE, weights)
     atomic_write_text(directory / BUNDLE_FILE, json.dumps(meta.to_dict(), indent=2) + "\n")
     return directory
@@ -164,7 +175,7 @@ def load_bundle(path: str | Path, *, device: str | torch.device = "cpu") -> Bund
         model.load_state_dict(state)
     except RuntimeError as exc:
         raise BundleError(f"{wpath} does not fit architecture {meta.architecture!r}: {exc}") from exc
-    return Bundle(model.to(device).eval(), meta, directory)
+    return Bundle(model.to(device).eval(), meta, directory, load_arrays(directory, meta.rejection))
 
 
 def update_meta(path: str | Path, **changes: Any) -> BundleMeta:

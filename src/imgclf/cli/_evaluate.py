@@ -23,6 +23,8 @@ def evaluate_cmd(
     raw: bool = typer.Option(False, "--raw", help="Uncalibrated probabilities (ignore the bundle's temperature)."),
     resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples for the 95% intervals."),
     engine: str = typer.Option("torch", "--engine", help="torch, torch-fast or onnxruntime (model.onnx)."),
+    adapt: str = typer.Option(None, "--adapt", help="Test-time adaptation on a copy of the model (opt-in): bn or "
+                              "tent; the images then run in a seeded random order, in batches of 256."),
 ) -> None:
     """Every standard metric with 95% bootstrap intervals, calibration and the worst classes first.
 
@@ -32,7 +34,8 @@ def evaluate_cmd(
 
         imgclf evaluate runs/x/bundle data.csv --split all --groups sites.csv --out eval/ --json
     """
-    ev = load(model, engine=engine).evaluate(data, split=split, raw=raw, groups_csv=groups, out_dir=out,
+    clf = load(model, engine=engine)
+    ev = (clf.adapted(adapt) if adapt else clf).evaluate(data, split=split, raw=raw, groups_csv=groups, out_dir=out,
                                              n_resamples=resamples)  # fmt: skip
     if as_json:
         print(json.dumps(ev.to_dict(), indent=2))
@@ -65,6 +68,11 @@ def evaluate_cmd(
     if ev.risk is not None and ev.risk.threshold is not None:
         console.print(f"abstaining below confidence {ev.risk.threshold:.3f} keeps {ev.risk.threshold_coverage:.1%} "
                       f"of images at {ev.risk.accuracy_at_threshold:.3f} accuracy")  # fmt: skip
+    if ev.rejection is not None:
+        r = ev.rejection
+        kept = f" at {r['accuracy_accepted']:.3f} accuracy" if "accuracy_accepted" in r else ""
+        console.print(f"rejection ({r['score']}): accepts {r['accepted']:.1%} of these images{kept}; "
+                      f"{r['unknown']} answered unknown")  # fmt: skip
     if ev.groups is not None:
         g = ev.groups.to_dict()
         console.print(f"groups: worst group {g['worst_group']} at {g['worst_accuracy']:.3f}, gap {g['gap']:.3f}")

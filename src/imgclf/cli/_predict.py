@@ -26,6 +26,10 @@ def predict(
                                "onnxruntime (the bundle's model.onnx)."),
     no_reject: bool = typer.Option(False, "--no-reject", help="Show the top class even for images the bundle's "
                                    "rejection rule calls unknown."),
+    adapt: str = typer.Option(None, "--adapt", help="Test-time adaptation on a copy of the model (opt-in): bn "
+                              "(BatchNorm statistics of the incoming batches) or tent (also entropy minimisation on "
+                              "the BatchNorm affine parameters). Inputs run in a seeded shuffle, in batches of 256; "
+                              "answers in input order."),
     no_backoff: bool = typer.Option(False, "--no-backoff", help="Hierarchical models: show the leaf even when it is "
                                     "unsure (default: back off to the deepest confident ancestor)."),
 ) -> None:
@@ -41,6 +45,8 @@ def predict(
     Multi-label models list every label above its threshold; hierarchical ones add the ancestors.
     """
     clf = load(model, engine=engine)
+    if adapt:
+        clf = clf.adapted(adapt)
     preds = clf.predict(inputs, top_k=top_k, raw=raw, reject=not no_reject, backoff=not no_backoff)
     if as_json:
         print(json.dumps([p.to_dict() for p in preds], indent=2))
@@ -57,8 +63,9 @@ def predict(
 def _answer_cell(p: Prediction) -> str:
     if p.labels is not None:  # multi-label
         return ", ".join(p.labels) or "[dim](none)[/dim]"
-    if p.unknown and p.label == "unknown":
-        return f"[yellow]unknown[/yellow] (ood {p.ood_score:.3g})"
+    if p.label == "unknown":
+        why = p.reason or (f"ood {p.ood_score:.3g}" if p.ood_score is not None else "rejected")
+        return f"[yellow]unknown[/yellow] ({why})"
     if p.ancestors is not None and p.label != p.leaf:
         return f"{p.label} [dim](backed off from {p.leaf})[/dim]"
     return str(p.label)

@@ -26,25 +26,44 @@ def robustness_cmd(
     epsilons: str = typer.Option("0,1/255,2/255,4/255,8/255,16/255", "--epsilons", help="L-inf budgets."),
     no_corruptions: bool = typer.Option(False, "--no-corruptions", help="Skip the 15 corruptions x 5 severities."),
     acceptance: float = typer.Option(0.95, "--acceptance", help="Share of in-distribution images to accept."),
-    store: bool = typer.Option(True, "--store/--no-store", help="Store the rejection threshold in the bundle."),
+    store: bool = typer.Option(True, "--store/--no-store", help="Store the rejection rule (and smoothing) in the "
+                               "bundle."),
+    certify: float = typer.Option(None, "--certify", help="Randomized smoothing with this noise std (pixels in "
+                                  "[0, 1], e.g. 0.25): certified accuracy vs L2 radius; stored, predict then "
+                                  "abstains as 'unknown'. Train the base with --noise-augment SIGMA."),
+    certify_images: int = typer.Option(100, "--certify-images", help="Images to certify."),
+    certify_samples: int = typer.Option(1000, "--certify-samples", help="Noise draws per image (Monte Carlo n)."),
+    adapt: str = typer.Option(None, "--adapt", help="Also report corruption accuracy (severities 3-5) after "
+                              "test-time adaptation: bn, tent, or bn,tent (needs BatchNorm layers)."),
+    rule: str = typer.Option(None, "--rule", help="Store this rejection rule instead of choosing one: msp, "
+                             "max_logit, energy, mahalanobis, knn or vim."),
+    fit_images: int = typer.Option(2000, "--fit-images", help="Training images the feature rejection rules are "
+                                   "fitted on."),
     as_json: bool = typer.Option(False, "--json", help="Print everything as JSON."),
 ) -> None:
     """How easily is the model fooled, how does it degrade, and does it know what it does not know?
 
-    FGSM, PGD (L-inf, L2) and APGD-CE over an epsilon sweep; the 15 ImageNet-C corruptions at 5 severities;
-    OOD scores (MSP, max-logit, energy, Mahalanobis, kNN) with AUROC and FPR@95. The best logit score's
-    threshold is stored in the bundle, and predict then answers 'unknown' below it (--no-reject to see the raw
-    answer).
+    FGSM, PGD (L-inf, L2), APGD-CE and Carlini-Wagner L2 over epsilon sweeps; the 15 ImageNet-C corruptions at
+    5 severities; rejection rules (MSP, max-logit, energy, Mahalanobis, kNN, ViM) with AUROC and FPR@95. With
+    --ood the rule of highest AUROC against those images is stored, else the one of highest AUROC against synthetic
+    outliers; a feature rule's statistics go beside the weights and predict / serve answer 'unknown' below its threshold
+    (--no-reject to see the raw answer). --certify adds randomized smoothing, --adapt test-time adaptation.
 
     Examples:
 
         imgclf robustness runs/x/bundle path/to/images --ood path/to/other/images
 
         imgclf robustness runs/x/bundle cifar_folder --max-images 128 --no-corruptions --no-store
+
+        imgclf robustness runs/x/bundle cifar_folder --certify 0.25 --no-corruptions
+
+        imgclf robustness runs/x/bundle cifar_folder --adapt bn,tent
     """
     eps = [parse_fraction(e, "--epsilons") for e in epsilons.split(",") if e.strip()]
     res = robustness(model, data, ood=ood, max_images=max_images, epsilons=eps, corruptions=not no_corruptions,
-                     target_acceptance=acceptance, out_dir=out, store=store)  # fmt: skip
+                     target_acceptance=acceptance, out_dir=out, store=store, certify=certify,
+                     certify_images=certify_images, certify_samples=certify_samples, fit_images=fit_images, rule=rule,
+                     adapt=[a.strip() for a in adapt.split(",") if a.strip()] if adapt else ())  # fmt: skip
     if as_json:
         print(json.dumps(res.to_dict(), indent=2))
         return
@@ -55,10 +74,31 @@ def robustness_cmd(
         if name.endswith("linf"):
             adv.add_row(name, *[f"{a:.3f}" for a in curve.accuracies])
     console.print(adv)
+    l2 = [(k, c) for k, c in res.adversarial.items() if k.endswith("l2")]
+    if l2:
+        table = Table("attack", *[f"ε={e:g}" for e in l2[0][1].epsilons], title="robust accuracy (L2)")
+        for name, curve in l2:
+            table.add_row(name, *[f"{a:.3f}" for a in curve.accuracies])
+        console.print(table)
+        cw = res.adversarial.get("cw-l2")
+        if cw is not None and cw.options and cw.options.get("median_l2") is not None:
+            console.print(f"Carlini-Wagner L2: median smallest perturbation {cw.options['median_l2']:.3f}")
     if res.corruptions is not None:
         c = res.corruptions
         console.print(f"corruptions: mean accuracy {c.mean_corruption_accuracy:.3f} (clean {c.clean_accuracy:.3f}, "
                       f"relative drop {c.relative_drop:.1%})")  # fmt: skip
+    if res.adaptation is not None:
+        a = res.adaptation
+        rows = Table("adaptation", "clean", "corruptions (sev 3-5)", title="test-time adaptation")
+        for method in [m for m in a if m != "severities"]:
+            rows.add_row(method, f"{a[method]['clean_accuracy']:.3f}", f"{a[method]['mean_corruption_accuracy']:.3f}")
+        console.print(rows)
+    if res.certified is not None:
+        c = res.certified
+        cert = Table("L2 radius", *[f"{r:g}" for r in c.radii], title=f"certified accuracy (sigma {c.sigma:g}, "
+                     f"{c.n} images, n = {c.samples}, abstained {c.abstain_rate:.1%})")  # fmt: skip
+        cert.add_row("accuracy", *[f"{v:.3f}" for v in c.accuracies])
+        console.print(cert)
     ood_table = Table("score", "AUROC", "FPR@95%TPR", title=f"out-of-distribution vs {res.ood_source}")
     for name, r in res.ood.items():
         ood_table.add_row(name, f"{r.auroc:.3f}", f"{r.fpr_at_95_tpr:.3f}")
@@ -67,3 +107,4 @@ def robustness_cmd(
     stored = " — stored in the bundle" if store else ""
     console.print(f"rejection: {rej['score']} < {rej['threshold']:.4g} → unknown (accepts "
                   f"{rej['target_acceptance']:.0%} of in-distribution images){stored}; plots in {out}")  # fmt: skip
+    console.print(f"why {rej['score']}: {rej['reason']}")

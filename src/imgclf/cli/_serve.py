@@ -38,6 +38,8 @@ def serve(
                                "model.onnx from `imgclf export`)."),
     no_reject: bool = typer.Option(False, "--no-reject", help="Never answer unknown (ignore the bundle's "
                                    "rejection threshold)."),
+    adapt: str = typer.Option(None, "--adapt", help="Test-time adaptation on a copy of the model (opt-in): bn or "
+                              "tent, learning from each batch of requests; the bundle is never changed."),
     log: Path = typer.Option(None, "--log", help="Append every prediction to this JSONL audit log."),
     log_images: bool = typer.Option(False, "--log-images", help="Also store each image (base64) in the log."),
     log_max_mb: float = typer.Option(50.0, "--log-max-mb", help="Rotate the log at this size."),
@@ -66,7 +68,7 @@ def serve(
         formats=tuple(f for f in formats.split(",") if f.strip()), body_timeout_s=body_timeout,
         max_connections=max_connections, allowed_hosts=tuple(allowed_host), cors_origins=tuple(cors_origin),
         drain_delay_s=drain_delay, queue_size=queue_size, timeout_s=timeout, top_k=top_k,
-        reject=not no_reject, engine=engine, log=log, log_images=log_images, log_max_mb=log_max_mb,
+        reject=not no_reject, engine=engine, adapt=adapt, log=log, log_images=log_images, log_max_mb=log_max_mb,
         drift_window=drift_window,
     ).with_env_token()  # fmt: skip
     if host not in ("127.0.0.1", "localhost", "::1") and not settings.token:

@@ -219,6 +219,7 @@ class TrainConfig:
     adv_steps: int = 5
     hierarchy_loss: str = "none"
     noise_augment: float = 0.0  # Gaussian noise std in pixel units (randomized smoothing's base classifier)
+    rejection: str = "msp"  # the rejection rule fitted in the training pass (feature rules on training features)
 
     def __post_init__(self) -> None:
         _positive("train", "epochs", self.epochs)
@@ -229,6 +230,7 @@ class TrainConfig:
         _positive("train", "accumulate", self.accumulate)
         _choice("train", "adv_train", self.adv_train, ("none", "pgd"))
         _choice("train", "hierarchy_loss", self.hierarchy_loss, ("none", "soft-labels", "hxe"))
+        _choice("train", "rejection", self.rejection, ("msp", "max_logit", "energy", "mahalanobis", "knn", "vim"))
         _positive("train", "distill_temperature", self.distill_temperature)
         if not 0 <= self.distill_alpha <= 1:
             raise ConfigError(f"train.distill_alpha={self.distill_alpha} must be in [0, 1]")

@@ -42,10 +42,18 @@ class BatchMix(Callback):
         return self.mix(images, targets)
 
 
-def improved(value: float, best: float | None, monitor: str) -> bool:
-    """Whether ``value`` of ``monitor`` beats ``best`` (higher accuracy, lower loss)."""
+def improved(value: float, best: float | None, monitor: str, *, loss: float | None = None,
+             best_loss: float | None = None) -> bool:  # fmt: skip
+    """Whether ``value`` of ``monitor`` beats ``best`` (higher accuracy, lower loss). For an accuracy, a tie is
+    broken by the validation ``loss`` against ``best_loss`` when both are given (lower wins).
+
+    >>> improved(1.0, 1.0, "val_acc"), improved(1.0, 1.0, "val_acc", loss=0.7, best_loss=0.9)
+    (False, True)
+    """
     if best is None:
         return True
+    if monitor.endswith("acc") and value == best and loss is not None and best_loss is not None:
+        return loss < best_loss
     return value > best if monitor.endswith("acc") else value < best
 
 
@@ -82,7 +90,10 @@ class Checkpointer(Callback):
     """Writes ``checkpoints/last.safetensors`` (full resumable state) and ``best.safetensors`` (eval weights).
 
     ``last`` is written after every epoch, every ``every_steps`` optimizer steps, and on interrupt; ``best``
-    when ``monitor`` improves (every epoch when it is not logged). Only rank 0 writes.
+    when ``monitor`` improves (every epoch when it is not logged). An accuracy tie goes to the epoch of lower
+    ``val_loss``: a small validation set saturates at 100% early, and the first epoch to reach it is rarely the
+    best model (it kept a PGD-trained model at 2 of 5 epochs, no more robust than a standard one; issue 10).
+    Only rank 0 writes.
     """
 
     name = "checkpointer"
@@ -95,6 +106,7 @@ class Checkpointer(Callback):
         self.callbacks = [c for c in callbacks if c is not self]
         self.monitor, self.every_steps = monitor, every_steps
         self.best: float | None = None
+        self.best_loss: float | None = None  # the val_loss of the best epoch: breaks accuracy ties
 
     @property
     def last_path(self) -> Path:
@@ -109,9 +121,9 @@ class Checkpointer(Callback):
             self.save_last(state)
 
     def on_epoch_end(self, state: TrainState, metrics: dict[str, Any]) -> None:
-        value = metrics.get(self.monitor)
-        if value is None or improved(value, self.best, self.monitor):
-            self.best = value
+        value, loss = metrics.get(self.monitor), metrics.get("val_loss")
+        if value is None or improved(value, self.best, self.monitor, loss=loss, best_loss=self.best_loss):
+            self.best, self.best_loss = value, loss
             if state.dist.is_main:
                 weights = prefixed("model", state.model_for_eval().state_dict())
                 save_checkpoint(self.best_path, weights, {"epoch": state.epoch, "metrics": metrics})
@@ -127,10 +139,10 @@ class Checkpointer(Callback):
         save_checkpoint(self.last_path, tensors, meta)
 
     def state_dict(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        return {}, {"best": self.best}
+        return {}, {"best": self.best, "best_loss": self.best_loss}
 
     def load_state_dict(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-        self.best = meta.get("best")
+        self.best, self.best_loss = meta.get("best"), meta.get("best_loss")
 
 
 def capture_state(state: TrainState, callbacks: Sequence[Callback]) -> tuple[dict[str, torch.Tensor], dict]:

@@ -18,7 +18,9 @@ from torch import nn
 from imgclf import data as D
 from imgclf.config import DataConfig
 
-Runner = Callable[[torch.Tensor], Any]  # (B, 3, H, W) -> logits (B, C), e.g. an export engine's predict_logits
+# (B, 3, H, W) -> logits (B, C), e.g. an export engine's predict_logits; or -> (logits, features (B, D) or None),
+# e.g. its predict_outputs (an ONNX file with a features output gives both from one pass)
+Runner = Callable[[torch.Tensor], Any]
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager:
@@ -63,7 +65,8 @@ def predict_logits(
     """Run ``model`` in eval mode over batches (objects with ``images``, ``labels``, ``indices``, ``skipped``).
 
     ``runner`` replaces the model for the logits (an export engine); ``features=True`` also returns the pooled
-    features from the same forward pass (from the eager model, which a runner cannot give).
+    features from the same forward pass: the runner's own when it returns ``(logits, features)``, else the
+    eager model's.
 
     >>> # out = predict_logits(model, loader, features=True); out.logits.shape, out.features.shape
     """
@@ -81,8 +84,13 @@ def predict_logits(
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(device, amp_dtype):
                 if runner is not None:
-                    out = torch.as_tensor(np.asarray(runner(x)))
-                    f = logits_and_features(model, x)[1] if features else None
+                    got = runner(x)
+                    out, f = (got if isinstance(got, tuple) else (got, None))
+                    out = torch.as_tensor(np.asarray(out))
+                    if f is not None:
+                        f = torch.as_tensor(np.asarray(f)) if features else None
+                    elif features:
+                        f = logits_and_features(model, x)[1]
                 elif features:
                     out, f = logits_and_features(model, x)
                 else:

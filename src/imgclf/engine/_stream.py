@@ -30,11 +30,13 @@ class _Batches:
 @dataclass(frozen=True)
 class StreamChunk:
     """One batch of a stream: logits ``(N, C)`` of the readable files at input positions ``indices`` ``(N,)``
-    (in input order), and ``{position: reason}`` for the files of the batch that could not be decoded."""
+    (in input order), and ``{position: reason}`` for the files of the batch that could not be decoded;
+    ``features`` ``(N, D)`` from the same pass when asked for."""
 
     indices: np.ndarray
     logits: np.ndarray
     errors: dict[int, str]
+    features: np.ndarray | None = None
 
     @property
     def size(self) -> int:
@@ -54,6 +56,7 @@ def stream_logits(
     amp_dtype: torch.dtype | None = None,
     channels_last: bool = False,
     runner: Callable[[torch.Tensor], object] | None = None,
+    features: bool = False,
 ) -> Iterator[StreamChunk]:
     """Decode ``paths`` in ``workers`` processes and run ``model`` (or ``runner``, an export engine) on them, one
     batch at a time (the same dataset and collate as training: unreadable files are skipped with their reason).
@@ -61,6 +64,7 @@ def stream_logits(
     ``batches`` lists input positions per batch (default: consecutive runs of ``batch_size``); at most
     ``workers * prefetch`` decoded batches wait ahead of the model, so memory stays bounded however many files
     there are. Unreadable files (the reason as :func:`imgclf.data.open_image` gives it) never stop the stream.
+    ``features=True`` also yields the pooled features of the same pass (for a feature-space rejection rule).
 
     >>> # for chunk in stream_logits(model, files, build_eval_transform(pre), workers=2): chunk.logits.shape
     """
@@ -72,6 +76,6 @@ def stream_logits(
                         pin_memory=torch.device(device).type == "cuda")  # fmt: skip
     for batch in loader:
         out = predict_logits(model, [batch], device, amp_dtype=amp_dtype, channels_last=channels_last,
-                             runner=runner)  # fmt: skip
+                             runner=runner, features=features)  # fmt: skip
         logits = out.logits if len(out.indices) else np.zeros((0, 0), np.float32)
-        yield StreamChunk(batch.indices.numpy(), logits, dict(batch.errors))
+        yield StreamChunk(batch.indices.numpy(), logits, dict(batch.errors), out.features if len(out.indices) else None)

@@ -11,7 +11,7 @@ from imgclf import engine as E
 from imgclf import metrics as M
 from imgclf.bundle import Bundle, split_samples
 from imgclf.errors import DataError
-from imgclf.tasks import fit_rejection
+from imgclf.tasks import fit_rejection, needs_features
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,8 @@ def calibration_changes(bundle: Bundle, temperature: Any, logits: np.ndarray) ->
     it on the same held-out ``logits`` (so it still accepts its target share of in-distribution images)."""
     changes: dict[str, Any] = {"temperature": temperature}
     rejection = bundle.meta.rejection
-    if rejection and "threshold" in rejection:
+    if rejection and "threshold" in rejection and not needs_features(rejection.get("score")):
+        # a feature rule does not depend on the temperature: its threshold stays
         rule = {k: v for k, v in rejection.items() if k not in ("threshold", "temperature")}
         changes["rejection"] = fit_rejection(logits, temperature=temperature, **rule)
     return changes

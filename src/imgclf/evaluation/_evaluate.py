@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from imgclf.evaluation._plots import (
     plot_reliability,
     plot_risk_coverage,
 )
-from imgclf.tasks import Task, TaskMetrics
+from imgclf.tasks import Task, TaskMetrics, needs_features, rejection_scores
 from imgclf.utils import atomic_write_text
 
 
@@ -59,6 +59,7 @@ class Evaluation:
     errors: list[ErrorExample] = field(default_factory=list)
     groups: M.GroupReport | None = None
     plots: dict[str, str] = field(default_factory=dict)
+    rejection: dict[str, Any] | None = None  # the bundle's rejection rule on these images (see rejection_summary)
 
     @property
     def n(self) -> int:
@@ -82,6 +83,8 @@ class Evaluation:
                 "most_confused": [c.to_dict() for c in self.confused],
                 "groups": self.groups.to_dict() if self.groups else None,
             })  # fmt: skip
+        if self.rejection is not None:
+            out["rejection"] = self.rejection
         out["plots"] = self.plots
         return out
 
@@ -174,24 +177,52 @@ def read_groups(path: str | Path, samples: Any) -> list[str]:
     return out
 
 
+def rejection_summary(bundle: Bundle, out: E.InferenceOutput) -> dict[str, Any] | None:
+    """What the bundle's rejection rule does to in-distribution images ``out`` (logits, and features for a
+    feature rule): the share accepted, and the accuracy on the accepted ones (one class per image); None
+    without a rule."""
+    rule = bundle.meta.rejection if bundle.task.supports_rejection else None
+    if not rule or "threshold" not in rule or len(out.logits) == 0:
+        return None
+    scores = rejection_scores(rule, out.logits, bundle.meta.temperature, features=out.features,
+                              stats=bundle.rejection_stats)  # fmt: skip
+    accepted = scores >= float(rule["threshold"])
+    summary: dict[str, Any] = {"score": rule["score"], "threshold": float(rule["threshold"]),
+                               "accepted": float(accepted.mean()), "unknown": int((~accepted).sum())}  # fmt: skip
+    if out.labels.ndim == 1 and accepted.any():
+        right = out.logits.argmax(1) == out.labels
+        summary["accuracy_accepted"] = float(right[accepted].mean())
+    return summary
+
+
 def evaluate_bundle(bundle: Bundle, source: str, *, split: str | None = None, raw: bool = False,
                     groups_csv: str | Path | None = None, out_dir: str | Path | None = None,
-                    n_resamples: int = 1000, batch_size: int = 64,
-                    runner: E.Runner | None = None) -> Evaluation:  # fmt: skip
+                    n_resamples: int = 1000, batch_size: int = 64, runner: E.Runner | None = None,
+                    shuffle_seed: int | None = None) -> Evaluation:  # fmt: skip
     """Evaluate ``bundle`` on ``split`` of ``source``; with ``out_dir``, write plots and ``evaluation.json``.
 
-    ``runner`` replaces the eager model for the logits (an export engine's ``predict_logits``).
+    ``runner`` replaces the eager model for the logits (an export engine's ``predict_logits`` / ``predict_outputs``).
+    With a rejection rule in the bundle, the share of these images it accepts is reported (``rejection``).
+    ``shuffle_seed`` runs the images in a seeded random order, in batches of at least 256: a test-time-adapted
+    model learns from each batch and needs mixed ones (the split is stored class by class).
 
     >>> # ev = evaluate_bundle(imgclf.bundle.load_bundle("runs/x/bundle"), "data/"); ev.task_metrics.values
     """
     samples, split, _ = split_samples(bundle.meta, source, split)
-    out = E.run_inference(bundle.model, samples, bundle.meta.preprocessing, batch_size=batch_size, runner=runner)
+    if shuffle_seed is not None:
+        samples = samples.subset(np.random.default_rng(shuffle_seed).permutation(len(samples)).tolist())
+        batch_size = max(batch_size, 256)
+    rule = bundle.meta.rejection if bundle.task.supports_rejection else None
+    features = bool(rule) and needs_features(rule.get("score"))
+    out = E.run_inference(bundle.model, samples, bundle.meta.preprocessing, batch_size=batch_size, runner=runner,
+                          features=features)  # fmt: skip
     groups = read_groups(groups_csv, samples) if groups_csv else None
     if groups is not None:
         groups = [groups[int(i)] for i in out.indices]
     ev = analyse(out.logits, out.labels, bundle.task, temperature=None if raw else bundle.meta.temperature,
                  split=split, describe=samples.describe, groups=groups, skipped=out.skipped,
                  n_resamples=n_resamples)  # fmt: skip
+    ev = replace(ev, rejection=rejection_summary(bundle, out))
     if out_dir is not None:
         write_plots(ev, Path(out_dir) / "plots")
         atomic_write_text(Path(out_dir) / "evaluation.json", json.dumps(ev.to_dict(), indent=2) + "\n")

@@ -121,5 +121,6 @@ def build_report(run_dir: str | Path, *, bundle: Bundle | None = None, source: s
 def _rejection_fact(rule: dict[str, Any] | None) -> str:
     if not rule:
         return "none (run `imgclf robustness` to add one)"
-    return (f"{rule.get('score')} >= {float(rule.get('threshold', 0)):.4g} "
-            f"(accepts {float(rule.get('target_acceptance', 0)):.0%} of held-out images)")  # fmt: skip
+    why = f"; why: {rule['reason']}" if rule.get("reason") else ""
+    return (f"`{rule.get('score')}` >= {float(rule.get('threshold', 0)):.4g} "
+            f"(accepts {float(rule.get('target_acceptance', 0)):.0%} of held-out images{why})")  # fmt: skip

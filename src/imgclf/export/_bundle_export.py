@@ -75,7 +75,8 @@ def export_bundle(path: str | Path | Bundle, *, quantize: str | None = None, dat
     out_dir = Path(out) if out else Path(bundle.path)
     x, y, _ = _held_out(bundle, data, max(parity_images, 256 if quantize else 0))
     onnx_path = export_onnx(bundle.model, out_dir / ONNX_FILE, input_size=bundle.meta.preprocessing.input_size,
-                              metadata=_metadata(bundle), parity_images=x[:parity_images], atol=atol)  # fmt: skip
+                              metadata=_metadata(bundle), parity_images=x[:parity_images], atol=atol,
+                              features=True)  # fmt: skip
     parity = parity_check(bundle.model, onnx_path, x[:parity_images], atol=atol)
     record: dict[str, Any] = {"onnx": {"file": onnx_path.name, "parity": parity.to_dict()}}
     int8_path, quant, notes = None, None, []

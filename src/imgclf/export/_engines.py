@@ -37,6 +37,11 @@ class Engine(abc.ABC):
     def predict_logits(self, images: Any) -> np.ndarray:
         """Logits ``(B, C)`` float32 for normalised images ``(B, 3, H, W)`` (tensor or numpy array)."""
 
+    def predict_outputs(self, images: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        """Logits ``(B, C)`` and the pooled pre-logit features ``(B, D)`` of the same pass, or None for the
+        features when this engine cannot give them (the default; the caller then asks the eager model)."""
+        return self.predict_logits(images), None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, precision={self.precision!r})"
 
@@ -58,6 +63,13 @@ class TorchEngine(Engine):
         x = check_images(images).to(self.device)  # (B, 3, H, W)
         with torch.inference_mode():
             return self.model(x).float().cpu().numpy()  # (B, C)
+
+    def predict_outputs(self, images: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        x = check_images(images).to(self.device)  # (B, 3, H, W)
+        with torch.inference_mode():
+            f = self.model.forward_features(x)
+            logits, feats = self.model.forward_head(f), self.model.forward_head(f, pre_logits=True)
+        return logits.float().cpu().numpy(), feats.float().cpu().numpy()  # (B, C), (B, D)
 
 
 def _fold_batchnorm(model: nn.Module) -> nn.Module:
@@ -117,6 +129,12 @@ class OnnxRuntimeEngine(Engine):
     def predict_logits(self, images: Any) -> np.ndarray:
         x = check_images(images).numpy()  # (B, 3, H, W)
         return np.asarray(self.session.run(None, {self.input_name: x})[0], dtype=np.float32)  # (B, C)
+
+    def predict_outputs(self, images: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        """Logits, and the ``features`` output when the file has one (``export_onnx(..., features=True)``)."""
+        outs = self.session.run(None, {self.input_name: check_images(images).numpy()})
+        feats = np.asarray(outs[1], dtype=np.float32) if len(outs) > 1 else None  # (B, D)
+        return np.asarray(outs[0], dtype=np.float32), feats  # (B, C)
 
 
 def load_engine(kind: str, *, model: nn.Module | None = None, onnx_path: str | os.PathLike | None = None,

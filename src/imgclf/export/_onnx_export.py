@@ -21,14 +21,31 @@ from imgclf.utils import atomic_write_bytes, closest, eval_mode, model_device, o
 log = logging.getLogger(__name__)
 
 EXPORTERS = ("auto", "dynamo", "torchscript")
-INPUT_NAME, OUTPUT_NAME = "images", "logits"
+INPUT_NAME, OUTPUT_NAME, FEATURES_NAME = "images", "logits", "features"
+
+
+class LogitsAndFeatures(nn.Module):
+    """``model`` with two outputs: logits ``(B, K)`` and pooled pre-logit features ``(B, D)`` from the same pass
+    (so exported inference can apply feature-space rejection rules)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.model.forward_features(x)
+        return self.model.forward_head(f), self.model.forward_head(f, pre_logits=True)  # (B, K), (B, D)
+
+
+def _outputs(model: nn.Module) -> list[str]:
+    return [OUTPUT_NAME, FEATURES_NAME] if isinstance(model, LogitsAndFeatures) else [OUTPUT_NAME]
 
 
 def _export_dynamo(model: nn.Module, example: torch.Tensor, opset: int, dynamic_batch: bool) -> Any:
     """torch.export-based exporter; returns the ModelProto (opset raised to 18, its minimum)."""
     shapes = ({0: torch.export.Dim("batch", min=1)},) if dynamic_batch else None
     program = torch.onnx.export(
-        model, (example,), None, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+        model, (example,), None, input_names=[INPUT_NAME], output_names=_outputs(model),
         opset_version=max(opset, 18), dynamo=True, dynamic_shapes=shapes, external_data=False, verbose=False,
     )  # fmt: skip
     return program.model_proto
@@ -37,13 +54,13 @@ def _export_dynamo(model: nn.Module, example: torch.Tensor, opset: int, dynamic_
 def _export_torchscript(model: nn.Module, example: torch.Tensor, opset: int, dynamic_batch: bool) -> Any:
     """The TorchScript-based exporter (deprecated upstream, kept as a fallback); returns the ModelProto."""
     onnx = optional_import("onnx", "export")
-    axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
+    axes = {name: {0: "batch"} for name in [INPUT_NAME, *_outputs(model)]} if dynamic_batch else None
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)  # internal notice
         torch.onnx.export(
-            model, (example,), buf, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset,
+            model, (example,), buf, input_names=[INPUT_NAME], output_names=_outputs(model), opset_version=opset,
             dynamo=False, dynamic_axes=axes, do_constant_folding=True,
         )  # fmt: skip
     return onnx.load_from_string(buf.getvalue())
@@ -96,7 +113,7 @@ def _run_exporters(model: nn.Module, example: torch.Tensor, opset: int, dynamic_
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, *, input_size: int, metadata: dict[str, str],
                 opset: int = 18, dynamic_batch: bool = True, parity_images: Any = None, atol: float = 1e-3,
-                min_agreement: float = 0.99, exporter: str = "auto") -> Path:  # fmt: skip
+                min_agreement: float = 0.99, exporter: str = "auto", features: bool = False) -> Path:  # fmt: skip
     """Export ``model`` to one self-contained ONNX file at ``path`` (input ``images``, output ``logits``).
 
     The dynamo (torch.export) exporter is tried first, then the TorchScript one (``exporter`` forces one); the
@@ -106,6 +123,8 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, input_size: int, m
     in onnxruntime before anything is written; a max |logit difference| above ``atol`` or a top-1 agreement
     below ``min_agreement`` raises :class:`ExportParityError` and leaves no file; the numbers are stored under
     ``imgclf.parity``. The dynamo exporter writes opset >= 18 (its minimum). The file is written atomically.
+    ``features=True`` adds a second output ``features``: the pooled pre-logit features of the same pass (the model
+    must meet the model contract: ``forward_features`` / ``forward_head``); parity is checked on the logits.
 
     >>> export_onnx(model, "out/model.onnx", input_size=224, metadata={"class_names": '["ant", "bee"]'},
     ...             parity_images=torch.randn(8, 3, 224, 224))  # doctest: +SKIP
@@ -115,8 +134,11 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, input_size: int, m
     _check_args(path, input_size, metadata, opset, exporter)
     gen = torch.Generator().manual_seed(0)
     example = torch.randn(2, 3, input_size, input_size, generator=gen).to(model_device(model))  # (2, 3, S, S)
+    graph = LogitsAndFeatures(model) if features else model
+    if features:
+        graph.training = False  # the wrapper's own flag only; eval_mode below covers the wrapped model
     with eval_mode(model), torch.no_grad():
-        proto, used, failed = _run_exporters(model, example, opset, dynamic_batch, exporter)
+        proto, used, failed = _run_exporters(graph, example, opset, dynamic_batch, exporter)
     log.info("exported %s to ONNX with the %s exporter (opset %s)", type(model).__name__, used,
              proto.opset_import[0].version)  # fmt: skip
     facts = {"imgclf.exporter": used, "imgclf.opset": str(max(o.version for o in proto.opset_import if not o.domain)),

@@ -46,6 +46,7 @@ from imgclf.metrics._multilabel import (
     tune_thresholds,
 )
 from imgclf.metrics._multilabel_resampled import multilabel_bootstrap_ci
+from imgclf.metrics._ood_feature import KNNScorer, Mahalanobis
 from imgclf.metrics._ood_scores import as_2d, choose_threshold, energy, max_logit, msp
 from imgclf.metrics._paired import Comparison, McNemarResult, compare_predictions, mcnemar_exact, paired_bootstrap_diff
 from imgclf.metrics._temperature import (
@@ -79,6 +80,8 @@ __all__ = [
     "apply_per_class_temperature",
     "apply_temperature",
     "as_2d",
+    "KNNScorer",
+    "Mahalanobis",
     "choose_threshold",
     "energy",
     "max_logit",

@@ -9,11 +9,15 @@ classifier that takes normalised input in :class:`NormalizedModel` (``mean`` / `
   :func:`corruption_accuracy` -> :class:`CorruptionReport` (per corruption and severity, mean, relative drop).
 - Out-of-distribution: :func:`msp`, :func:`max_logit`, :func:`energy` from logits; :class:`Mahalanobis` and
   :class:`KNNScorer` from features; :func:`ood_metrics` -> :class:`OODReport` (AUROC, FPR at 95 % TPR, AUPR);
-  :func:`choose_threshold` for rejection; :func:`synthetic_outliers` when no OOD data is at hand.
+  :func:`choose_threshold` for rejection; :func:`synthetic_outliers` when no OOD data is at hand. The rejection
+  rules a bundle stores (and their one scoring function) live in :mod:`imgclf.tasks`; :func:`choose_score`
+  picks one by AUROC (:data:`DEFAULT_CHOICE` without real outliers).
+- Certified robustness: :class:`SmoothedClassifier`, :func:`certified_accuracy`, :class:`SmoothedVotes`;
+  Carlini-Wagner L2: :func:`cw_l2`; test-time adaptation: :class:`TestTimeAdapter`.
 - Figures: :func:`plot_robust_curve`, :func:`plot_corruption_heatmap`, :func:`plot_ood_histogram`.
 """
 
-from imgclf.metrics import choose_threshold, energy, max_logit, msp
+from imgclf.metrics import KNNScorer, Mahalanobis, choose_threshold, energy, max_logit, msp
 from imgclf.robustness._adapt import ADAPT_METHODS, TestTimeAdapter, adapted_corruption_accuracy
 from imgclf.robustness._adversarial_training import AdversarialTraining
 from imgclf.robustness._apgd import apgd
@@ -24,7 +28,6 @@ from imgclf.robustness._curve import ATTACKS, RobustCurve, cw_curve, robust_accu
 from imgclf.robustness._cw import CWResult, cw_l2
 from imgclf.robustness._noise import GaussianNoiseAugment
 from imgclf.robustness._normalize import NormalizedModel
-from imgclf.robustness._ood_feature import KNNScorer, Mahalanobis
 from imgclf.robustness._ood_metrics import OODReport, ood_metrics
 from imgclf.robustness._outliers import OUTLIER_KINDS, synthetic_outliers
 from imgclf.robustness._plots import (
@@ -33,53 +36,48 @@ from imgclf.robustness._plots import (
     plot_ood_histogram,
     plot_robust_curve,
 )
-from imgclf.robustness._rejection import (
-    DEFAULT_CHOICE,
-    FEATURE_RULES,
-    LOGIT_RULES,
-    REJECTION_RULES,
-    describe_rule,
-    needs_features,
-    rejection_score,
-)
-from imgclf.robustness._rejection import fit_rejection as fit_rejection_rule
 from imgclf.robustness._smoothing import (
     ABSTAIN,
     Certificate,
     CertifiedCurve,
     SmoothedClassifier,
     SmoothedPrediction,
+    SmoothedVotes,
     certified_accuracy,
     clopper_pearson_lower,
+    predict_from_counts,
 )
-from imgclf.robustness._stress import DEFAULT_EPSILONS, RobustnessResult, robustness, stress_test
+from imgclf.robustness._stress import (
+    DEFAULT_CHOICE,
+    DEFAULT_EPSILONS,
+    RobustnessResult,
+    choose_score,
+    robustness,
+    stress_test,
+)
 from imgclf.utils import publish
 
 __all__ = [
     "ABSTAIN",
     "ADAPT_METHODS",
     "DEFAULT_CHOICE",
-    "FEATURE_RULES",
-    "LOGIT_RULES",
-    "REJECTION_RULES",
     "CWResult",
     "Certificate",
     "CertifiedCurve",
     "GaussianNoiseAugment",
     "SmoothedClassifier",
     "SmoothedPrediction",
+    "SmoothedVotes",
+    "predict_from_counts",
     "TestTimeAdapter",
     "adapted_corruption_accuracy",
     "certified_accuracy",
     "clopper_pearson_lower",
     "cw_curve",
     "cw_l2",
-    "describe_rule",
-    "fit_rejection_rule",
-    "needs_features",
     "plot_certified_curve",
-    "rejection_score",
     "DEFAULT_EPSILONS",
+    "choose_score",
     "AdversarialTraining",
     "RobustnessResult",
     "robustness",

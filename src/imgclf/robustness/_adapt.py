@@ -69,7 +69,8 @@ class TestTimeAdapter(nn.Module):
         if self.optimizer is not None and self._initial_opt is not None:
             self.optimizer.load_state_dict(self._initial_opt)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _prepare(self, x: torch.Tensor) -> bool:
+        """Reset (episodic) and set the BatchNorm modes for ``x``; True when it is a batch to adapt on."""
         if x.shape[0] == 0:
             raise DataError("test-time adaptation got an empty batch.")
         if self.episodic:
@@ -77,9 +78,10 @@ class TestTimeAdapter(nn.Module):
         batch_stats = x.shape[0] >= 2
         for bn in self._norms:  # whatever mode the caller set: batch statistics when there is a batch
             bn.train(batch_stats)
-        if self.optimizer is None or not batch_stats:
-            with torch.no_grad():
-                return self.model(x)  # (B, K)
+        return batch_stats
+
+    def _update(self, x: torch.Tensor) -> torch.Tensor:
+        """TENT's steps on ``x``; the logits ``(B, K)`` of the last forward pass an update used."""
         with torch.inference_mode(False), torch.enable_grad():
             x = x.clone()  # a normal tensor even when called under torch.inference_mode
             for _ in range(self.steps):
@@ -90,6 +92,24 @@ class TestTimeAdapter(nn.Module):
                 entropy.backward()
                 self.optimizer.step()
         return logits.detach()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self._prepare(x) or self.optimizer is None:
+            with torch.no_grad():
+                return self.model(x)  # (B, K)
+        return self._update(x)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Adapt on ``x`` as :meth:`forward` does, then its features through the adapted copy (the model
+        contract, so predict can score feature-space rejection rules on an adapted model)."""
+        if self._prepare(x) and self.optimizer is not None:
+            self._update(x)
+        with torch.no_grad():
+            return self.model.forward_features(x)
+
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        with torch.no_grad():
+            return self.model.forward_head(features, pre_logits=pre_logits)
 
 
 def adapted_corruption_accuracy(

@@ -14,6 +14,7 @@ from torch import nn
 
 from imgclf.errors import ConfigError, DataError
 from imgclf.robustness._batches import Batches, iter_batches
+from imgclf.robustness._normalize import NormalizedModel
 from imgclf.utils import eval_mode, model_device
 
 ABSTAIN = -1
@@ -123,19 +124,10 @@ class SmoothedClassifier:
         >>> smooth.predict(images, n=100, alpha=0.001).labels  # doctest: +SKIP
         tensor([ 3, -1,  7])
         """
-        from scipy.stats import binomtest
-
         _check_alpha(alpha)
         if x.shape[0] == 0:
             return SmoothedPrediction(torch.zeros(0, dtype=torch.long), torch.zeros(0), torch.zeros(0, 1))
-        counts = self.counts(x, n)  # (B, K)
-        top2 = counts.topk(min(2, counts.shape[1]), dim=1)
-        n_a = top2.values[:, 0]
-        n_b = top2.values[:, 1] if counts.shape[1] > 1 else torch.zeros_like(n_a)
-        p = torch.tensor([binomtest(int(a), int(a + b), 0.5).pvalue if a + b > 0 else 1.0
-                          for a, b in zip(n_a.tolist(), n_b.tolist())], dtype=torch.float64)  # fmt: skip
-        labels = torch.where(p <= alpha, top2.indices[:, 0], torch.full_like(top2.indices[:, 0], ABSTAIN))
-        return SmoothedPrediction(labels, p, counts)
+        return predict_from_counts(self.counts(x, n), alpha)
 
     def certify(self, x: torch.Tensor, n0: int = 100, n: int = 1000, alpha: float = 0.001) -> Certificate:
         """Cohen et al.'s CERTIFY: guess the top class c_A from ``n0`` noisy votes, then bound
@@ -161,6 +153,48 @@ class SmoothedClassifier:
         radii = np.where(certified, self.sigma * norm.ppf(np.clip(p_lower, 0.5, 1.0)), 0.0)
         labels = torch.where(torch.from_numpy(certified), guess, torch.full_like(guess, ABSTAIN))
         return Certificate(labels, torch.from_numpy(radii).float(), torch.from_numpy(p_lower).float())
+
+
+def predict_from_counts(counts: torch.Tensor, alpha: float = 0.001) -> SmoothedPrediction:
+    """PREDICT's decision on vote ``counts`` ``(B, K)``: the top class, or ``ABSTAIN`` when the two-sided binomial
+    test of the top two counts (p = 1/2) gives a p-value above ``alpha``.
+
+    >>> predict_from_counts(torch.tensor([[100, 0], [52, 48]])).labels.tolist()
+    [0, -1]
+    """
+    from scipy.stats import binomtest
+
+    _check_alpha(alpha)
+    counts = counts.long().cpu()
+    top2 = counts.topk(min(2, counts.shape[1]), dim=1)
+    n_a = top2.values[:, 0]
+    n_b = top2.values[:, 1] if counts.shape[1] > 1 else torch.zeros_like(n_a)
+    p = torch.tensor([binomtest(int(a), int(a + b), 0.5).pvalue if a + b > 0 else 1.0
+                      for a, b in zip(n_a.tolist(), n_b.tolist())], dtype=torch.float64)  # fmt: skip
+    labels = torch.where(p <= alpha, top2.indices[:, 0], torch.full_like(top2.indices[:, 0], ABSTAIN))
+    return SmoothedPrediction(labels, p, counts)
+
+
+class SmoothedVotes(nn.Module):
+    """``model`` (normalised input, ``mean`` / ``std``) under randomized smoothing as a module: ``forward`` gives
+    the vote counts ``(B, K)`` (as floats) of ``n`` copies with Gaussian pixel noise of std ``sigma``, so the
+    ordinary inference pass can run it; :func:`predict_from_counts` then decides or abstains.
+
+    >>> # counts = engine.run_inference(SmoothedVotes(model, 0.25, mean, std), images, pre).logits
+    """
+
+    def __init__(self, model: nn.Module, sigma: float, mean: Sequence[float], std: Sequence[float], *,
+                 n: int = 100, seed: int = 0) -> None:  # fmt: skip
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.n = int(n)
+        self.smooth = SmoothedClassifier(NormalizedModel(model, mean, std), sigma,
+                                         generator=torch.Generator().manual_seed(seed))  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.smooth.counts(x * self.std + self.mean, self.n).float().to(x.device)  # (B, K)
 
 
 def _check_alpha(alpha: float) -> None:

@@ -54,7 +54,7 @@ class ServerState:
             predictor, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms, capacity=settings.queue_size,
             warmup=predictor.warmup, on_batch=self._on_batch)  # fmt: skip
         # /v1/explain: one request at a time on the explainer's own model copy, behind its own bounded queue.
-        self.explainer = Explainer(predictor.model, predictor.meta.preprocessing)
+        self.explainer = Explainer(predictor.explain_model, predictor.meta.preprocessing)
         self.explain_batcher: MicroBatcher[Any, bytes] = MicroBatcher(
             self.explainer, max_batch=1, max_wait_ms=0, capacity=settings.explain_queue_size,
             warmup=self.explainer.warmup, on_batch=self._on_explain)  # fmt: skip
@@ -160,6 +160,8 @@ def create_app(bundle_dir: str | Path, settings: ServeSettings | None = None) ->
     optional_import("fastapi", "serve")
     optional_import("python_multipart", "serve")  # python-multipart, for uploads
     clf = load(bundle_dir, device=settings.device, engine=settings.engine)
+    if settings.adapt:
+        clf = clf.adapted(settings.adapt)
     return build_app(Predictor(clf, top_k=settings.top_k, reject=settings.reject), settings)
 
 

@@ -14,9 +14,7 @@ from imgclf import engine as E
 from imgclf import monitor
 from imgclf.api import Classifier
 from imgclf.errors import BundleError
-from imgclf.tasks import LOGIT_SCORES, Answer, rejection_scores
-
-REJECTION_SCORES = LOGIT_SCORES
+from imgclf.tasks import REJECTION_SCORES, Answer, needs_features, rejection_scores, with_reasons
 
 
 @dataclass(frozen=True)
@@ -55,9 +53,11 @@ class Predictor:
     ``__call__`` runs one batch of them (the inference worker), through the classifier's export engine when
     it was loaded with one (``imgclf.load(path, engine="onnxruntime")``). Probabilities are calibrated with the bundle's
     temperature. The OOD score is the bundle's ``rejection["score"]`` (``msp`` on calibrated probabilities,
-    ``max_logit`` or ``energy`` at T = 1, computed by :func:`imgclf.tasks.ood_score` exactly as predict and
-    ``imgclf robustness`` do; higher means more in-distribution), else ``msp``; an image is ``unknown`` when
-    rejection is on and its score is below ``rejection["threshold"]``.
+    ``max_logit`` or ``energy`` at T = 1, or a feature rule -- ``mahalanobis``, ``knn``, ``vim`` -- on the pooled
+    features of the same pass with the bundle's fitted statistics), computed by
+    :func:`imgclf.tasks.rejection_scores` exactly as predict and ``imgclf robustness`` do (higher means more
+    in-distribution), else ``msp``; an image is ``unknown``, with the reason, when rejection is on and its score
+    is below ``rejection["threshold"]``.
 
     >>> # p = Predictor(imgclf.load("runs/x/bundle")); p([p.preprocess(img)])[0].label
     """
@@ -66,6 +66,8 @@ class Predictor:
         if clf.model_ is None or clf.meta_ is None:
             raise BundleError("the server needs a loaded bundle: use imgclf.load(bundle_dir)")
         self.model, self.meta = clf.model_.eval(), clf.meta_
+        # explanations hook the layers of a plain model: the adapted copy's own network when adapting
+        self.explain_model = self.model.model if getattr(clf, "adapt_", None) else self.model
         self.engine = getattr(clf, "engine_", None)  # an imgclf.export engine (torch-fast, onnxruntime) if loaded
         self.engine_name = getattr(self.engine, "name", "torch")
         self.device = next(self.model.parameters()).device
@@ -80,6 +82,14 @@ class Predictor:
                 f"(it knows {', '.join(REJECTION_SCORES)}); serve with --no-reject or re-calibrate"
             )
         self.rule = rejection if "threshold" in rejection else None
+        self.stats = clf.bundle_.rejection_stats if clf.bundle_ is not None else {}
+        self.needs_features = needs_features(self.score_name) and self.rule is not None
+        if self.needs_features and not self.stats:
+            raise BundleError(f"the bundle's rejection rule {self.score_name!r} needs its fitted statistics, but "
+                              "rejection.safetensors is missing; re-run `imgclf robustness` on the bundle, or serve "
+                              "with --no-reject")  # fmt: skip
+        if not self.needs_features and needs_features(self.score_name):
+            self.score_name = "msp"  # rejection is off: report the logit score (drift) without the features
         self.threshold: float | None = float(rejection["threshold"]) if self.rule else None
         reference = self.meta.extra.get("monitor")
         self.reference: dict[str, Any] | None = monitor.check_reference(reference) if reference else None
@@ -100,16 +110,19 @@ class Predictor:
     def __call__(self, tensors: Sequence[torch.Tensor]) -> list[ImageResult]:
         x = torch.stack(list(tensors)).to(self.device)  # (B, 3, H, W)
         batch = D.Batch(x, torch.zeros(len(x), dtype=torch.long), torch.arange(len(x)))
-        runner = None if self.engine is None else self.engine.predict_logits
-        out = E.predict_logits(self.model, [batch], self.device, runner=runner, features=self.has_features)
+        want = self.has_features or self.needs_features
+        runner = None if self.engine is None else (self.engine.predict_outputs if want else self.engine.predict_logits)
+        out = E.predict_logits(self.model, [batch], self.device, runner=runner, features=want)
         logits = out.logits  # (B, C)
         probs = self.task.probabilities(logits, self.meta.temperature)  # (B, C)
         # the score is reported (and logged for drift) even without a threshold; only a rule makes ``unknown``
         scoring = self.rule or {"score": self.score_name}
-        ood = rejection_scores(scoring, logits, self.meta.temperature) if self.task.supports_rejection else None
-        answers = self.task.decode(probs, top_k=self.top_k, ood=ood, threshold=self.threshold)
+        ood = None
+        if self.task.supports_rejection:
+            ood = rejection_scores(scoring, logits, self.meta.temperature, features=out.features, stats=self.stats)
+        answers = with_reasons(self.task.decode(probs, top_k=self.top_k, ood=ood, threshold=self.threshold), self.rule)
         projected = None
-        if out.features is not None and self.reference is not None:
+        if self.has_features and out.features is not None and self.reference is not None:
             projected = monitor.project_features(self.reference, out.features)  # (B, k)
         best = probs.argmax(axis=1)
         return [ImageResult(answer, int(best[i]), float(probs[i, best[i]]),

@@ -44,6 +44,8 @@ class ServeSettings:
       served, before the listener closes (lets a load balancer stop routing first).
     - ``log`` / ``log_images`` / ``log_max_mb`` / ``log_backups``: the JSONL audit log and its rotation.
     - ``engine``: torch, torch-fast or onnxruntime (the bundle's exported ``model.onnx``), as ``imgclf.load``.
+    - ``adapt``: ``"bn"`` or ``"tent"`` answers through a test-time-adapted copy of the model (opt-in; see
+      :meth:`imgclf.Classifier.adapted`).
     - ``drift_window``: predictions per drift window for the ``/metrics`` gauges (needs the bundle's
       ``extra["monitor"]`` reference).
 
@@ -82,6 +84,7 @@ class ServeSettings:
     shutdown_timeout_s: float = 30.0
     device: str = "cpu"
     engine: str = "torch"
+    adapt: str | None = None
 
     def __post_init__(self) -> None:
         positive = ("max_batch", "queue_size", "max_body_mb", "max_images", "max_pixels", "max_request_pixels",

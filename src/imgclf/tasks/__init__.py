@@ -9,7 +9,21 @@ from imgclf.tasks._base import Answer, Task, TaskMetrics, topk_rows, unknown_mas
 from imgclf.tasks._hierarchical import DEFAULT_BACKOFF, HierarchicalTask
 from imgclf.tasks._multilabel import MultiLabelTask
 from imgclf.tasks._registry import TASK_KINDS, make_task, task_from_dict
-from imgclf.tasks._rejection import DEFAULT_ACCEPTANCE, LOGIT_SCORES, fit_rejection, ood_score, rejection_scores
+from imgclf.tasks._rejection import (
+    DEFAULT_ACCEPTANCE,
+    FEATURE_SCORES,
+    FIT_IMAGES,
+    LOGIT_SCORES,
+    REJECTION_SCORES,
+    default_knn_k,
+    describe_score,
+    fit_rejection,
+    fit_rejection_stats,
+    needs_features,
+    ood_score,
+    rejection_scores,
+    with_reasons,
+)
 from imgclf.tasks._single import MIN_CALIBRATION_IMAGES, SingleLabelTask, checked_temperature
 from imgclf.utils import publish
 
@@ -18,10 +32,18 @@ __all__ = [
     "HierarchicalTask",
     "MultiLabelTask",
     "DEFAULT_ACCEPTANCE",
+    "FEATURE_SCORES",
+    "FIT_IMAGES",
     "LOGIT_SCORES",
+    "REJECTION_SCORES",
+    "default_knn_k",
+    "describe_score",
     "fit_rejection",
+    "fit_rejection_stats",
+    "needs_features",
     "ood_score",
     "rejection_scores",
+    "with_reasons",
     "MIN_CALIBRATION_IMAGES",
     "TASK_KINDS",
     "Answer",

@@ -37,6 +37,7 @@ class Answer:
     scores: dict[str, float] | None = None
     ancestors: tuple[str, ...] | None = None
     leaf: str | None = None
+    reason: str | None = None  # why the answer is ``unknown`` (the rejection rule, or a smoothed model abstaining)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"label": self.label, "score": self.score,
@@ -48,6 +49,8 @@ class Answer:
             out["labels"], out["scores"] = list(self.labels), dict(self.scores or {})
         if self.ancestors is not None:
             out["ancestors"], out["leaf"] = list(self.ancestors), self.leaf
+        if self.reason:
+            out["reason"] = self.reason
         return out
 
 

@@ -34,7 +34,7 @@ from imgclf.data import expand_inputs
 from imgclf.errors import ConfigError, DataError
 from imgclf.utils import atomic_write_bytes, atomic_write_text, optional_import
 from imgclf.workflows._batch_ray import run_on_ray
-from imgclf.workflows._batch_rows import RowSettings, chunks_table, engine_runner
+from imgclf.workflows._batch_rows import RowSettings, chunks_table, engine_runner, wants_features
 
 MANIFEST = "_imgclf_batch.json"
 FORMAT = 1
@@ -134,7 +134,8 @@ def _run_local(clf: Classifier, paths: list[str], out: Path, settings: RowSettin
     forward = engine_runner(clf)
     device = next(model.parameters()).device
     stream = E.stream_logits(model, paths, D.build_eval_transform(meta.preprocessing), batches=batches,
-                             workers=workers, device=device, runner=forward)  # fmt: skip
+                             workers=workers, device=device, runner=forward,
+                             features=wants_features(meta))  # fmt: skip
     task = progress.add_task("batch", total=len(paths), completed=done_before, rate="")
     start, new = time.perf_counter(), 0
     for s in pending:
@@ -145,7 +146,7 @@ def _run_local(clf: Classifier, paths: list[str], out: Path, settings: RowSettin
             new += chunks[-1].size
             progress.update(task, advance=chunks[-1].size,
                             rate=f"{new / max(time.perf_counter() - start, 1e-9):.1f} img/s")  # fmt: skip
-        table = chunks_table(meta, paths[r.start : r.stop], r.start, chunks, settings)
+        table = chunks_table(meta, paths[r.start : r.stop], r.start, chunks, settings, clf.bundle_.rejection_stats)
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink)
         atomic_write_bytes(out / part_name(s), sink.getvalue().to_pybytes())

@@ -15,7 +15,7 @@ import numpy as np
 from imgclf import data as D
 from imgclf import engine as E
 from imgclf.utils import optional_import
-from imgclf.workflows._batch_rows import RowSettings, chunks_table, engine_runner
+from imgclf.workflows._batch_rows import RowSettings, chunks_table, engine_runner, wants_features
 
 
 class BatchPredictor:
@@ -37,8 +37,9 @@ class BatchPredictor:
         paths = [str(p) for p in batch["path"]]
         files = [str(p) for p in batch["file"]] if "file" in batch else paths
         chunks = list(E.stream_logits(self.clf.model_, files, self.transform, batch_size=max(1, len(paths)),
-                                      workers=0, runner=self.forward))  # fmt: skip
-        return chunks_table(self.clf.meta_, paths, 0, chunks, self.settings)
+                                      workers=0, runner=self.forward,
+                                      features=wants_features(self.clf.meta_)))  # fmt: skip
+        return chunks_table(self.clf.meta_, paths, 0, chunks, self.settings, self.clf.bundle_.rejection_stats)
 
 
 def run_on_ray(address: str, model: Path, paths: list[str], out: Path, settings: RowSettings, *, engine: str,

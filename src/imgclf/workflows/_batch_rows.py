@@ -12,7 +12,7 @@ import torch
 from imgclf import engine as E
 from imgclf.api import Classifier
 from imgclf.bundle import BundleMeta
-from imgclf.tasks import rejection_scores
+from imgclf.tasks import needs_features, rejection_scores
 from imgclf.utils import optional_import
 
 
@@ -48,16 +48,20 @@ def arrow_schema(settings: RowSettings) -> Any:
 
 
 def prediction_rows(meta: BundleMeta, paths: Sequence[str], logits: np.ndarray, errors: dict[int, str],
-                    settings: RowSettings) -> list[dict[str, Any]]:  # fmt: skip
+                    settings: RowSettings, *, features: np.ndarray | None = None,
+                    stats: dict[str, Any] | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """One row per entry of ``paths``, in order: ``logits`` ``(N, C)`` belong to the positions not in ``errors``.
 
     The answers come from the bundle's task exactly as :meth:`imgclf.api.Classifier.predict` gets them
-    (probabilities, rejection rule, decoding), so a row compares field by field with ``imgclf predict --json``.
+    (probabilities, rejection rule, decoding), so a row compares field by field with ``imgclf predict --json``;
+    a feature-space rule scores ``features`` ``(N, D)`` of the same pass with the bundle's ``stats``.
     """
     task = meta.make_task()
     probs = task.probabilities(logits, None if settings.raw else meta.temperature) if len(logits) else logits
     rule = meta.rejection if task.supports_rejection else None
-    ood = rejection_scores(rule, logits, meta.temperature) if rule and len(logits) else None
+    ood = None
+    if rule and len(logits):
+        ood = rejection_scores(rule, logits, meta.temperature, features=features, stats=stats)
     answers = iter(task.decode(probs, top_k=settings.top_k, ood=ood, threshold=rule.get("threshold") if rule else None,
                                reject=settings.reject) if len(logits) else [])  # fmt: skip
     rows_probs = iter(probs)
@@ -86,14 +90,27 @@ def rows_table(rows: list[dict[str, Any]], settings: RowSettings) -> Any:
 
 
 def engine_runner(clf: Classifier) -> Callable[[torch.Tensor], Any] | None:
-    """What replaces the eager model for the classifier's inference engine (None: the eager model), as in predict."""
-    return None if clf.engine_ is None else clf.engine_.predict_logits
+    """What replaces the eager model for the classifier's inference engine (None: the eager model), as in predict
+    (with the features output when the bundle's rejection rule scores features)."""
+    if clf.engine_ is None:
+        return None
+    return clf.engine_.predict_outputs if wants_features(clf.meta_) else clf.engine_.predict_logits
+
+
+def wants_features(meta: BundleMeta) -> bool:
+    """Whether the bundle's rejection rule scores pooled features (so the stream must return them too)."""
+    rule = meta.rejection if meta.make_task().supports_rejection else None
+    return bool(rule) and needs_features(rule.get("score"))
 
 
 def chunks_table(meta: BundleMeta, paths: Sequence[str], start: int, chunks: Sequence[E.StreamChunk],
-                 settings: RowSettings) -> Any:  # fmt: skip
-    """The table of ``paths`` (input positions ``start ..``) from the stream chunks that cover exactly them."""
+                 settings: RowSettings, stats: dict[str, Any] | None = None) -> Any:  # fmt: skip
+    """The table of ``paths`` (input positions ``start ..``) from the stream chunks that cover exactly them;
+    ``stats``: the bundle's rejection statistics (a feature rule)."""
     logits = [c.logits for c in chunks if len(c.indices)]
     errors = {i - start: reason for c in chunks for i, reason in c.errors.items()}
     stacked = np.concatenate(logits) if logits else np.zeros((0, meta.num_classes), np.float32)
-    return rows_table(prediction_rows(meta, paths, stacked, errors, settings), settings)
+    feats = [c.features for c in chunks if len(c.indices) and c.features is not None]
+    features = np.concatenate(feats) if feats else None
+    return rows_table(prediction_rows(meta, paths, stacked, errors, settings, features=features, stats=stats),
+                      settings)

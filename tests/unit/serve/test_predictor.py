@@ -115,3 +115,34 @@ def test_multilabel_and_hierarchical_answers_match_the_classifier(make_bundle, b
             assert isinstance(first["labels"], list) and set(first["scores"]) == set(classes)
         else:
             assert all(p["ancestors"][0] == "root" and p["leaf"] in classes for p in res.json()["predictions"])
+
+
+def test_a_feature_rule_travels_in_the_bundle_and_predict_and_serve_apply_it(make_bundle, tmp_path) -> None:
+    """Issue 16: a kNN rule's statistics in rejection.safetensors; predict and the server score the pooled
+    features of their own forward pass and answer unknown, with the reason, exactly where the rule says."""
+    from dataclasses import replace
+
+    from imgclf.bundle import save_bundle
+    from imgclf.tasks import fit_rejection, fit_rejection_stats, rejection_scores
+
+    clf = imgclf.load(make_bundle())
+    images = _images(12)
+    logits, feats = clf.predict_logits(images)[1], clf.embed(images)
+    stats = fit_rejection_stats(feats[:8], logits[:8], logits[:8].argmax(1), "knn", k=2)
+    rule = fit_rejection(logits, score="knn", features=feats, stats=stats, target_acceptance=0.5)
+    bundle = save_bundle(tmp_path / "knn", clf.model_, replace(clf.meta_, rejection=rule), stats)
+    loaded = imgclf.load(bundle)
+    assert set(loaded.bundle_.rejection_stats) == {"bank", "k"} and loaded.meta_.rejection["file"]
+    expected = rejection_scores(rule, logits, features=feats, stats=stats)
+    unknown = (expected < rule["threshold"]).tolist()
+    assert 0 < sum(unknown) < 12
+    preds = loaded.predict(images)
+    assert [p.ood_score for p in preds] == pytest.approx(expected.tolist(), abs=1e-5)
+    assert [p.label == "unknown" for p in preds] == unknown
+    assert all("knn score" in p.reason for p in preds if p.label == "unknown")
+    pred = Predictor(loaded)
+    served = pred([pred.preprocess(im) for im in images])
+    assert [r.unknown for r in served] == unknown and [r.ood_score for r in served] == pytest.approx(expected.tolist())
+    (bundle / "rejection.safetensors").write_bytes(b"changed")
+    with pytest.raises(BundleError, match="sha256"):
+        imgclf.load(bundle)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from imgclf.errors import ConfigError, DataError, NotFittedError
-from imgclf.metrics import as_2d
+from imgclf.metrics._ood_scores import as_2d
 
 
 def _fitted(estimator: Any, attribute: str, call: str) -> torch.Tensor:
