@@ -125,7 +125,8 @@ def _privacy_fact(dp: dict[str, Any] | None) -> dict[str, str]:
     if not dp:
         return {}
     return {"differential privacy": f"(epsilon {dp['epsilon']:.2f}, delta {dp['delta']:g}) DP-SGD with "
-            f"{dp['library']}: {dp['steps']} steps, noise {dp['noise_multiplier']:.3f}, sample rate {dp['sample_rate']:.4g}, "
+            f"{dp['library']}: {dp['steps']} steps, noise {dp['noise_multiplier']:.3f}, "
+            f"sample rate {dp['sample_rate']:.4g}, "
             f"clip {dp['max_grad_norm']:g}, {dp['accountant']} accountant"}
 
 
