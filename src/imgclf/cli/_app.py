@@ -11,6 +11,7 @@ from imgclf.cli import (
     _export,
     _monitor,
     _predict,
+    _privacy,
     _report,
     _robustness,
     _serve,
@@ -52,6 +53,7 @@ app.command("distill")(_compress.distill_cmd)
 app.command("serve")(_serve.serve)
 app.command("monitor")(_monitor.monitor)
 app.command("batch")(_batch.batch)
+app.command("privacy-audit")(_privacy.privacy_audit)
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 >>> from imgclf import privacy
 >>> # imgclf train mnist --model lenet5 --dp-epsilon 8          (the CLI wires privacy.make_private into fit)
->>> # privacy.audit_bundle("runs/x/bundle", "cifar10", shadows=8).loss.auc
+>>> # workflows.audit_bundle("runs/x/bundle", shadows=8).loss.auc   (imgclf privacy-audit)
 """
 
 from imgclf.privacy._dp import (
@@ -15,10 +15,28 @@ from imgclf.privacy._dp import (
     physical_batch,
     steps_taken,
 )
+from imgclf.privacy._mia import (
+    LOW_FPRS,
+    AttackROC,
+    attack_roc,
+    cross_entropy,
+    lira_scores,
+    loss_attack,
+    plot_attack_rocs,
+    true_class_logit,
+)
 from imgclf.utils import publish
 
 __all__ = [
     "ACCOUNTANT",
+    "LOW_FPRS",
+    "AttackROC",
+    "attack_roc",
+    "cross_entropy",
+    "lira_scores",
+    "loss_attack",
+    "plot_attack_rocs",
+    "true_class_logit",
     "LogicalStepScheduler",
     "PrivacyAccounting",
     "check_dp_config",
