@@ -97,3 +97,48 @@ def test_accounting_state_round_trips_through_a_checkpoint(dp_run) -> None:
     acc = RDPAccountant()
     acc.history = [tuple(h) for h in saved["history"]]
     assert acc.get_epsilon(1e-5) == pytest.approx(dp["epsilon"], abs=1e-3)
+
+
+@pytest.mark.slow
+def test_sigkill_after_an_epoch_then_resume_gives_the_uninterrupted_weights_and_epsilon(tmp_path: Path) -> None:
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from imgclf import engine as E
+
+    imgs = D.make_synthetic_dataset(tmp_path / "imgs", per_class=40, size=32)
+    args = ["train", str(imgs), "--model", "test_cnn", "--epochs", "3", "--img-size", "32", "-b", "16",
+            "--dp-epsilon", "4", "--set", "data.workers=0", "--set", "train.report=false", "--out", str(tmp_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def start(*extra: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "imgclf", *args, *extra], env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+
+    ref = start("--name", "ref")
+    assert ref.wait(timeout=600) == 0, ref.stdout.read()
+    proc = start("--name", "killed")
+    last = tmp_path / "killed" / "checkpoints" / "last.safetensors"
+    deadline, killed = time.time() + 300, False
+    while time.time() < deadline and proc.poll() is None:
+        if last.exists() and E.load_checkpoint(last)[1]["epoch"] >= 1:
+            proc.send_signal(signal.SIGKILL)
+            killed = True
+            break
+        time.sleep(0.01)
+    proc.wait(timeout=60)
+    assert killed, "the run finished before it could be killed"
+    resumed = subprocess.run([sys.executable, "-m", "imgclf", "train", "--resume", str(tmp_path / "killed")],
+                             env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    a = json.loads((tmp_path / "ref" / "bundle" / "imgclf.json").read_text())["extra"]["privacy"]
+    b = json.loads((tmp_path / "killed" / "bundle" / "imgclf.json").read_text())["extra"]["privacy"]
+    assert a == b  # same steps, same epsilon per epoch: the accountant continued exactly
+    wa = load_bundle(tmp_path / "ref" / "bundle").model.state_dict()
+    wb = load_bundle(tmp_path / "killed" / "bundle").model.state_dict()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
