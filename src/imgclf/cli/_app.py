@@ -9,6 +9,7 @@ from imgclf.cli import (
     _evaluate,
     _explain,
     _export,
+    _federate,
     _monitor,
     _predict,
     _privacy,
@@ -54,6 +55,7 @@ app.command("serve")(_serve.serve)
 app.command("monitor")(_monitor.monitor)
 app.command("batch")(_batch.batch)
 app.command("privacy-audit")(_privacy.privacy_audit)
+app.command("federate")(_federate.federate_cmd)
 
 
 def main() -> None:
