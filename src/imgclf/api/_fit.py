@@ -128,6 +128,7 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
     cfg = resolve_auto(cfg, train_size=len(splits.train), num_classes=num_classes, world_size=info.world_size)
     dp_layers: list[str] = []
     if cfg.train.dp_epsilon:  # DP-SGD: refuse what does not combine and swap BatchNorm before any file is written
+        cfg = P.resolve_dp_auto(cfg)
         P.check_dp_config(cfg, world_size=info.world_size)
         model, dp_layers = P.dp_compatible_model(model, console if info.is_main else None)
         extra = {**extra, "norm": "groupnorm"} if dp_layers else extra

@@ -13,6 +13,7 @@ from imgclf.privacy._dp import (
     dp_compatible_model,
     make_private,
     physical_batch,
+    resolve_dp_auto,
     steps_taken,
 )
 from imgclf.privacy._mia import (
@@ -36,6 +37,7 @@ __all__ = [
     "lira_scores",
     "loss_attack",
     "plot_attack_rocs",
+    "resolve_dp_auto",
     "true_class_logit",
     "LogicalStepScheduler",
     "PrivacyAccounting",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -58,6 +59,20 @@ def check_dp_config(cfg: RunConfig, *, world_size: int = 1) -> None:
     for flag, clash, why in clashes:
         if clash:
             raise ConfigError(f"--dp-epsilon does not combine with {flag}: {why}. Drop one of the two")
+
+
+def resolve_dp_auto(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with the ``"auto"`` choices DP-SGD cannot use resolved to ones it can: ``train.amp=auto`` becomes
+    ``off`` (per-sample gradients in float32, also on CUDA). EMA, augmentation and the learning rate keep their
+    policies: all three combine with DP-SGD.
+
+    >>> from imgclf.config import load_config
+    >>> resolve_dp_auto(load_config(None, {"train": {"dp_epsilon": 8.0}})).train.amp
+    'off'
+    """
+    if cfg.train.dp_epsilon and cfg.train.amp == "auto":
+        return replace(cfg, train=replace(cfg.train, amp="off"))
+    return cfg
 
 
 def dp_compatible_model(model: nn.Module, console: Console | None = None) -> tuple[nn.Module, list[str]]:
@@ -259,6 +274,8 @@ def make_private(state: E.TrainState, cfg: RunConfig, *, replaced: list[str] | N
     with bmm.BatchMemoryManager(data_loader=logical, optimizer=optimizer, max_physical_batch_size=cap) as physical:
         state.train_loader = physical
     state.model, state.optimizer, state.sampler = model, optimizer, sampler
+    # Opacus' hooks on the first layer fire with no input gradient (images need none): expected, not a problem.
+    warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
     state.scheduler = LogicalStepScheduler(state.scheduler, privacy_engine.accountant)
     return PrivacyAccounting(privacy_engine=privacy_engine, sampler=sampler, noise=noise, target_epsilon=t.dp_epsilon,
                              delta=t.dp_delta, noise_multiplier=optimizer.noise_multiplier,

@@ -26,6 +26,7 @@ def true_class_logit(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """LiRA's statistic: the logit-scaled confidence in the true class, ``log p_y - log(1 - p_y)``, computed stably
     as ``z_y - logsumexp(z_others)``. Roughly Gaussian over training runs, which is why LiRA fits Gaussians to it.
 
+    >>> import numpy as np
     >>> float(true_class_logit(np.array([[2.0, 0.0]]), np.array([0]))[0])
     2.0
     """
@@ -64,6 +65,7 @@ def lira_scores(target: np.ndarray, shadow: np.ndarray, shadow_in: np.ndarray, *
     OUT shadows needed): the one-sided z-score of the target statistic against the OUT Gaussian. With fewer than 64
     shadows each Gaussian uses one variance pooled over all examples (the paper's advice for few shadows).
 
+    >>> import numpy as np
     >>> k, n = 8, 4; ins = np.arange(k)[:, None] % 2 == np.arange(n)[None, :] % 2
     >>> s = lira_scores(np.array([3.0, 0.0, 3.0, 0.0]), np.where(ins, 3.0, 0.0) + 0.1 * np.arange(k)[:, None], ins)
     >>> bool(s[0] > s[1])
@@ -125,6 +127,7 @@ def attack_roc(name: str, scores: np.ndarray, is_member: np.ndarray, *, n_resamp
     non-members resampled separately, :func:`imgclf.metrics.bootstrap_ci`) and TPR at each of :data:`LOW_FPRS`
     (the highest TPR reached at a false-positive rate not above it).
 
+    >>> import numpy as np
     >>> r = attack_roc("perfect", np.array([0.0, 1.0, 2.0, 3.0]), np.array([0, 0, 1, 1]), n_resamples=0)
     >>> r.auc.value, r.tpr_at_fpr["0.1%"]
     (1.0, 1.0)
