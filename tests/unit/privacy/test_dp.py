@@ -142,3 +142,29 @@ def test_sigkill_after_an_epoch_then_resume_gives_the_uninterrupted_weights_and_
     wb = load_bundle(tmp_path / "killed" / "bundle").model.state_dict()
     for k in wa:
         assert torch.equal(wa[k], wb[k]), k
+
+
+def test_the_run_stops_before_an_epoch_that_would_pass_the_target_epsilon() -> None:
+    from types import SimpleNamespace
+
+    engine = SimpleNamespace(accountant=RDPAccountant())
+    sampler = SimpleNamespace(sample_rate=0.01, steps=100, epoch_start=0)
+    cb = P.PrivacyAccounting(privacy_engine=engine, sampler=sampler, noise=torch.Generator(), target_epsilon=2.0,
+                             delta=1e-5, noise_multiplier=1.0, max_grad_norm=1.0, replaced=[])  # fmt: skip
+    state = SimpleNamespace(epoch=0, epochs=100, stop=False, stop_reason="", batch_in_epoch=0)
+    epochs = []
+    while not state.stop and state.epoch < state.epochs:
+        cb.on_epoch_start(state)
+        engine.accountant.history.append((1.0, 0.01, 100))  # one epoch of noisy steps
+        metrics: dict = {}
+        state.epoch += 1
+        cb.on_epoch_end(state, metrics)
+        epochs.append(metrics["epsilon"])
+    assert state.stop and "another epoch would pass the target" in state.stop_reason
+    assert epochs[-1] <= 2.0 < cb.epsilon(100)  # stopped at the last epoch that fits
+    assert epochs == sorted(epochs) and cb.summary()["epsilon_per_epoch"] == [round(e, 4) for e in epochs]
+
+
+def test_dp_resolves_amp_auto_to_off_and_keeps_explicit_choices() -> None:
+    assert P.resolve_dp_auto(load_config(None, {"train": {"dp_epsilon": 8.0}})).train.amp == "off"
+    assert P.resolve_dp_auto(load_config(None, {})).train.amp == "auto"  # no DP: untouched
