@@ -67,12 +67,12 @@ def test_federate_cli_writes_a_bundle_that_predicts(tmp_path: Path) -> None:
     from imgclf import data as D
     from imgclf.bundle import load_bundle
 
-    imgs = D.make_synthetic_dataset(tmp_path / "imgs", per_class=30, size=32)
+    imgs = D.make_synthetic_dataset(tmp_path / "imgs", per_class=60, size=32)
     cmd = [sys.executable, "-m", "imgclf", "federate", str(imgs), "--model", "test_cnn", "--img-size", "32",
            "--clients", "3", "--rounds", "3", "-b", "8", "--strategy", "fedprox", "--out", str(tmp_path), "--name", "f"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     bundle = load_bundle(tmp_path / "f" / "bundle")
     fed = bundle.meta.extra["federated"]
-    assert fed["strategy"] == "fedprox" and fed["proximal_mu"] > 0 and sum(fed["client_sizes"]) == 54
+    assert fed["strategy"] == "fedprox" and fed["proximal_mu"] > 0 and sum(fed["client_sizes"]) == 144
     assert bundle.meta.metrics["test"]["acc"] > 1 / 3  # the global model learned the easy synthetic classes
