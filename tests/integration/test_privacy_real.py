@@ -1,7 +1,8 @@
 """Privacy on real data: DP-SGD on MNIST within (8, 1e-5), a membership-inference audit of an overfit CIFAR-10 model.
 
-Measured on the shared 2-core CPU: the MNIST run takes about 9 minutes (20,000 images, 4 epochs, ~260 img/s with
-per-sample gradients), the CIFAR-10 audit a few minutes.
+Measured on the shared 2-core CPU: the MNIST run takes 9-14 minutes (20,000 images, 4 epochs, ~260 img/s with
+per-sample gradients; 95.7% test accuracy at epsilon 8), the overfit CIFAR-10 audit about 14 minutes (target + 4
+LiRA shadows; loss AUC 0.818, LiRA TPR@1%FPR 0.158 vs 0.024, control 0.517), the DP CIFAR-10 run about 8 (AUC 0.496).
 """
 
 from __future__ import annotations
