@@ -17,6 +17,7 @@ from imgclf import engine as E
 from imgclf import evaluation as V
 from imgclf import export as X
 from imgclf import monitor
+from imgclf import privacy as P
 from imgclf import robustness as R
 from imgclf.api._run import claim_run_dir, write_run_files
 from imgclf.bundle import Bundle, BundleMeta, load_bundle, read_meta, save_bundle
@@ -129,6 +130,12 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
         model, extra = _initial_model(cfg, num_classes, resume, pre.input_size)  # a ViT built for this size
     cfg = replace(cfg, data=replace(cfg.data, img_size=pre.input_size))
     cfg = resolve_auto(cfg, train_size=len(splits.train), num_classes=num_classes, world_size=info.world_size)
+    dp_layers: list[str] = []
+    if cfg.train.dp_epsilon:  # DP-SGD: refuse what does not combine and swap BatchNorm before any file is written
+        cfg = P.resolve_dp_auto(cfg)
+        P.check_dp_config(cfg, world_size=info.world_size)
+        model, dp_layers = P.dp_compatible_model(model, console if info.is_main else None)
+        extra = {**extra, "norm": "groupnorm"} if dp_layers else extra
     run_dir = resume or _shared_run_dir(cfg, info)
     audit = None
     if info.is_main:
@@ -185,6 +192,9 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
         callbacks.append(X.TeacherSignal(teacher.model, loss_fn, pre, teacher.meta.preprocessing))
     if cfg.train.ema:
         callbacks.append(E.EMA(model, cfg.train.ema_decay, total_steps=steps * cfg.train.epochs))
+    dp = P.make_private(state, cfg, replaced=dp_layers) if cfg.train.dp_epsilon else None
+    if dp is not None:
+        callbacks.append(dp)
     monitor = cfg.train.monitor if val_loader is not None else "train_loss"
     if cfg.train.patience and val_loader is not None:
         callbacks.append(E.EarlyStopping(cfg.train.monitor, cfg.train.patience))
@@ -203,6 +213,8 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
     if state.stop_reason and info.is_main:
         console.print(state.stop_reason)
     result = None
+    if dp is not None:
+        extra = {**extra, "privacy": dp.summary()}
     if info.is_main:
         result = _finish(cfg, task, state, splits, pre, run_dir, checkpointer, console, audit, extra)
     E.barrier(info)

@@ -17,7 +17,7 @@ from torch import nn
 from imgclf.bundle._arrays import REJECTION_FILE, load_arrays, save_arrays
 from imgclf.config import DataConfig, from_dict, to_dict
 from imgclf.errors import BundleError, ImgclfError
-from imgclf.models import create_model, resize_to_state_dict
+from imgclf.models import batchnorm_to_groupnorm, create_model, resize_to_state_dict
 from imgclf.tasks import Task, task_from_dict
 from imgclf.utils import atomic_write_bytes, atomic_write_text, sha256_bytes
 
@@ -171,6 +171,8 @@ def load_bundle(path: str | Path, *, device: str | torch.device = "cpu") -> Bund
     model = create_model(meta.architecture, meta.num_classes, **meta.arch_args)
     if meta.extra.get("pruned"):  # channel-pruned: the saved weights carry the smaller layer shapes
         resize_to_state_dict(model, state)
+    if meta.extra.get("norm") == "groupnorm":  # trained with DP-SGD: BatchNorm was swapped for GroupNorm
+        batchnorm_to_groupnorm(model)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

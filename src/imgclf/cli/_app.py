@@ -9,8 +9,10 @@ from imgclf.cli import (
     _evaluate,
     _explain,
     _export,
+    _federate,
     _monitor,
     _predict,
+    _privacy,
     _report,
     _robustness,
     _serve,
@@ -52,6 +54,8 @@ app.command("distill")(_compress.distill_cmd)
 app.command("serve")(_serve.serve)
 app.command("monitor")(_monitor.monitor)
 app.command("batch")(_batch.batch)
+app.command("privacy-audit")(_privacy.privacy_audit)
+app.command("federate")(_federate.federate_cmd)
 
 
 def main() -> None:

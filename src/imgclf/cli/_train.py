@@ -37,6 +37,10 @@ def train(
     noise_augment: float = typer.Option(None, "--noise-augment", help="Add Gaussian noise of this std (pixels in "
                                         "[0, 1], e.g. 0.25) to training images: the base model for randomized "
                                         "smoothing (imgclf.robustness.SmoothedClassifier)."),
+    dp_epsilon: float = typer.Option(None, "--dp-epsilon", help="Differentially private training (DP-SGD, "
+                                     "Opacus): the run's privacy budget epsilon, e.g. 8; BatchNorm becomes GroupNorm."),
+    dp_delta: float = typer.Option(None, "--dp-delta", help="DP delta (default 1e-5; keep it below 1/images)."),
+    dp_max_grad_norm: float = typer.Option(None, "--dp-max-grad-norm", help="Per-example gradient clip (default 1)."),
     seeds: int = typer.Option(1, "--seeds", help="Train N times with seeds seed..seed+N-1; report mean ± std."),
     folds: int = typer.Option(None, "--folds", help="Stratified K-fold cross-validation over train+val."),
     task: str = typer.Option(None, "--task", help="single or multilabel (default: inferred from the data; a CSV "
@@ -64,6 +68,8 @@ def train(
 
         imgclf train cifar_folder --hierarchy taxonomy.yaml --set train.hierarchy_loss=soft-labels
 
+        imgclf train mnist --model lenet5 --epochs 5 -b 256 --dp-epsilon 8      (DP-SGD; epsilon in the bundle)
+
     Multi-GPU / multi-node: torchrun --nproc-per-node 4 -m imgclf train DATA ...
     """
     if data is None and resume is None:
@@ -74,6 +80,9 @@ def train(
         adv.append(f"train.adv_eps={parse_fraction(adv_eps, '--adv-eps')}")
     if noise_augment:
         adv.append(f"train.noise_augment={noise_augment}")
+    for key, value in (("dp_epsilon", dp_epsilon), ("dp_delta", dp_delta), ("dp_max_grad_norm", dp_max_grad_norm)):
+        if value is not None:
+            adv.append(f"train.{key}={value}")
     clf = Classifier(config, sets=[*adv, *sets], model=model, epochs=epochs, batch_size=batch_size,
                      img_size=img_size, weights=weights, out=out, name=name, seed=seed, freeze=freeze, task=task,
                      hierarchy=str(hierarchy) if hierarchy else None)  # fmt: skip

@@ -220,6 +220,10 @@ class TrainConfig:
     hierarchy_loss: str = "none"
     noise_augment: float = 0.0  # Gaussian noise std in pixel units (randomized smoothing's base classifier)
     rejection: str = "msp"  # the rejection rule fitted in the training pass (feature rules on training features)
+    dp_epsilon: float | None = None  # DP-SGD (Opacus): the (epsilon, dp_delta) budget of the whole run; None: off
+    dp_delta: float = 1e-5
+    dp_max_grad_norm: float = 1.0  # per-sample gradient clipping norm
+    dp_physical_batch: int | None = None  # memory cap per forward pass (default: batch_size + 4 sqrt(batch_size))
 
     def __post_init__(self) -> None:
         _positive("train", "epochs", self.epochs)
@@ -239,6 +243,11 @@ class TrainConfig:
         if self.noise_augment < 0:
             raise ConfigError(f"train.noise_augment={self.noise_augment} must be >= 0 (0 turns it off)")
         _positive("train", "grad_clip", self.grad_clip)
+        _positive("train", "dp_epsilon", self.dp_epsilon)
+        _positive("train", "dp_max_grad_norm", self.dp_max_grad_norm)
+        _positive("train", "dp_physical_batch", self.dp_physical_batch)
+        if not 0 < self.dp_delta < 1:
+            raise ConfigError(f"train.dp_delta={self.dp_delta} must be in (0, 1), e.g. 1e-5 (< 1 / images)")
         _positive("train", "patience", self.patience)
         _positive("train", "save_every_steps", self.save_every_steps)
         _positive("train", "dist_timeout", self.dist_timeout)

@@ -108,7 +108,9 @@ def build_report(run_dir: str | Path, *, bundle: Bundle | None = None, source: s
         facts={"model": bundle.meta.architecture, "task": bundle.task.kind, "classes": len(bundle.meta.classes),
                "data": source, "evaluated split": f"{ev.split} ({ev.n} images)", "run": str(run),
                "temperature": f"{temperature:.3f}" if isinstance(temperature, float) else str(temperature),
-               "rejection": _rejection_fact(bundle.meta.rejection), "created": bundle.meta.created},
+               "rejection": _rejection_fact(bundle.meta.rejection), "created": bundle.meta.created,
+               **_privacy_fact(bundle.meta.extra.get("privacy")),
+               **_membership_fact(bundle.meta.extra.get("privacy_audit"))},
         data_summary={f"{k} images": len(s) for k, s in splits.items()}, audit=audit_report,
         label_issues=label_tiles, history=_history(run), notes=notes, **ev.report_fields(),
     )  # fmt: skip
@@ -116,6 +118,31 @@ def build_report(run_dir: str | Path, *, bundle: Bundle | None = None, source: s
     card = render_model_card(data, model_name=f"{bundle.meta.architecture} ({run.name})")
     card_path = atomic_write_text(run / "model_card.md", card)
     return ReportResult(html, card_path, ev)
+
+
+def _privacy_fact(dp: dict[str, Any] | None) -> dict[str, str]:
+    """The DP-SGD guarantee a bundle records (``extra["privacy"]``), as one report / model-card fact."""
+    if not dp:
+        return {}
+    return {"differential privacy": f"(epsilon {dp['epsilon']:.2f}, delta {dp['delta']:g}) DP-SGD with "
+            f"{dp['library']}: {dp['steps']} steps, noise {dp['noise_multiplier']:.3f}, "
+            f"sample rate {dp['sample_rate']:.4g}, "
+            f"clip {dp['max_grad_norm']:g}, {dp['accountant']} accountant"}
+
+
+def _membership_fact(audit: dict[str, Any] | None) -> dict[str, str]:
+    """The last ``imgclf privacy-audit`` of the bundle (``extra["privacy_audit"]``) as report / model-card facts."""
+    if not audit:
+        return {}
+    facts = {}
+    for key in ("loss", "lira", "control"):
+        r = audit.get(key)
+        if r:
+            auc = r["auc"]
+            low = "  ".join(f"TPR@{k} FPR {v:.3f}" for k, v in r["tpr_at_fpr"].items())
+            facts[f"membership inference: {r['name']}"] = f"AUC {auc['value']:.3f} [{auc['low']:.3f}, " \
+                                                          f"{auc['high']:.3f}]  {low}"
+    return facts
 
 
 def _rejection_fact(rule: dict[str, Any] | None) -> str:

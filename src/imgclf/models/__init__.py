@@ -14,6 +14,7 @@ from imgclf.models import _classics, _tiny  # noqa: F401  (importing registers t
 from imgclf.models._adapters import TorchvisionAdapter
 from imgclf.models._factory import create_model, describe_model, list_models, size_args
 from imgclf.models._inspect import count_parameters, freeze_backbone, model_data_config, split_parameters
+from imgclf.models._norm import batchnorm_to_groupnorm
 from imgclf.models._registry import ModelEntry, register_model
 from imgclf.models._resize import resize_to_state_dict
 from imgclf.models._target import TargetLayer, target_layer
@@ -26,6 +27,7 @@ __all__ = [
     "ModelEntry",
     "TargetLayer",
     "TorchvisionAdapter",
+    "batchnorm_to_groupnorm",
     "count_parameters",
     "create_model",
     "describe_model",

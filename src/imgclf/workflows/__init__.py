@@ -12,6 +12,8 @@ from imgclf.workflows._batch import MANIFEST, BatchResult, batch_predict, part_n
 from imgclf.workflows._batch_ray import BatchPredictor
 from imgclf.workflows._batch_rows import RowSettings, arrow_schema, prediction_rows
 from imgclf.workflows._compress import DistillResult, PruneResult, distill, prune_bundle
+from imgclf.workflows._federate import FederateResult, federate, local_train, partition
+from imgclf.workflows._privacy_audit import PrivacyAudit, audit_bundle
 from imgclf.workflows._repeat import RepeatResult, train_repeated
 
 __all__ = [
@@ -19,13 +21,19 @@ __all__ = [
     "BatchPredictor",
     "BatchResult",
     "DistillResult",
+    "FederateResult",
+    "PrivacyAudit",
     "PruneResult",
     "RepeatResult",
     "RowSettings",
     "arrow_schema",
+    "audit_bundle",
     "batch_predict",
     "distill",
+    "federate",
+    "local_train",
     "part_name",
+    "partition",
     "prediction_rows",
     "prune_bundle",
     "train_repeated",
