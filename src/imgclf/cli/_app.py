@@ -6,6 +6,7 @@ from imgclf.cli import (
     _batch,
     _compress,
     _demo,
+    _ensemble,
     _evaluate,
     _explain,
     _export,
@@ -52,6 +53,7 @@ app.command("distill")(_compress.distill_cmd)
 app.command("serve")(_serve.serve)
 app.command("monitor")(_monitor.monitor)
 app.command("batch")(_batch.batch)
+app.command("ensemble")(_ensemble.ensemble_cmd)
 
 
 def main() -> None:
