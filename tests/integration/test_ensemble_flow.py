@@ -11,10 +11,11 @@ from tests.integration._helpers import cli
 
 import imgclf
 from imgclf import data as D
+from imgclf.api import uncertainty
 from imgclf.bundle import load_bundle, read_meta
 from imgclf.errors import ConfigError
 from imgclf.models import EnsembleNet
-from imgclf.workflows import DISAGREEMENT_FILE, build_ensemble, ensemble_disagreement
+from imgclf.workflows import DISAGREEMENT_FILE, build_ensemble
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,7 @@ def test_ensemble_bundle_averages_member_probabilities(members: tuple[Path, list
     assert set(res.rows) == {"ensemble", *(f"member{i}:m{i}" for i in range(3))}
     csv_rows = (res.bundle_dir / DISAGREEMENT_FILE).read_text().splitlines()
     assert csv_rows[0] == "path,label,predicted,score,disagreement" and len(csv_rows) == res.ensemble["n"] + 1
-    mi = ensemble_disagreement(ens, imgs)
+    mi = uncertainty(clf, imgs)
     assert mi.shape == (6,) and (mi >= 0).all()
     ev = clf.evaluate(src)
     assert ev.n > 0 and 0 <= ev.accuracy <= 1
@@ -83,3 +84,20 @@ def test_members_with_other_classes_are_refused(members: tuple[Path, list[Path]]
     save_bundle(tmp_path / "other", other.model, meta)
     with pytest.raises(ConfigError, match="same classes"):
         build_ensemble([bundles[0], tmp_path / "other"], tmp_path / "x")
+
+
+def test_cli_predict_and_evaluate_with_tta_and_mc_dropout(members: tuple[Path, list[Path]]) -> None:
+    src, bundles = members
+    imgs = [str(p) for p in sorted(Path(src).rglob("*.png"))[:3]]
+    r = cli("predict", str(bundles[0]), *imgs, "--tta", "flip+crop", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert len(rows) == 3 and all(row["uncertainty"] >= 0 for row in rows)
+    hedged_top = [row["topk"][0]["score"] for row in rows]
+    plain = json.loads(cli("predict", str(bundles[0]), *imgs, "--json").stdout)
+    assert "uncertainty" not in plain[0] and hedged_top != [row["topk"][0]["score"] for row in plain]
+    r = cli("predict", str(bundles[0]), *imgs, "--mc-dropout", "5")
+    assert r.returncode == 2 and "model.drop_rate" in r.stderr  # test_cnn was trained without dropout
+    r = cli("evaluate", str(bundles[0]), str(src), "--tta", "flip", "--json", "--resamples", "0")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["n"] > 0

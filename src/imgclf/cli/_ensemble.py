@@ -29,7 +29,8 @@ def ensemble_cmd(
     Per-image disagreement on the split is written to OUT/disagreement.csv; high values flag images the members
     answer differently (usable as a rejection score: see the threshold in imgclf.json, extra.ensemble).
     """
-    res = build_ensemble([str(b) for b in bundles], out, data=data, split=split, console=err_console if as_json else console)
+    res = build_ensemble([str(b) for b in bundles], out, data=data, split=split,
+                         console=err_console if as_json else console)  # fmt: skip
     if as_json:
         print(json.dumps(res.to_dict(), indent=2))
         return

@@ -9,6 +9,7 @@ from rich.table import Table
 from imgclf.api import load
 from imgclf.bundle import load_bundle
 from imgclf.cli._common import console, friendly_errors
+from imgclf.cli._hedge import MC_DROPOUT, TTA, hedged
 from imgclf.evaluation import bundle_name, compare_bundles, summary_rows
 
 
@@ -23,6 +24,8 @@ def evaluate_cmd(
     raw: bool = typer.Option(False, "--raw", help="Uncalibrated probabilities (ignore the bundle's temperature)."),
     resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples for the 95% intervals."),
     engine: str = typer.Option("torch", "--engine", help="torch, torch-fast or onnxruntime (model.onnx)."),
+    tta: str = TTA,
+    mc_dropout: int = MC_DROPOUT,
 ) -> None:
     """Every standard metric with 95% bootstrap intervals, calibration and the worst classes first.
 
@@ -32,8 +35,8 @@ def evaluate_cmd(
 
         imgclf evaluate runs/x/bundle data.csv --split all --groups sites.csv --out eval/ --json
     """
-    ev = load(model, engine=engine).evaluate(data, split=split, raw=raw, groups_csv=groups, out_dir=out,
-                                             n_resamples=resamples)  # fmt: skip
+    clf = hedged(load(model, engine=engine), tta, mc_dropout)
+    ev = clf.evaluate(data, split=split, raw=raw, groups_csv=groups, out_dir=out, n_resamples=resamples)
     if as_json:
         print(json.dumps(ev.to_dict(), indent=2))
         return

@@ -52,7 +52,7 @@ def mutual_information(stack: torch.Tensor, activation: str = "softmax") -> torc
     >>> mutual_information(torch.tensor([[[9.0, 0.0]], [[0.0, 9.0]]])).item() > 0.6
     True
     """
-    stack = stack.float()
+    stack = stack.double()  # float32 rounds sigmoid(20) to exactly 1, and 0 * log 0 to nan
     if activation == "softmax":
         p = stack.softmax(-1)  # (K, B, C)
         mean = p.mean(0)
@@ -67,7 +67,7 @@ def mutual_information(stack: torch.Tensor, activation: str = "softmax") -> torc
             return -(q * q.log() + (1 - q) * (1 - q).log())
 
         h_mean, h_each = bern(mean).sum(-1), bern(p).sum(-1).mean(0)
-    return (h_mean - h_each).clamp_min(0.0)
+    return (h_mean - h_each).clamp_min(0.0).float()
 
 
 def _check_activation(activation: str) -> None:
@@ -121,11 +121,19 @@ class EnsembleNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return mean_prob_logits(torch.stack([m(x) for m in self.members]), self.activation)  # (B, C)
 
+    @property
+    def target_model(self) -> nn.Module:
+        """The member attribution methods read (the first; its layer fires during the ensemble's forward)."""
+        return self.members[0]
+
     def get_classifier(self) -> nn.Module:
         return self.members[0].get_classifier()
 
     def reset_classifier(self, num_classes: int) -> None:
-        raise ModelError("an ensemble's classifiers cannot be reset: build a new ensemble from retrained members")
+        """Reset every member's classifier to ``num_classes`` outputs (0: identity)."""
+        for m in self.members:
+            m.reset_classifier(num_classes)
+        self.num_classes = num_classes
 
 
 def _has_dropout(model: nn.Module) -> list[nn.Module]:
@@ -207,6 +215,10 @@ class HedgedNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return mean_prob_logits(self.member_logits(x), self.activation)  # (B, C)
+
+    @property
+    def target_model(self) -> nn.Module:
+        return self.model
 
     def get_classifier(self) -> nn.Module:
         return self.model.get_classifier()

@@ -12,14 +12,13 @@ from imgclf.workflows._batch import MANIFEST, BatchResult, batch_predict, part_n
 from imgclf.workflows._batch_ray import BatchPredictor
 from imgclf.workflows._batch_rows import RowSettings, arrow_schema, prediction_rows
 from imgclf.workflows._compress import DistillResult, PruneResult, distill, prune_bundle
-from imgclf.workflows._ensemble import DISAGREEMENT_FILE, EnsembleResult, build_ensemble, ensemble_disagreement
+from imgclf.workflows._ensemble import DISAGREEMENT_FILE, EnsembleResult, build_ensemble
 from imgclf.workflows._repeat import RepeatResult, train_repeated
 
 __all__ = [
     "DISAGREEMENT_FILE",
     "EnsembleResult",
     "build_ensemble",
-    "ensemble_disagreement",
     "MANIFEST",
     "BatchPredictor",
     "BatchResult",

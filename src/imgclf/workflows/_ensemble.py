@@ -153,17 +153,3 @@ def build_ensemble(bundles: list[str | Path], out: str | Path, *, data: str | No
     _write_disagreement(out / DISAGREEMENT_FILE, names, mi, probs, labels, first.classes)
     return EnsembleResult(out, rows, split_name, auroc, info["disagreement"]["mean"])
 
-
-def ensemble_disagreement(bundle: Bundle, inputs: Any, *, batch_size: int = 32) -> np.ndarray:
-    """Mutual information ``(N,)`` between an ensemble bundle's members for each readable input (higher: the
-    members disagree more; compare with ``meta.extra["ensemble"]["disagreement"]["threshold_95"]``)."""
-    from imgclf import data as D
-
-    if not isinstance(bundle.model, EnsembleNet):
-        raise ConfigError(f"{bundle.path or 'this model'} is not an ensemble bundle (architecture "
-                          f"{bundle.meta.architecture}); build one with `imgclf ensemble`")  # fmt: skip
-    out = E.run_inference(bundle.model, D.InputImages(inputs), bundle.meta.preprocessing, batch_size=batch_size,
-                          features=True)  # fmt: skip
-    with torch.inference_mode():
-        stack = bundle.model.member_logits(torch.from_numpy(out.features))  # (K, N, C)
-    return mutual_information(stack, bundle.model.activation).numpy()
