@@ -12,6 +12,7 @@ attribution methods read. Builtins are registered on import.
 
 from imgclf.models import _classics, _tiny  # noqa: F401  (importing registers the builtins)
 from imgclf.models._adapters import TorchvisionAdapter
+from imgclf.models._classical import ClassicalNet, is_classical
 from imgclf.models._ensemble import EnsembleNet, HedgedNet, mean_prob_logits, mutual_information
 from imgclf.models._factory import create_model, describe_model, list_models
 from imgclf.models._inspect import count_parameters, freeze_backbone, model_data_config, split_parameters
@@ -23,6 +24,8 @@ from imgclf.utils import publish
 
 __all__ = [
     "resize_to_state_dict",
+    "ClassicalNet",
+    "is_classical",
     "EnsembleNet",
     "HedgedNet",
     "mean_prob_logits",

@@ -15,6 +15,8 @@ from torch import nn
 
 from imgclf.errors import ModelError
 from imgclf.models._adapters import build_torchvision, torchvision_data_config, torchvision_names
+from imgclf.models._classical import SPECS as CLASSICAL
+from imgclf.models._classical import build_classical, classical_names
 from imgclf.models._registry import builtin_entry, builtin_names
 from imgclf.models._weights import PRETRAINED, load_weights_file, parse_weights, pretrained_error
 from imgclf.utils import closest
@@ -51,6 +53,8 @@ def resolve(name: str) -> Resolved:
             return Resolved("timm", arch)
     elif builtin_entry(name) is not None:
         return Resolved("builtin", name)
+    elif name in CLASSICAL:
+        return Resolved("classical", name)
     elif _timm().is_model(name):
         return Resolved("timm", name)
     hint = closest(name, list_models())
@@ -100,6 +104,10 @@ def create_model(
     """
     _check_args(num_classes, drop_rate)
     resolved = resolve(name)
+    if resolved.source == "classical":
+        if weights is not None or builder_args:
+            raise ModelError(f"classical model {name} takes no weights or arguments: it is fitted by `imgclf train`")
+        return build_classical(name, num_classes)
     if builder_args and resolved.source != "builtin":
         raise ModelError(f"model {name} takes no arguments {sorted(builder_args)} (only builtins take extra arguments)")
     choice = parse_weights(weights)
@@ -129,7 +137,7 @@ def create_model(
     return model
 
 
-SOURCES = ("builtin", "timm", "torchvision")
+SOURCES = ("builtin", "classical", "timm", "torchvision")
 
 
 def list_models(pattern: str | None = None, *, source: str | None = None) -> list[str]:
@@ -148,6 +156,8 @@ def list_models(pattern: str | None = None, *, source: str | None = None) -> lis
     builtins = builtin_names()
     if source in (None, "builtin"):
         names += builtins
+    if source in (None, "classical"):
+        names += classical_names()
     if source in (None, "timm"):
         taken = set(builtins)
         names += [f"{TIMM_PREFIX}{n}" if n in taken else n for n in _timm().list_models()]
@@ -174,6 +184,9 @@ def describe_model(name: str) -> dict:
             "name": name, "source": "builtin", "description": entry.description,
             "input_size": entry.data_config.input_size, "pretrained": False,
         }  # fmt: skip
+    if r.source == "classical":
+        return {"name": name, "source": "classical", "description": CLASSICAL[r.arch].description,
+                "input_size": 32, "pretrained": False}  # fmt: skip
     if r.source == "timm":
         cfg = _timm().models.get_pretrained_cfg(r.arch)
         has_weights = bool(cfg and (cfg.hf_hub_id or cfg.url or cfg.file))
