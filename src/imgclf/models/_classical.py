@@ -187,7 +187,8 @@ class ClassicalNet(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def estimator(self) -> Any:
-        """The fitted scikit-learn classifier, loaded from the skops bytes with only trusted types."""
+        """The fitted scikit-learn classifier, loaded from the skops bytes: every type inside must be one skops
+        trusts or one imgclf writes (:data:`TRUSTED_TYPES`), and the classifier itself one imgclf writes."""
         if self._estimator is None:
             if self.head_blob.numel() == 0:
                 raise NotFittedError(f"{self.spec.name} has no fitted classifier: train it with "
@@ -199,7 +200,12 @@ class ClassicalNet(nn.Module):
             if untrusted:
                 raise BundleError(f"the {self.spec.name} classifier in this bundle holds types imgclf does not trust "
                                   f"({', '.join(untrusted)}); re-train it with this imgclf")  # fmt: skip
-            self._estimator = loads(raw, trusted=list(TRUSTED_TYPES))
+            est = loads(raw, trusted=list(TRUSTED_TYPES))
+            kind = f"{type(est).__module__}.{type(est).__qualname__}"
+            if kind not in TRUSTED_TYPES:
+                raise BundleError(f"the {self.spec.name} classifier in this bundle is a {kind}, which imgclf does not "
+                                  "write or trust; re-train it with this imgclf")  # fmt: skip
+            self._estimator = est
         return self._estimator
 
     # -- the contract ----------------------------------------------------------------------------------------
