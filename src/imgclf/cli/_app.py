@@ -16,6 +16,7 @@ from imgclf.cli import (
     _robustness,
     _serve,
     _train,
+    _tune,
 )
 from imgclf.cli._common import DEBUG
 
@@ -54,6 +55,7 @@ app.command("serve")(_serve.serve)
 app.command("monitor")(_monitor.monitor)
 app.command("batch")(_batch.batch)
 app.command("ensemble")(_ensemble.ensemble_cmd)
+app.command("tune")(_tune.tune_cmd)
 
 
 def main() -> None:

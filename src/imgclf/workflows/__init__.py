@@ -14,8 +14,14 @@ from imgclf.workflows._batch_rows import RowSettings, arrow_schema, prediction_r
 from imgclf.workflows._compress import DistillResult, PruneResult, distill, prune_bundle
 from imgclf.workflows._ensemble import DISAGREEMENT_FILE, EnsembleResult, build_ensemble
 from imgclf.workflows._repeat import RepeatResult, train_repeated
+from imgclf.workflows._tune import DEFAULT_SPACE, PruningCallback, TuneResult, load_space, tune
 
 __all__ = [
+    "DEFAULT_SPACE",
+    "PruningCallback",
+    "TuneResult",
+    "load_space",
+    "tune",
     "DISAGREEMENT_FILE",
     "EnsembleResult",
     "build_ensemble",
