@@ -34,6 +34,7 @@ TRUSTED_TYPES = (
     "collections.OrderedDict", "builtins.slice",
 )  # fmt: skip
 BOVW_WORDS = 64
+GRID_SAMPLES = 4000  # the grid is searched on at most this many training images; the best is refit on all
 
 
 @dataclass(frozen=True)
@@ -261,23 +262,32 @@ class ClassicalNet(nn.Module):
 
     def fit_head(self, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray] | None,
                  seed: int = 0, log: Callable[[str], None] = print) -> dict[str, Any]:  # fmt: skip
-        """Grid-search the classifier on ``val`` (features, labels) after fitting each setting on ``train``; keep
-        the best fitted one. Returns ``{"params", "val_acc", "grid": [...]}``."""
+        """Grid-search the classifier on ``val`` (features, labels), fitting each setting on ``train`` (a stratified
+        subsample of :data:`GRID_SAMPLES` images when larger), then fit the best on all of ``train``.
+        Returns ``{"params", "val_acc", "grid": [...]}``."""
         from skops.io import dumps
 
         keys = list(self.spec.grid)
         settings = [dict(zip(keys, v)) for v in itertools.product(*(self.spec.grid[k] for k in keys))] or [{}]
+        x, y = train
+        if len(y) > GRID_SAMPLES and val is not None and len(settings) > 1:  # search on a stratified subsample
+            from sklearn.model_selection import train_test_split
+
+            xs, _, ys, _ = train_test_split(x, y, train_size=GRID_SAMPLES, stratify=y, random_state=seed)
+        else:
+            xs, ys = x, y
         best, best_acc, tried = None, -1.0, []
         for params in settings:
-            est = _make_classifier(self.spec.classifier, params, seed).fit(*train)
+            est = _make_classifier(self.spec.classifier, params, seed).fit(xs, ys)
             acc = float((est.predict(val[0]) == val[1]).mean()) if val is not None else float("nan")
-            tried.append({"params": params, "val_acc": acc})
-            log(f"{self.spec.name} {params}: val acc {acc:.4f}")
+            tried.append({"params": params, "val_acc": acc, "fit_images": int(len(ys))})
+            log(f"{self.spec.name} {params}: val acc {acc:.4f} (fit on {len(ys)} images)")
             if best is None or acc > best_acc:
                 best, best_acc = (params, est), acc
             if val is None:
                 break
-        self.head_blob = torch.frombuffer(bytearray(dumps(best[1])), dtype=torch.uint8).clone()
+        est = best[1] if len(ys) == len(y) else _make_classifier(self.spec.classifier, best[0], seed).fit(x, y)
+        self.head_blob = torch.frombuffer(bytearray(dumps(est)), dtype=torch.uint8).clone()
         self._estimator = None
         return {"params": best[0], "val_acc": best_acc, "grid": tried}
 
