@@ -101,11 +101,9 @@ def train_classical(cfg: RunConfig, console: Console | None = None) -> FitResult
     _summarise_data(splits, console)
     audit = _audit(splits, console)
     if "bovw" in model.spec.features:
-        from imgclf.models._classical import dense_descriptors
-
         console.print("bag of words: dense descriptors of the training images, k-means vocabulary")
-        desc = _pass(_Descriptors(dense_descriptors), splits.train, pre, cfg)
-        dim = dense_descriptors(np.zeros((pre.input_size, pre.input_size, 3))).shape[1]
+        desc = _pass(_Descriptors(model.descriptors), splits.train, pre, cfg)
+        dim = model.descriptors(np.zeros((pre.input_size, pre.input_size, 3))).shape[1]
         model.fit_vocabulary([row.reshape(-1, dim) for row in desc.logits], seed=cfg.train.seed)
     console.print(f"{cfg.model.name}: features of {len(splits.train)} training images")
     train = _pass(_Features(model), splits.train, pre, cfg)

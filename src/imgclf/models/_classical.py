@@ -163,6 +163,7 @@ class ClassicalNet(nn.Module):
     """
 
     onnx_exportable = False
+    descriptors = staticmethod(dense_descriptors)  # the bag-of-words' dense descriptors of one image
 
     def __init__(self, name: str, num_classes: int) -> None:
         super().__init__()

@@ -58,8 +58,8 @@ def test_grid_search_picks_on_val_and_survives_a_state_dict_round_trip() -> None
 
 
 def test_a_classifier_of_an_untrusted_type_is_refused() -> None:
-    from skops.io import dumps
     from sklearn.linear_model import LogisticRegression
+    from skops.io import dumps
 
     x, y = _blobs(20, 0)
     net = ClassicalNet("hog-svm", 2)
