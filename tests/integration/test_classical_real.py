@@ -15,9 +15,9 @@ pytestmark = [pytest.mark.real, pytest.mark.slow]
 
 def test_hog_svm_reaches_98_percent_on_mnist(mnist_dir: Path, tmp_path: Path) -> None:
     clf = imgclf.fit(mnist_dir, model="hog-svm", out=str(tmp_path), name="hog",
-                     sets=["data.max_per_class=1000"])  # 10k training images, the full 10k test set  # fmt: skip
+                     sets=["data.max_per_class=1000"])  # 10k training images; test capped too (9,786)  # fmt: skip
     test = clf.result_.metrics["test"]
-    assert test["n"] == 10_000
+    assert test["n"] > 9_500
     assert test["acc"] >= 0.98, (test, clf.meta_.extra["classical"]["search"])
 
 
