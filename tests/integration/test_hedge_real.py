@@ -40,8 +40,10 @@ def members(cifar10_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list
 
 @pytest.fixture(scope="module")
 def dropout_model(cifar10_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model trained with dropout and horizontal flips (what MC dropout and flip TTA assume)."""
-    return _fit(cifar10_dir, tmp_path_factory.mktemp("drop"), "drop", 0, "data.augment=light", "model.drop_rate=0.3")
+    """A model trained with dropout and horizontal flips (what MC dropout and flip TTA assume), long enough on
+    1,000 images to be overconfident (where averaging dropout masks helps)."""
+    return _fit(cifar10_dir, tmp_path_factory.mktemp("drop"), "drop", 0, "data.augment=flip", "model.drop_rate=0.5",
+                "data.max_per_class=100", "optim.lr=5e-3", "optim.warmup_epochs=0", epochs=30)  # fmt: skip
 
 
 def test_three_member_ensemble_beats_its_members(members: list[Path], cifar10_dir: Path, tmp_path: Path) -> None:
