@@ -7,9 +7,11 @@ Bundle-level verbs of each capability live in that capability's package (``imgcl
 
 from imgclf.api._classifier import SHORTCUTS, Classifier, Prediction, fit, load
 from imgclf.api._fit import FitResult, train_run
+from imgclf.api._hedge import hedge, uncertainty
 from imgclf.api._run import run_name
 from imgclf.utils import publish
 
-__all__ = ["SHORTCUTS", "Classifier", "FitResult", "Prediction", "fit", "load", "run_name", "train_run"]
+__all__ = ["SHORTCUTS", "Classifier", "FitResult", "Prediction", "fit", "hedge", "load", "run_name", "train_run",
+           "uncertainty"]
 
 publish(__name__, globals(), __all__)

@@ -18,10 +18,12 @@ from imgclf import explain as XP
 from imgclf import export as X
 from imgclf import monitor
 from imgclf import robustness as R
+from imgclf.api._classical import train_classical
 from imgclf.api._fit import FitResult, train_run
 from imgclf.bundle import Bundle, BundleMeta, load_bundle, save_bundle, training_source, update_meta
 from imgclf.config import RunConfig, load_config, parse_set, update
 from imgclf.errors import ConfigError, DataError, NotFittedError
+from imgclf.models import is_classical
 from imgclf.tasks import Answer, needs_features, rejection_scores, with_reasons
 from imgclf.utils import closest
 
@@ -96,7 +98,8 @@ class Classifier:
         cfg = None if resume else self.resolved_config(None if data is None else str(data))
         if cfg is not None and not cfg.data.source:
             raise DataError("no data given: pass a folder, a CSV manifest or a built-in name such as 'digits'")
-        result = train_run(cfg, resume=Path(resume) if resume else None, console=console)
+        result = (train_classical(cfg, console) if cfg is not None and is_classical(cfg.model.name)
+                  else train_run(cfg, resume=Path(resume) if resume else None, console=console))  # fmt: skip
         self.result_ = result
         if result.bundle is not None:
             self.bundle_ = result.bundle

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -100,8 +101,10 @@ def _shared_run_dir(cfg: RunConfig, info: E.DistInfo) -> Path:
     return Path(cfg.train.out) / name[0]
 
 
-def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | None = None) -> FitResult:
-    """Train ``cfg`` (or continue the run in ``resume``) and write ``RUN_DIR/bundle``.
+def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | None = None,
+              callbacks: Sequence[E.Callback] = ()) -> FitResult:  # fmt: skip
+    """Train ``cfg`` (or continue the run in ``resume``) and write ``RUN_DIR/bundle``; ``callbacks`` join the
+    built-in ones (e.g. a tuner's pruning callback, which reads the per-epoch validation metrics).
 
     >>> # train_run(load_config(None, {"data": {"source": "digits"}, "model": {"name": "lenet5"}}))
     """
@@ -179,7 +182,7 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
         channels_last=cfg.train.channels_last, grad_clip=cfg.train.grad_clip, accumulate=cfg.train.accumulate,
         dist=info, task=task,
     )  # fmt: skip
-    callbacks: list[E.Callback] = [E.GracefulStop()]
+    extra_callbacks, callbacks = list(callbacks), [E.GracefulStop()]
     mix = D.mixup_cutmix(num_classes, cfg.data.mixup, cfg.data.cutmix)
     if mix is not None:
         callbacks.append(E.BatchMix(mix))
@@ -198,7 +201,7 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
     monitor = cfg.train.monitor if val_loader is not None else "train_loss"
     if cfg.train.patience and val_loader is not None:
         callbacks.append(E.EarlyStopping(cfg.train.monitor, cfg.train.patience))
-    callbacks += [E.MetricsLogger(run_dir), E.ProgressBar(console)]
+    callbacks += [*extra_callbacks, E.MetricsLogger(run_dir), E.ProgressBar(console)]
     checkpointer = E.Checkpointer(run_dir / "checkpoints", callbacks, monitor=monitor,
                                   every_steps=cfg.train.save_every_steps)  # fmt: skip
     callbacks.append(checkpointer)

@@ -6,6 +6,7 @@ from imgclf.cli import (
     _batch,
     _compress,
     _demo,
+    _ensemble,
     _evaluate,
     _explain,
     _export,
@@ -17,6 +18,7 @@ from imgclf.cli import (
     _robustness,
     _serve,
     _train,
+    _tune,
 )
 from imgclf.cli._common import DEBUG
 
@@ -56,6 +58,8 @@ app.command("monitor")(_monitor.monitor)
 app.command("batch")(_batch.batch)
 app.command("privacy-audit")(_privacy.privacy_audit)
 app.command("federate")(_federate.federate_cmd)
+app.command("ensemble")(_ensemble.ensemble_cmd)
+app.command("tune")(_tune.tune_cmd)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from rich.table import Table
 from imgclf.api import load
 from imgclf.bundle import load_bundle
 from imgclf.cli._common import console, friendly_errors
+from imgclf.cli._hedge import MC_DROPOUT, TTA, hedged
 from imgclf.evaluation import bundle_name, compare_bundles, summary_rows
 
 
@@ -25,6 +26,8 @@ def evaluate_cmd(
     engine: str = typer.Option("torch", "--engine", help="torch, torch-fast or onnxruntime (model.onnx)."),
     adapt: str = typer.Option(None, "--adapt", help="Test-time adaptation on a copy of the model (opt-in): bn or "
                               "tent; the images then run in a seeded random order, in batches of 256."),
+    tta: str = TTA,
+    mc_dropout: int = MC_DROPOUT,
 ) -> None:
     """Every standard metric with 95% bootstrap intervals, calibration and the worst classes first.
 
@@ -34,9 +37,9 @@ def evaluate_cmd(
 
         imgclf evaluate runs/x/bundle data.csv --split all --groups sites.csv --out eval/ --json
     """
-    clf = load(model, engine=engine)
+    clf = hedged(load(model, engine=engine), tta, mc_dropout)
     ev = (clf.adapted(adapt) if adapt else clf).evaluate(data, split=split, raw=raw, groups_csv=groups, out_dir=out,
-                                             n_resamples=resamples)  # fmt: skip
+                                                         n_resamples=resamples)  # fmt: skip
     if as_json:
         print(json.dumps(ev.to_dict(), indent=2))
         return

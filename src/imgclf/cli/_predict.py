@@ -11,6 +11,7 @@ from rich.text import Text
 
 from imgclf.api import Prediction, load
 from imgclf.cli._common import console, err_console, friendly_errors, short_path
+from imgclf.cli._hedge import MC_DROPOUT, TTA, hedged, with_uncertainty
 from imgclf.utils import atomic_write_text
 
 
@@ -32,6 +33,8 @@ def predict(
                               "answers in input order."),
     no_backoff: bool = typer.Option(False, "--no-backoff", help="Hierarchical models: show the leaf even when it is "
                                     "unsure (default: back off to the deepest confident ancestor)."),
+    tta: str = TTA,
+    mc_dropout: int = MC_DROPOUT,
 ) -> None:
     """Predict labels for images with a trained bundle.
 
@@ -44,12 +47,12 @@ def predict(
     Unreadable images are reported per file; the rest are still predicted (exit code 1 if any failed).
     Multi-label models list every label above its threshold; hierarchical ones add the ancestors.
     """
-    clf = load(model, engine=engine)
+    clf = hedged(load(model, engine=engine), tta, mc_dropout)
     if adapt:
         clf = clf.adapted(adapt)
     preds = clf.predict(inputs, top_k=top_k, raw=raw, reject=not no_reject, backoff=not no_backoff)
     if as_json:
-        print(json.dumps([p.to_dict() for p in preds], indent=2))
+        print(json.dumps(with_uncertainty(clf, preds), indent=2))
     else:
         console.print(_table(preds, top_k))
     if csv_path is not None:

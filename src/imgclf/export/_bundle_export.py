@@ -70,6 +70,10 @@ def export_bundle(path: str | Path | Bundle, *, quantize: str | None = None, dat
     >>> # export_bundle("runs/x/bundle", quantize="int8").parity.top1_agreement
     """
     bundle = path if isinstance(path, Bundle) else load_bundle(path)
+    if not getattr(bundle.model, "onnx_exportable", True):  # e.g. a classical (scikit-learn) pipeline
+        raise ConfigError(f"{bundle.meta.architecture} cannot be exported to ONNX: its features and classifier run "
+                          "in scikit-image / scikit-learn, not in a traceable network. Serve the bundle itself "
+                          "(`imgclf serve`) or export a neural model")  # fmt: skip
     if out is None and bundle.path is None:
         raise ConfigError("this model is only in memory: give the folder to export into (out=...)")
     out_dir = Path(out) if out else Path(bundle.path)

@@ -12,6 +12,8 @@ attribution methods read. Builtins are registered on import.
 
 from imgclf.models import _classics, _tiny  # noqa: F401  (importing registers the builtins)
 from imgclf.models._adapters import TorchvisionAdapter
+from imgclf.models._classical import ClassicalNet, is_classical
+from imgclf.models._ensemble import EnsembleNet, HedgedNet, mean_prob_logits, mutual_information
 from imgclf.models._factory import create_model, describe_model, list_models, size_args
 from imgclf.models._inspect import count_parameters, freeze_backbone, model_data_config, split_parameters
 from imgclf.models._norm import batchnorm_to_groupnorm
@@ -23,6 +25,12 @@ from imgclf.utils import publish
 
 __all__ = [
     "resize_to_state_dict",
+    "ClassicalNet",
+    "is_classical",
+    "EnsembleNet",
+    "HedgedNet",
+    "mean_prob_logits",
+    "mutual_information",
     "LoadReport",
     "ModelEntry",
     "TargetLayer",

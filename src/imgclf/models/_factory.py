@@ -10,12 +10,15 @@ import fnmatch
 import inspect
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from imgclf.errors import ModelError
 from imgclf.models._adapters import build_torchvision, torchvision_data_config, torchvision_names
+from imgclf.models._classical import SPECS as CLASSICAL
+from imgclf.models._classical import build_classical, classical_names
 from imgclf.models._registry import builtin_entry, builtin_names
 from imgclf.models._weights import PRETRAINED, load_weights_file, parse_weights, pretrained_error
 from imgclf.utils import closest
@@ -52,6 +55,8 @@ def resolve(name: str) -> Resolved:
             return Resolved("timm", arch)
     elif builtin_entry(name) is not None:
         return Resolved("builtin", name)
+    elif name in CLASSICAL:
+        return Resolved("classical", name)
     elif _timm().is_model(name):
         return Resolved("timm", name)
     hint = closest(name, list_models())
@@ -118,15 +123,17 @@ def size_args(model: nn.Module, img_size: int) -> dict[str, int]:
 def create_model(
     name: str, num_classes: int, *, weights: str | os.PathLike | None = None, drop_rate: float = 0.0,
     img_size: int | None = None,
+    **builder_args: Any,
 ) -> nn.Module:
     """Build a classifier meeting the imgclf model contract.
 
     ``name``: a builtin (``resnet20_cifar``), any timm architecture (``resnet18``, ``timm/test_vit``) or a
     torchvision classifier (``tv/resnet18``). ``weights``: ``None`` (random init), ``"pretrained"`` (the library's
     default weights; needs the network or a cache) or a ``.safetensors`` file whose classifier is replaced when its
-    class count differs. The returned model has ``forward``, ``forward_features``, ``forward_head(x, pre_logits)``,
-    ``reset_classifier``, ``get_classifier``, ``num_features`` and ``num_classes``. ``img_size`` builds a timm
-    architecture made for one input size (ViT, Swin, ...) for that size (see :func:`size_args`); others ignore it.
+    class count differs. ``builder_args`` go to a builtin's builder (e.g. an ensemble's ``members``). The
+    returned model has ``forward``, ``forward_features``, ``forward_head(x, pre_logits)``, ``reset_classifier``,
+    ``get_classifier``, ``num_features`` and ``num_classes``. ``img_size`` builds a timm architecture made for one
+    input size (ViT, Swin, ...) for that size (see :func:`size_args`); others ignore it.
 
     >>> model = create_model("test_cnn", num_classes=3)
     >>> model(torch.zeros(2, 3, 32, 32)).shape  # doctest: +SKIP
@@ -134,6 +141,12 @@ def create_model(
     """
     _check_args(num_classes, drop_rate)
     resolved = resolve(name)
+    if resolved.source == "classical":
+        if weights is not None or builder_args:
+            raise ModelError(f"classical model {name} takes no weights or arguments: it is fitted by `imgclf train`")
+        return build_classical(name, num_classes)
+    if builder_args and resolved.source != "builtin":
+        raise ModelError(f"model {name} takes no arguments {sorted(builder_args)} (only builtins take extra arguments)")
     choice = parse_weights(weights)
     pretrained = choice == PRETRAINED
     if resolved.source == "builtin":
@@ -143,7 +156,7 @@ def create_model(
                 f"builtin model {name} has no pretrained weights; train it from scratch (weights=None) "
                 "or pass --weights FILE.safetensors"
             )
-        model = entry.builder(num_classes, drop_rate=drop_rate)
+        model = entry.builder(num_classes, drop_rate=drop_rate, **builder_args)
         model.imgclf_data_config = entry.data_config  # read by model_data_config
     elif resolved.source == "timm":
         model = _build_timm(name, resolved.arch, num_classes, pretrained, drop_rate, img_size)
@@ -161,7 +174,7 @@ def create_model(
     return model
 
 
-SOURCES = ("builtin", "timm", "torchvision")
+SOURCES = ("builtin", "classical", "timm", "torchvision")
 
 
 def list_models(pattern: str | None = None, *, source: str | None = None) -> list[str]:
@@ -180,6 +193,8 @@ def list_models(pattern: str | None = None, *, source: str | None = None) -> lis
     builtins = builtin_names()
     if source in (None, "builtin"):
         names += builtins
+    if source in (None, "classical"):
+        names += classical_names()
     if source in (None, "timm"):
         taken = set(builtins)
         names += [f"{TIMM_PREFIX}{n}" if n in taken else n for n in _timm().list_models()]
@@ -206,6 +221,9 @@ def describe_model(name: str) -> dict:
             "name": name, "source": "builtin", "description": entry.description,
             "input_size": entry.data_config.input_size, "pretrained": False,
         }  # fmt: skip
+    if r.source == "classical":
+        return {"name": name, "source": "classical", "description": CLASSICAL[r.arch].description,
+                "input_size": 32, "pretrained": False}  # fmt: skip
     if r.source == "timm":
         cfg = _timm().models.get_pretrained_cfg(r.arch)
         has_weights = bool(cfg and (cfg.hf_hub_id or cfg.url or cfg.file))

@@ -112,6 +112,9 @@ def target_layer(model: nn.Module) -> TargetLayer:
     >>> layer.kind, type(layer.module).__name__  # doctest: +SKIP
     ('cnn', 'BasicBlock')
     """
+    inner = getattr(model, "target_model", None)  # wrappers (ensembles, TTA) name the network to attribute
+    if isinstance(inner, nn.Module):
+        return target_layer(inner)
     block = _token_block(model)
     if block is not None:
         norm = getattr(block, "norm1", None)

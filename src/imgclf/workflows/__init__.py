@@ -12,11 +12,21 @@ from imgclf.workflows._batch import MANIFEST, BatchResult, batch_predict, part_n
 from imgclf.workflows._batch_ray import BatchPredictor
 from imgclf.workflows._batch_rows import RowSettings, arrow_schema, prediction_rows
 from imgclf.workflows._compress import DistillResult, PruneResult, distill, prune_bundle
+from imgclf.workflows._ensemble import DISAGREEMENT_FILE, EnsembleResult, build_ensemble
 from imgclf.workflows._federate import FederateResult, federate, local_train, partition
 from imgclf.workflows._privacy_audit import PrivacyAudit, audit_bundle
 from imgclf.workflows._repeat import RepeatResult, train_repeated
+from imgclf.workflows._tune import DEFAULT_SPACE, PruningCallback, TuneResult, load_space, tune
 
 __all__ = [
+    "DEFAULT_SPACE",
+    "PruningCallback",
+    "TuneResult",
+    "load_space",
+    "tune",
+    "DISAGREEMENT_FILE",
+    "EnsembleResult",
+    "build_ensemble",
     "MANIFEST",
     "BatchPredictor",
     "BatchResult",

@@ -67,14 +67,15 @@ def test_list_models_sources() -> None:
     assert tv and all(n.startswith("tv/") for n in tv)
     timm_names = list_models(source="timm")
     assert "resnet18" in timm_names and "test_vit" not in timm_names and "timm/test_vit" in timm_names
-    assert len(list_models()) == len(list_models(source="builtin")) + len(timm_names) + len(tv)
+    classical = list_models(source="classical")
+    assert len(list_models()) == len(list_models(source="builtin")) + len(classical) + len(timm_names) + len(tv)
     with pytest.raises(ModelError, match="source='keras'"):
         list_models(source="keras")
 
 
 def test_every_listed_name_resolves() -> None:
     for name in list_models("*18*"):
-        assert describe_model(name)["source"] in ("builtin", "timm", "torchvision")
+        assert describe_model(name)["source"] in ("builtin", "classical", "timm", "torchvision")
 
 
 def test_describe_model() -> None:

@@ -1,0 +1,88 @@
+"""imgclf tune: a search that never reads the test split, survives a kill, and ends in a normal bundle."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from tests.integration._helpers import cli
+
+from imgclf.bundle import read_meta
+from imgclf.errors import ConfigError
+from imgclf.workflows import load_space
+
+ARGS = ["--model", "lenet5", "--epochs", "1", "--set", "data.max_per_class=40", "--set", "data.workers=0"]
+
+
+def _finished(journal: Path) -> int:
+    """Trials the study's journal records as finished (completed or pruned)."""
+    if not journal.is_file():
+        return 0
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    study = optuna.load_study(study_name="imgclf-tune", storage=JournalStorage(JournalFileBackend(str(journal))))
+    return sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials)
+
+
+def test_search_never_reads_test_and_writes_a_bundle(tmp_path: Path) -> None:
+    out = tmp_path / "t"
+    r = cli("tune", "digits", *ARGS, "--trials", "3", "--sampler", "random", "--out", str(out), "--json")
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(r.stdout)
+    assert res["trials"] == 3 and res["completed"] + res["pruned"] == 3
+    assert 0 < res["best_value"] <= 1 and res["default_value"] is not None
+    assert set(res["best_params"]) == {"optim.lr", "optim.weight_decay", "data.augment", "train.label_smoothing",
+                                       "data.batch_size"}  # --model fixed the architecture  # fmt: skip
+    manifest = (out / "trial-data.csv").read_text().splitlines()
+    assert {line.rsplit(",", 1)[1] for line in manifest[1:]} == {"train", "val"}
+    for run in (out / "trials").iterdir():  # every trial (and the default run) trained on train + val only
+        split = json.loads((run / "split.json").read_text())
+        assert set(split["sizes"]) == {"train", "val"}
+        assert split["info"]["fingerprint"] == res["trial_data_fingerprint"]
+    meta = read_meta(res["bundle_dir"])  # the retrain: a normal bundle, evaluated on the real test split
+    assert meta.metrics["test"]["n"] > 0 and meta.data["fingerprint"] != res["trial_data_fingerprint"]
+    assert {"history", "importances"} <= set(res["plots"])
+
+
+@pytest.mark.slow
+def test_a_killed_search_resumes_and_finishes_the_same_number_of_trials(tmp_path: Path) -> None:
+    out = tmp_path / "t"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "imgclf", "tune", "digits", *ARGS, "--trials", "4", "--pruner", "none",
+           "--out", str(out), "--no-retrain"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 600
+    while _finished(out / "study.journal") < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)  # mid-search: a trial is left RUNNING in the journal
+    proc.wait()
+    assert 2 <= _finished(out / "study.journal") < 4
+    r = cli("tune", "--resume", str(out), "--json")
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(r.stdout)
+    assert res["trials"] == 4 and _finished(out / "study.journal") == 4
+
+
+def test_space_files_are_checked() -> None:
+    assert "model.name" not in load_space(None, {"model.name"})
+    with pytest.raises(ConfigError, match="low < high"):
+        load_space_from_text("optim.lr: {type: float, low: 1, high: 0.1}")
+
+
+def load_space_from_text(text: str) -> dict:
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write(text)
+    try:
+        return load_space(f.name)
+    finally:
+        os.unlink(f.name)

@@ -1,0 +1,101 @@
+"""Probability-averaging wrappers: the ensemble, TTA and MC dropout, checked against their definitions."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from imgclf.errors import ModelError
+from imgclf.models import EnsembleNet, HedgedNet, create_model, mean_prob_logits, mutual_information
+
+
+def _x(n: int = 4) -> torch.Tensor:
+    return torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(0))  # (B, 3, H, W)
+
+
+def test_mean_prob_logits_recover_the_mean_probabilities() -> None:
+    z = torch.randn(3, 5, 4, generator=torch.Generator().manual_seed(1))  # (K, B, C)
+    torch.testing.assert_close(mean_prob_logits(z).softmax(-1), z.softmax(-1).mean(0))
+    torch.testing.assert_close(torch.sigmoid(mean_prob_logits(z, "sigmoid")), torch.sigmoid(z).mean(0))
+
+
+def test_mutual_information_is_zero_for_agreement_and_large_for_confident_disagreement() -> None:
+    same = torch.tensor([[[3.0, 0.0]]]).repeat(4, 1, 1)
+    assert mutual_information(same).abs().max() < 1e-6
+    split = torch.tensor([[[20.0, 0.0]], [[0.0, 20.0]]])
+    assert mutual_information(split).item() == pytest.approx(torch.log(torch.tensor(2.0)).item(), abs=1e-3)
+    # per label: H(mean of 1 and 0.5) - mean(H(1), H(0.5)) = H(0.75) - ln(2) / 2; two labels
+    h = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    assert mutual_information(split, "sigmoid").item() == pytest.approx(2 * (h - math.log(2) / 2), abs=1e-4)
+
+
+def test_ensemble_forward_is_the_mean_of_members_and_meets_the_contract() -> None:
+    torch.manual_seed(0)
+    members = [create_model("test_cnn", 3).eval() for _ in range(3)]
+    net = EnsembleNet(members).eval()
+    x = _x()
+    with torch.no_grad():
+        expected = torch.stack([m(x).softmax(-1) for m in members]).mean(0)
+        torch.testing.assert_close(net(x).softmax(-1), expected)
+        feats = net.forward_features(x)
+        assert feats.shape == (4, net.num_features)
+        torch.testing.assert_close(net.forward_head(feats), net(x))
+        torch.testing.assert_close(net.member_logits(feats), net.member_logits(x))
+
+
+def test_ensemble_refuses_mismatched_members() -> None:
+    with pytest.raises(ModelError, match="at least 2"):
+        EnsembleNet([create_model("test_cnn", 3)])
+    with pytest.raises(ModelError, match="number of classes"):
+        EnsembleNet([create_model("test_cnn", 3), create_model("test_cnn", 4)])
+
+
+def test_flip_tta_averages_the_original_and_the_mirror() -> None:
+    torch.manual_seed(0)
+    base = create_model("test_cnn", 3).eval()
+    net = HedgedNet(base, tta="flip").eval()
+    x = _x()
+    with torch.no_grad():
+        expected = (base(x).softmax(-1) + base(x.flip(3)).softmax(-1)) / 2
+        torch.testing.assert_close(net(x).softmax(-1), expected)
+        assert net.member_logits(x).shape == (2, 4, 3)
+        assert HedgedNet(base, tta="flip+crop").member_logits(x).shape == (6, 4, 3)
+        feats = net.forward_features(x)
+        torch.testing.assert_close(net.forward_head(feats), net(x))
+        torch.testing.assert_close(net.forward_head(feats, pre_logits=True),
+                                   base.forward_head(base.forward_features(x), pre_logits=True))  # fmt: skip
+
+
+def test_mc_dropout_turns_on_only_dropout_and_restores_it() -> None:
+    torch.manual_seed(0)
+    base = create_model("lenet5", 3, drop_rate=0.5).eval()
+    net = HedgedNet(base, mc_dropout=8).eval()
+    x = _x()
+    with torch.no_grad():
+        passes = net.member_logits(x)  # (8, B, C)
+    assert passes.shape == (8, 4, 3)
+    assert (passes[0] - passes[1]).abs().max() > 0  # stochastic passes
+    assert not any(m.training for m in base.modules())  # every layer back in eval mode
+    bn = create_model("test_cnn", 3, drop_rate=0.5).eval()
+    stats = bn.features[1].running_mean.clone()
+    with torch.no_grad():
+        HedgedNet(bn, mc_dropout=3)(x)
+    torch.testing.assert_close(bn.features[1].running_mean, stats)  # batch norm was not updated
+
+
+def test_mc_dropout_on_a_model_without_dropout_says_how_to_fix() -> None:
+    with pytest.raises(ModelError, match="model.drop_rate"):
+        HedgedNet(create_model("test_cnn", 3), mc_dropout=5)
+    with pytest.raises(ModelError, match="tta"):
+        HedgedNet(create_model("test_cnn", 3), tta="rotate")
+
+
+def test_ensemble_builds_from_member_records() -> None:
+    net = create_model("ensemble", 3, members=[{"architecture": "test_cnn", "arch_args": {"drop_rate": 0.1}},
+                                               {"architecture": "lenet5", "arch_args": {}}])  # fmt: skip
+    assert isinstance(net, EnsembleNet) and len(net.members) == 2 and isinstance(net.members[1], nn.Module)
+    with pytest.raises(ModelError, match="no arguments"):
+        create_model("resnet18", 3, members=[])
