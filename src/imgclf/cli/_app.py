@@ -6,15 +6,18 @@ from imgclf.cli import (
     _batch,
     _compress,
     _demo,
+    _embed,
     _evaluate,
     _explain,
     _export,
+    _fewshot,
     _monitor,
     _predict,
     _report,
     _robustness,
     _serve,
     _train,
+    _zeroshot,
 )
 from imgclf.cli._common import DEBUG
 
@@ -52,6 +55,10 @@ app.command("distill")(_compress.distill_cmd)
 app.command("serve")(_serve.serve)
 app.command("monitor")(_monitor.monitor)
 app.command("batch")(_batch.batch)
+app.command("embed")(_embed.embed)
+app.command("neighbours")(_embed.neighbours)
+app.command("fewshot")(_fewshot.fewshot)
+app.command("zeroshot")(_zeroshot.zeroshot)
 
 
 def main() -> None:

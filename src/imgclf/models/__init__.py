@@ -10,7 +10,7 @@ attribution methods read. Builtins are registered on import.
 32
 """
 
-from imgclf.models import _classics, _tiny  # noqa: F401  (importing registers the builtins)
+from imgclf.models import _classics, _clip, _fewshot_nets, _tiny  # noqa: F401  (importing registers the builtins)
 from imgclf.models._adapters import TorchvisionAdapter
 from imgclf.models._factory import create_model, describe_model, list_models
 from imgclf.models._inspect import count_parameters, freeze_backbone, model_data_config, split_parameters

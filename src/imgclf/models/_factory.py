@@ -9,6 +9,7 @@ from __future__ import annotations
 import fnmatch
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
@@ -81,15 +82,17 @@ def _build_timm(name: str, arch: str, num_classes: int, pretrained: bool, drop_r
 
 
 def create_model(
-    name: str, num_classes: int, *, weights: str | os.PathLike | None = None, drop_rate: float = 0.0
+    name: str, num_classes: int, *, weights: str | os.PathLike | None = None, drop_rate: float = 0.0,
+    **arch_args: Any,
 ) -> nn.Module:
     """Build a classifier meeting the imgclf model contract.
 
     ``name``: a builtin (``resnet20_cifar``), any timm architecture (``resnet18``, ``timm/test_vit``) or a
     torchvision classifier (``tv/resnet18``). ``weights``: ``None`` (random init), ``"pretrained"`` (the library's
     default weights; needs the network or a cache) or a ``.safetensors`` file whose classifier is replaced when its
-    class count differs. The returned model has ``forward``, ``forward_features``, ``forward_head(x, pre_logits)``,
-    ``reset_classifier``, ``get_classifier``, ``num_features`` and ``num_classes``.
+    class count differs. ``arch_args`` go to a builtin builder that takes them (e.g. ``open_clip_image``'s tower
+    configuration); other sources refuse them. The returned model has ``forward``, ``forward_features``,
+    ``forward_head(x, pre_logits)``, ``reset_classifier``, ``get_classifier``, ``num_features`` and ``num_classes``.
 
     >>> model = create_model("test_cnn", num_classes=3)
     >>> model(torch.zeros(2, 3, 32, 32)).shape  # doctest: +SKIP
@@ -106,8 +109,11 @@ def create_model(
                 f"builtin model {name} has no pretrained weights; train it from scratch (weights=None) "
                 "or pass --weights FILE.safetensors"
             )
-        model = entry.builder(num_classes, drop_rate=drop_rate)
-        model.imgclf_data_config = entry.data_config  # read by model_data_config
+        model = entry.builder(num_classes, drop_rate=drop_rate, **arch_args)
+        if getattr(model, "imgclf_data_config", None) is None:  # a builder may derive it from its arguments
+            model.imgclf_data_config = entry.data_config  # read by model_data_config
+    elif arch_args:
+        raise ModelError(f"model {name} takes no architecture arguments, got {sorted(arch_args)}; drop them")
     elif resolved.source == "timm":
         model = _build_timm(name, resolved.arch, num_classes, pretrained, drop_rate)
     else:
