@@ -44,12 +44,22 @@ def prototypes(features: np.ndarray, labels: np.ndarray, num_classes: int) -> np
     return torch.nn.functional.normalize(sums, dim=1).numpy()
 
 
-def _support(source: str | Path) -> D.Splits:
-    """Every image of a support folder (``ROOT/<class>/...``) in one split, none held out."""
+def _support(source: str | Path) -> tuple[tuple[str, ...], D.SampleList]:
+    """Every image of a support set in one list, none held out: a folder ``ROOT/<class>/...`` (one class is
+    enough: the case of ``--extend``) or anything :func:`imgclf.data.load_source` reads."""
+    root = Path(source)
+    if root.is_dir() and not (root / "train").is_dir():
+        found = {d.name: D.list_images(d) for d in sorted(root.iterdir()) if d.is_dir()}
+        found = {c: files for c, files in found.items() if files}
+        if not found:
+            raise DataError(f"{root} has no class folders with images; lay support images out as ROOT/<class>/...")
+        classes = tuple(found)
+        paths = [str(p) for c in classes for p in found[c]]
+        return classes, D.SampleList.from_paths(paths, [i for i, c in enumerate(classes) for _ in found[c]])
     splits = D.load_source(source, val_fraction=0.0, test_fraction=0.0)
     if splits.task != "single":
         raise DataError(f"{source}: few-shot support needs one class per image, not multi-label targets")
-    return splits
+    return tuple(splits.classes), splits.train
 
 
 def _features(bundle: Bundle, samples: Any, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -116,22 +126,23 @@ def fewshot_bundle(bundle: Bundle, support: str | Path, out: str | Path, *, exte
     """
     if scale <= 0:
         raise ConfigError(f"scale={scale} must be positive")
-    splits = _support(support)
-    feats, labels = _features(bundle, splits.train, batch_size)
-    protos = torch.as_tensor(prototypes(feats, labels, len(splits.classes)))  # (C, D)
-    shots = {c: int((labels == i).sum()) for i, c in enumerate(splits.classes)}
+    classes, samples = _support(support)
+    feats, labels = _features(bundle, samples, batch_size)
+    protos = torch.as_tensor(prototypes(feats, labels, len(classes)))  # (C, D)
+    shots = {c: int((labels == i).sum()) for i, c in enumerate(classes)}
     meta = bundle.meta
-    classes = tuple(splits.classes)
+    if extend is not None:
+        rows, bias, classes = _extend_rows(bundle, extend, protos, classes)
+    elif len(classes) < 2:
+        raise DataError(f"{support} has one class ({classes[0]}); a classifier needs two or more, or add it to an "
+                        "existing bundle with --extend BUNDLE")  # fmt: skip
     model = create_model(meta.architecture, len(classes), **meta.arch_args)
     model.load_state_dict(_backbone_state(bundle.model), strict=False)
     model.eval()
-    x, _ = D.sample_tensors(splits.train, meta.preprocessing, limit=16)
-    norm = _feature_scale(model, protos, x)  # measured on a few support images
-    rows, bias = protos * (scale / norm), torch.zeros(len(classes))
-    if extend is not None:
-        rows, bias, classes = _extend_rows(bundle, extend, rows, bias, classes)
-        model = create_model(meta.architecture, len(classes), **meta.arch_args)
-        model.load_state_dict(_backbone_state(bundle.model), strict=False)
+    if extend is None:
+        x, _ = D.sample_tensors(samples, meta.preprocessing, limit=16)
+        norm = _feature_scale(model, protos, x)  # measured on a few support images
+        rows, bias = protos * (scale / norm), torch.zeros(len(classes))
     head = _head(model)
     with torch.no_grad():
         head.weight.copy_(rows)
@@ -141,13 +152,14 @@ def fewshot_bundle(bundle: Bundle, support: str | Path, out: str | Path, *, exte
               "backbone": str(bundle.path or ""), "extended_from": str(extend.path) if extend else None}  # fmt: skip
     new_meta = BundleMeta(architecture=meta.architecture, classes=classes, preprocessing=meta.preprocessing,
                           arch_args=dict(meta.arch_args), task={"kind": "single"}, training=dict(meta.training),
-                          data=splits.info, extra={"head": record})  # fmt: skip
+                          data={"kind": "support", "root": str(support), "shots": shots},
+                          extra={"head": record})  # fmt: skip
     directory = save_bundle(out, model.eval(), new_meta)
     return FewShotResult(Bundle(model.eval(), read_meta(directory), directory), classes, shots,
                          str(extend.path) if extend else None)  # fmt: skip
 
 
-def _extend_rows(backbone: Bundle, base: Bundle, rows: torch.Tensor, bias: torch.Tensor, classes: tuple[str, ...]
+def _extend_rows(backbone: Bundle, base: Bundle, rows: torch.Tensor, classes: tuple[str, ...]
                  ) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:  # fmt: skip
     """``base``'s head rows followed by the new ones, imprinted at the mean norm of ``base``'s rows."""
     if base.meta.architecture != backbone.meta.architecture:
@@ -224,14 +236,14 @@ def episodes(bundle: Bundle, source: str | Path, *, n_episodes: int = 200, ways:
                              ("queries", queries, 1)):  # fmt: skip
         if value < low:
             raise ConfigError(f"--{name} {value} must be at least {low}")
-    splits = _support(source)
-    counts = np.bincount(np.asarray(splits.train.labels), minlength=len(splits.classes))
-    if len(splits.classes) < ways:
-        raise DataError(f"{source} has {len(splits.classes)} classes; --ways {ways} needs at least that many")
+    classes, samples = _support(source)
+    counts = np.bincount(np.asarray(samples.labels), minlength=len(classes))
+    if len(classes) < ways:
+        raise DataError(f"{source} has {len(classes)} classes; --ways {ways} needs at least that many")
     if (counts >= shots + queries).sum() < ways:
         raise DataError(f"{source}: fewer than {ways} classes have {shots}+{queries} images (shots + queries); "
                         "lower --shots/--queries or add images")  # fmt: skip
-    feats, labels = _features(bundle, splits.train, batch_size)
+    feats, labels = _features(bundle, samples, batch_size)
     f = torch.nn.functional.normalize(torch.as_tensor(feats), dim=1)  # (N, D)
     tasks = episode_indices(labels, n_episodes=n_episodes, ways=ways, per_class=shots + queries, seed=seed)
     truth = torch.arange(ways).repeat_interleave(queries)  # (W*Q,)
