@@ -134,7 +134,7 @@ def text_head(clip: ClipModel, classes: list[str] | tuple[str, ...], templates: 
 
 def clip_logit_scale(clip: ClipModel) -> float:
     scale = getattr(clip.model, "logit_scale", None)
-    return float(scale.exp().reshape(-1)[0]) if scale is not None else 100.0
+    return float(scale.detach().exp().reshape(-1)[0]) if scale is not None else 100.0
 
 
 def zeroshot_bundle(spec: str | ClipModel, classes: list[str] | tuple[str, ...], out: str | Path, *,
