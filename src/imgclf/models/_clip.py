@@ -54,6 +54,15 @@ class ClipImageClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
+    @property
+    def num_prefix_tokens(self) -> int:
+        return 1 if getattr(self.visual, "class_embedding", None) is not None else 0
+
+    def token_block(self) -> nn.Module | None:
+        """The last transformer block of a ViT tower (attributions read its ``ln_1``), else None."""
+        blocks = getattr(getattr(self.visual, "transformer", None), "resblocks", None)
+        return blocks[-1] if isinstance(blocks, nn.ModuleList) and len(blocks) else None
+
     def get_classifier(self) -> nn.Module:
         return self.head
 
