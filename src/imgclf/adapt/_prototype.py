@@ -118,9 +118,9 @@ def fewshot_bundle(bundle: Bundle, support: str | Path, out: str | Path, *, exte
                    scale: float = DEFAULT_SCALE, batch_size: int = 64) -> FewShotResult:  # fmt: skip
     """Write a bundle whose head is the prototypes of ``support``'s classes on ``bundle``'s backbone.
 
-    With ``extend`` (a bundle with the same backbone weights, e.g. ``bundle`` itself or an earlier few-shot
-    bundle) its classes keep their head rows and the support classes are appended, imprinted at the mean norm of
-    the existing rows, so adding a class from a few images leaves the others as they were.
+    With ``extend`` (a prototype bundle on the same backbone weights) its classes keep their head rows and the
+    support classes are appended at the same scale, so adding a class from a few images changes old predictions
+    only where the new class is now the nearest prototype.
 
     >>> # fewshot_bundle(load_bundle("runs/x/bundle"), "support/", "runs/fewshot").classes
     """
@@ -169,6 +169,10 @@ def _extend_rows(backbone: Bundle, base: Bundle, rows: torch.Tensor, classes: tu
     if mine.keys() != theirs.keys() or any(not torch.equal(mine[k], theirs[k]) for k in mine):
         raise ModelError(f"--extend {base.path}: its backbone weights differ from MODEL's, so its head rows would not "
                          "fit; pass the bundle it was built from as MODEL")  # fmt: skip
+    if (base.meta.extra.get("head") or {}).get("kind") != "prototype":
+        raise ModelError(f"--extend {base.path}: it has a trained head, whose rows are not on the prototypes' cosine "
+                         "scale (an imprinted row would win everywhere); build a prototype bundle for all classes "
+                         "with `imgclf fewshot MODEL SUPPORT --out DIR`, then extend that")  # fmt: skip
     clash = sorted(set(classes) & set(base.meta.classes))
     if clash:
         raise DataError(f"--extend {base.path}: classes {clash} are already in it; give only new classes "

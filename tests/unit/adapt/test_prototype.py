@@ -70,6 +70,8 @@ def test_extending_keeps_old_rows_and_old_accuracy(backbone: Bundle, support: Pa
     assert _accuracy(ext, images) >= 0.9
     with pytest.raises(DataError, match="already in it"):
         fewshot_bundle(backbone, base_sup, tmp_path / "dup", extend=base)
+    with pytest.raises(ModelError, match="trained head"):
+        fewshot_bundle(backbone, new_sup, tmp_path / "y", extend=backbone)
     with pytest.raises(ModelError, match="backbone weights differ"):
         fewshot_bundle(make_bundle(tmp_path / "other", seed=5), new_sup, tmp_path / "x", extend=base)
 
