@@ -61,7 +61,7 @@ def test_prototype_bundle_on_unseen_digits_exports_with_parity(base_04: imgclf.C
     res = fewshot_bundle(load_bundle(base_04.result_.bundle_dir), support, tmp_path / "fs")
     query = _manifest(tmp_path / "q.csv", mnist_dir / "test", range(5, 10), 100)
     ev = imgclf.load(res.bundle.path).evaluate(str(query))
-    assert ev.metrics["acc"] >= 0.7
+    assert ev.metrics.accuracy >= 0.7
     exp = export_bundle(res.bundle.path, data=str(query))
     assert exp.parity.top1_agreement == 1.0
 
