@@ -95,5 +95,5 @@ def open_clip_image(num_classes: int, drop_rate: float = 0.0, embed_dim: int | N
     visual = model_mod._build_vision_tower(embed_dim, vision_cfg, quick_gelu=quick_gelu)
     net = ClipImageClassifier(visual, embed_dim, num_classes)
     size = vision_cfg.get("image_size", 224)
-    net.imgclf_data_config = data_config_from_preprocess(preprocess or {}, size if isinstance(size, int) else size[0])
+    net.arch_data_config = data_config_from_preprocess(preprocess or {}, size if isinstance(size, int) else size[0])
     return net

@@ -110,8 +110,8 @@ def create_model(
                 "or pass --weights FILE.safetensors"
             )
         model = entry.builder(num_classes, drop_rate=drop_rate, **arch_args)
-        if getattr(model, "imgclf_data_config", None) is None:  # a builder may derive it from its arguments
-            model.imgclf_data_config = entry.data_config  # read by model_data_config
+        # read by model_data_config; a builder whose preprocessing depends on its arguments says so (open_clip)
+        model.imgclf_data_config = getattr(model, "arch_data_config", None) or entry.data_config
     elif arch_args:
         raise ModelError(f"model {name} takes no architecture arguments, got {sorted(arch_args)}; drop them")
     elif resolved.source == "timm":
