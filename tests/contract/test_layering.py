@@ -17,7 +17,7 @@ LAYERS = {
     "data": 1, "models": 1, "losses": 1, "optim": 1, "metrics": 1,
     "tasks": 1.5,
     "engine": 2, "bundle": 2,
-    "evaluation": 3, "explain": 3, "robustness": 3, "export": 3, "monitor": 3, "privacy": 3,
+    "evaluation": 3, "explain": 3, "robustness": 3, "export": 3, "monitor": 3, "privacy": 3, "adapt": 3, "pretrain": 3,
     "api": 4,
     "workflows": 4.5,
     "serve": 5, "cli": 5.5, "__main__": 6,  # cli may import serve (the `serve` verb); serve never imports cli

@@ -12,12 +12,12 @@ from tests.integration._helpers import cli
 from imgclf import data as D
 
 
-@pytest.mark.parametrize("verb", ["train", "predict", "models", "demo"])
+@pytest.mark.parametrize("verb", ["train", "predict", "models", "demo", "embed", "neighbours", "fewshot", "zeroshot"])
 def test_every_verb_has_help_with_examples(verb: str) -> None:
     res = cli(verb, "--help")
     assert res.returncode == 0, res.stderr
     assert "Usage" in res.stdout
-    if verb in ("train", "predict"):
+    if verb in ("train", "predict", "embed", "neighbours", "fewshot", "zeroshot"):
         assert "Examples" in res.stdout
 
 

@@ -96,11 +96,11 @@ def test_multilabel_audit_finds_planted_label_errors(ml_model: imgclf.Classifier
     lines = ml_data.read_text(encoding="utf-8").splitlines()
     rng = np.random.default_rng(1)
     rows = [i for i, line in enumerate(lines[1:], 1) if ";" in line.split(",")[1]]
-    planted = set()
+    planted = {}  # path -> the label dropped from its set
     for i in rng.choice(rows, len(lines) // 20, replace=False).tolist():
         path, labels, split = lines[i].split(",")
         lines[i] = f"{path},{';'.join(labels.split(';')[1:])},{split}"
-        planted.add(path)
+        planted[path] = labels.split(";")[0]
     flipped = ml_data.with_name("flipped.csv")
     flipped.write_text("\n".join(lines) + "\n", encoding="utf-8")
     res = cli("audit", str(flipped), "--model", str(ml_model.result_.bundle_dir), "--no-near", "--json")
@@ -108,8 +108,9 @@ def test_multilabel_audit_finds_planted_label_errors(ml_model: imgclf.Classifier
     issues = json.loads(res.stdout)["label_issues"]["issues"]
     found = [Path(r["path"]).relative_to(flipped.parent).as_posix() in planted for r in issues[: len(planted)]]
     assert np.mean(found) >= 0.6, f"precision at {len(planted)}: {np.mean(found):.2f}"
-    first = next(r for r in issues if Path(r["path"]).relative_to(flipped.parent).as_posix() in planted)
-    assert first["missing"] and not first["extra"]  # the dropped label is the one suggested back
+    names = [Path(r["path"]).relative_to(flipped.parent).as_posix() for r in issues]
+    caught = [(r, planted[p]) for r, p in zip(issues, names, strict=True) if p in planted]
+    assert np.mean([dropped in r["missing"] for r, dropped in caught]) >= 0.8  # the dropped label is suggested back
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,13 @@ from imgclf.cli import (
     _batch,
     _compress,
     _demo,
+    _embed,
     _ensemble,
     _evaluate,
     _explain,
     _export,
     _federate,
+    _fewshot,
     _monitor,
     _predict,
     _privacy,
@@ -19,6 +21,7 @@ from imgclf.cli import (
     _serve,
     _train,
     _tune,
+    _zeroshot,
 )
 from imgclf.cli._common import DEBUG
 
@@ -60,6 +63,10 @@ app.command("privacy-audit")(_privacy.privacy_audit)
 app.command("federate")(_federate.federate_cmd)
 app.command("ensemble")(_ensemble.ensemble_cmd)
 app.command("tune")(_tune.tune_cmd)
+app.command("embed")(_embed.embed)
+app.command("neighbours")(_embed.neighbours)
+app.command("fewshot")(_fewshot.fewshot)
+app.command("zeroshot")(_zeroshot.zeroshot)
 
 
 def main() -> None:

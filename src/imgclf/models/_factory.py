@@ -130,7 +130,8 @@ def create_model(
     ``name``: a builtin (``resnet20_cifar``), any timm architecture (``resnet18``, ``timm/test_vit``) or a
     torchvision classifier (``tv/resnet18``). ``weights``: ``None`` (random init), ``"pretrained"`` (the library's
     default weights; needs the network or a cache) or a ``.safetensors`` file whose classifier is replaced when its
-    class count differs. ``builder_args`` go to a builtin's builder (e.g. an ensemble's ``members``). The
+    class count differs. ``builder_args`` go to a builtin's builder (an ensemble's ``members``, ``open_clip_image``'s
+    tower configuration). The
     returned model has ``forward``, ``forward_features``, ``forward_head(x, pre_logits)``, ``reset_classifier``,
     ``get_classifier``, ``num_features`` and ``num_classes``. ``img_size`` builds a timm architecture made for one
     input size (ViT, Swin, ...) for that size (see :func:`size_args`); others ignore it.
@@ -157,7 +158,8 @@ def create_model(
                 "or pass --weights FILE.safetensors"
             )
         model = entry.builder(num_classes, drop_rate=drop_rate, **builder_args)
-        model.imgclf_data_config = entry.data_config  # read by model_data_config
+        # read by model_data_config; a builder whose preprocessing depends on its arguments says so (open_clip)
+        model.imgclf_data_config = getattr(model, "arch_data_config", None) or entry.data_config
     elif resolved.source == "timm":
         model = _build_timm(name, resolved.arch, num_classes, pretrained, drop_rate, img_size)
     else:

@@ -35,8 +35,8 @@ class TargetLayer:
 
 
 def _token_block(model: nn.Module) -> nn.Module | None:
-    if isinstance(model, TorchvisionAdapter):
-        return model.token_block()
+    if isinstance(model, TorchvisionAdapter) or callable(getattr(model, "token_block", None)):
+        return model.token_block()  # wrappers that know their last transformer block (torchvision, open_clip)
     blocks = getattr(model, "blocks", None)
     if hasattr(model, "patch_embed") and isinstance(blocks, nn.Sequential | nn.ModuleList) and len(blocks) > 0:
         last = blocks[-1]

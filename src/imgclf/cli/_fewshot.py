@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from imgclf.adapt import DEFAULT_SCALE, episodes, fewshot_bundle
+from imgclf.bundle import load_bundle
+from imgclf.cli._common import console, friendly_errors
+
+
+@friendly_errors
+def fewshot(
+    model: Path = typer.Argument(..., help="A bundle whose backbone embeds the images (RUN_DIR/bundle)."),
+    support: str = typer.Argument(..., help="Support images: SUPPORT/<class>/... (1-5 per class is enough) or a CSV."),
+    out: Path = typer.Option(None, "--out", help="Write the prototype bundle here."),
+    extend: Path = typer.Option(None, "--extend", help="Add SUPPORT's classes to this bundle's (same backbone)."),
+    n_episodes: int = typer.Option(0, "--episodes", help="Instead of a bundle: evaluate N random episodes."),
+    ways: int = typer.Option(5, "--ways", help="Classes per episode."),
+    shots: int = typer.Option(5, "--shots", help="Support images per class per episode."),
+    queries: int = typer.Option(15, "--queries", help="Query images per class per episode."),
+    scale: float = typer.Option(DEFAULT_SCALE, "--scale", help="Logit = scale x cosine similarity."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the episode draw."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Few-shot classification: a prototype head (normalised mean embedding per class) as an ordinary bundle,
+    or episodic evaluation of a backbone with a 95% confidence interval.
+
+    Examples:
+
+        imgclf fewshot runs/x/bundle support/ --out runs/fewshot
+
+        imgclf fewshot runs/x/bundle new_class/ --extend runs/fewshot --out runs/fewshot2
+
+        imgclf fewshot runs/x/bundle labelled/ --episodes 500 --ways 5 --shots 1
+    """
+    bundle = load_bundle(model)
+    if n_episodes:
+        res = episodes(bundle, support, n_episodes=n_episodes, ways=ways, shots=shots, queries=queries, seed=seed)
+        if as_json:
+            print(json.dumps(res.to_dict(), indent=2))
+        else:
+            console.print(f"{res.ways}-way {res.shots}-shot accuracy over {res.episodes} episodes: "
+                          f"{res.accuracy:.2%} (95% CI {res.ci_low:.2%} – {res.ci_high:.2%})")  # fmt: skip
+        return
+    if out is None:
+        raise typer.BadParameter("give --out DIR (a bundle) or --episodes N (an evaluation)")
+    res = fewshot_bundle(bundle, support, out, extend=load_bundle(extend) if extend else None, scale=scale)
+    if as_json:
+        print(json.dumps(res.to_dict(), indent=2))
+    else:
+        shots_txt = ", ".join(f"{c} {n}" for c, n in res.shots.items())
+        console.print(f"wrote {res.bundle.path}: {len(res.classes)} classes (support images: {shots_txt})")

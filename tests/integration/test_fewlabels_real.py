@@ -1,0 +1,87 @@
+"""Few-shot and zero-shot on real MNIST: a Conv-4 trained on digits 0-4 meets digits 5-9 only as few-shot
+episodes; a tiny open_clip model trained on captioned digits classifies test digits from held-out prompts.
+
+Figures measured while building this (2 shared CPU cores): 5-way 5-shot 86.3% (95% CI 85.8-86.8), 1-shot 68.5%
+(67.4-69.6) over 300 episodes with 1000 training images per class and 3 epochs (below the issue's 90% / 70%
+targets: see docs/tutorials/fewer-labels.md). The thresholds below leave room for seed-to-seed variation.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from tests.tinyclip import DIGITS, HELD_OUT_TEMPLATES, train_tiny_clip
+
+import imgclf
+from imgclf.adapt import episodes, fewshot_bundle, zeroshot_bundle
+from imgclf.bundle import load_bundle
+from imgclf.data import load_source
+from imgclf.engine import run_inference
+from imgclf.export import export_bundle
+
+pytestmark = [pytest.mark.real, pytest.mark.slow]
+
+
+def _manifest(path: Path, root: Path, digits: range | list[int], n: int, names: tuple[str, ...] | None = None) -> Path:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label"])
+        for d in digits:
+            for p in sorted((root / str(d)).iterdir())[:n]:
+                w.writerow([str(p), names[d] if names else str(d)])
+    return path
+
+
+@pytest.fixture(scope="module")
+def base_04(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> imgclf.Classifier:
+    out = tmp_path_factory.mktemp("fewshot")
+    data = _manifest(out / "base.csv", mnist_dir / "train", range(5), 1000)
+    return imgclf.fit(str(data), model="conv4", epochs=3, batch_size=128, out=str(out), name="base",
+                      sets=["train.report=false"])  # fmt: skip
+
+
+def test_fewshot_episodes_on_unseen_digits(base_04: imgclf.Classifier, mnist_dir: Path, tmp_path: Path) -> None:
+    bundle = load_bundle(base_04.result_.bundle_dir)
+    novel = _manifest(tmp_path / "novel.csv", mnist_dir / "test", range(5, 10), 200)
+    five = episodes(bundle, novel, n_episodes=300, ways=5, shots=5, queries=15)
+    one = episodes(bundle, novel, n_episodes=300, ways=5, shots=1, queries=15)
+    assert five.accuracy >= 0.83 and one.accuracy >= 0.65, (five.to_dict(), one.to_dict())
+    assert five.ci_low > one.ci_high  # more shots help, beyond the noise
+
+
+def test_prototype_bundle_on_unseen_digits_exports_with_parity(base_04: imgclf.Classifier, mnist_dir: Path,
+                                                               tmp_path: Path) -> None:  # fmt: skip
+    support = tmp_path / "support"
+    for d in range(5, 10):
+        (support / str(d)).mkdir(parents=True)
+        for p in sorted((mnist_dir / "train" / str(d)).iterdir())[:5]:
+            (support / str(d) / p.name).symlink_to(p)
+    res = fewshot_bundle(load_bundle(base_04.result_.bundle_dir), support, tmp_path / "fs")
+    query = _manifest(tmp_path / "q.csv", mnist_dir / "test", range(5, 10), 100)
+    ev = imgclf.load(res.bundle.path).evaluate(str(query))
+    assert ev.metrics.accuracy >= 0.7
+    exp = export_bundle(res.bundle.path, data=str(query))
+    assert exp.parity.top1_agreement == 1.0
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_tiny_clip(mnist_dir, tmp_path_factory.mktemp("tinyclip"))
+
+
+def test_tiny_clip_zero_shot_with_held_out_prompts(tiny_clip: Path, mnist_dir: Path, tmp_path: Path) -> None:
+    """The exact user path offline: a local open_clip folder -> bundle -> evaluate; templates never trained on."""
+    test = _manifest(tmp_path / "t.csv", mnist_dir / "test", range(10), 100, names=DIGITS)
+    samples = load_source(test, val_fraction=0.0, test_fraction=0.0).train  # classes sorted by name
+    accs = {}
+    for name, templates in [("ensemble", HELD_OUT_TEMPLATES)] + [(t, (t,)) for t in HELD_OUT_TEMPLATES]:
+        classes = sorted(DIGITS)  # the manifest's label order, so logits columns line up with labels
+        bundle = zeroshot_bundle(str(tiny_clip), classes, tmp_path / f"zs{len(accs)}", templates=templates)
+        out = run_inference(bundle.model, samples, bundle.meta.preprocessing)
+        accs[name] = float((out.logits.argmax(1) == out.labels).mean())
+    assert accs["ensemble"] >= 0.90, accs
+    assert accs["ensemble"] >= max(v for k, v in accs.items() if k != "ensemble") - 1e-9, accs
+    exp = export_bundle(tmp_path / "zs0", data=str(test))
+    assert exp.parity.top1_agreement == 1.0
