@@ -10,7 +10,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 CHROMIUM ?= /usr/bin/chromium
 export IMGCLF_CHROMIUM := $(CHROMIUM)
 
-.PHONY: demo test test-all test-fast lint bench clean chromium docs docs-serve
+.PHONY: demo test test-all test-federated test-fast lint bench clean chromium docs docs-serve
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -39,13 +39,22 @@ chromium:
 # `make test` (CI) leaves out checks marked slow (soak, fuzz at full size, clusters, multi-node, long real-data
 # flows): `make test-all` runs them too.
 test: chromium $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout=900 -m "not slow"
+	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout=900 -m "not slow and not federated"
 
 test-all: chromium $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout=1800
+	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout=1800 -m "not federated"
+
+# Flower (flwr 1.42) pins older typer / rich / fastapi / starlette than the main environment uses: the federated
+# tests run in their own venv with the versions both accept (constraints-federated.txt; see README).
+FED := .venv-federated
+test-federated:
+	test -x $(FED)/bin/python || $(PY) -m venv $(FED)
+	$(FED)/bin/pip install -q -c constraints.txt torch==2.14.1 torchvision==0.29.1
+	$(FED)/bin/pip install -q -c constraints-federated.txt -e '.[dev,federated]'
+	$(FED)/bin/python -m pytest -q -p no:cacheprovider --timeout=3600 -m federated
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not real and not slow and not browser"
+	$(BIN)/python -m pytest -q -m "not real and not slow and not browser and not federated"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

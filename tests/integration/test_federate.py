@@ -26,11 +26,11 @@ def test_iid_partition_is_an_equal_disjoint_cover_and_dirichlet_skews_labels() -
         partition(labels, 3, "zipf")
 
 
+@pytest.mark.federated
 @pytest.mark.real
 @pytest.mark.slow
 def test_fedavg_on_10_iid_mnist_clients_matches_central_and_dirichlet_is_worse(mnist_dir: Path,
                                                                                 tmp_path: Path) -> None:  # fmt: skip
-    pytest.importorskip("flwr")
     from imgclf.api import train_run
     from imgclf.bundle import load_bundle
     from imgclf.config import load_config
@@ -58,9 +58,9 @@ def test_fedavg_on_10_iid_mnist_clients_matches_central_and_dirichlet_is_worse(m
     assert saved["client_sizes"] == iid.client_sizes and sum(iid.client_sizes) > 7000
 
 
+@pytest.mark.federated
 @pytest.mark.slow
 def test_federate_cli_writes_a_bundle_that_predicts(tmp_path: Path) -> None:
-    pytest.importorskip("flwr")
     import subprocess
     import sys
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("opacus")
 
 import imgclf  # noqa: E402
 
