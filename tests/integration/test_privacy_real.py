@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-
-import imgclf  # noqa: E402
+import imgclf
 
 
 @pytest.mark.real

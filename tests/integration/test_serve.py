@@ -216,8 +216,8 @@ def test_served_predictions_logged_then_monitored_detect_a_real_shift(trained: d
                                 "--window", "60"], capture_output=True, text=True, timeout=300,
                                env=env if columns is None else {**env, "COLUMNS": columns}).stdout  # fmt: skip
         for window in report["windows"]:
-            assert all(f"{t['p_value']:.2g}" in shown for t in window["tests"]), shown
+            assert all(f"{t['p_adjusted']:.2g}" in shown for t in window["tests"]), shown
         if columns:
             assert max(len(line) for line in shown.splitlines()) <= 72, shown
         else:
-            assert f"drift in {log} (alpha 0.05; p-values)" in shown.splitlines()[0], shown
+            assert f"drift in {log} (alpha 0.05; adjusted p-values)" in shown.splitlines()[0], shown

@@ -48,10 +48,11 @@ def monitor(
         print(json.dumps(result.to_dict(), indent=2))
     else:
         run = list(dict.fromkeys(t.name for r in result.reports for t in r.tests))  # the tests that ran
-        table = Table("window", "n", "from", "to", *(SHORT.get(t, t) for t in run), "verdict",
-                      title=f"drift in {log} (alpha {alpha:g}; p-values)")  # fmt: skip
-        for column in table.columns[4:]:
-            column.no_wrap = True  # a p-value is never cut
+        table = Table("#", "n", "from", "to", *(SHORT.get(t, t) for t in run), "verdict",
+                      title=f"drift in {log} (alpha {alpha:g}; adjusted p-values)")  # fmt: skip
+        for k, column in enumerate(table.columns):
+            column.overflow = "fold"  # wrapped on a narrow terminal, never cut
+            column.no_wrap = 4 <= k < 4 + len(run)  # a p-value stays on one line
         for r in result.reports:
             p = r.p_values
             cells = [f"{p[t]:.2g}" if t in p else "-" for t in run]
