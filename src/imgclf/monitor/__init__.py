@@ -13,7 +13,7 @@ predicted-class counts and an MMD permutation test on projected embeddings, Bonf
 """
 
 from imgclf.monitor._drift import MIN_WINDOW, TESTS, DriftReport, DriftTest, Window, check_window, drift_check
-from imgclf.monitor._log import AuditRead, read_audit_log, read_audit_records, windows
+from imgclf.monitor._log import AuditRead, label_matrix, read_audit_log, read_audit_records, windows
 from imgclf.monitor._plots import p_value_figure, plot_p_values, plot_window
 from imgclf.monitor._reference import REFERENCE_VERSION, check_reference, project_features, reference_stats
 from imgclf.monitor._run import MonitorResult, monitor_log
@@ -37,6 +37,7 @@ __all__ = [
     "mmd_test",
     "monitor_log",
     "p_value_figure",
+    "label_matrix",
     "plot_p_values",
     "plot_window",
     "project_features",

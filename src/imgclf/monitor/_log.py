@@ -120,10 +120,19 @@ def _label_sets(chunk: list[dict[str, Any]], classes: Sequence[str] | None) -> n
     """``(N, C)`` 0/1 logged label sets of a window, or None when the model is not multi-label (or unknown)."""
     if classes is None or not all(isinstance(r.get("labels"), list) for r in chunk):
         return None
+    return label_matrix([r["labels"] for r in chunk], classes)
+
+
+def label_matrix(label_sets: Sequence[Sequence[str]], classes: Sequence[str]) -> np.ndarray:
+    """``(N, C)`` 0/1 matrix of a multi-label model's answers (label names) over its ``classes``.
+
+    >>> label_matrix([["cat"], ["cat", "dog"], []], ["cat", "dog"]).tolist()
+    [[1, 0], [1, 1], [0, 0]]
+    """
     index = {name: k for k, name in enumerate(classes)}
-    out = np.zeros((len(chunk), len(classes)), np.int64)
-    for i, record in enumerate(chunk):
-        for name in record["labels"]:
+    out = np.zeros((len(label_sets), len(classes)), np.int64)
+    for i, names in enumerate(label_sets):
+        for name in names:
             if name not in index:
                 raise DataError(f"the audit log names label {name!r}, which the model does not have; pass the "
                                 "bundle that served these predictions")  # fmt: skip

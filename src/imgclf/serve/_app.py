@@ -68,7 +68,7 @@ class ServerState:
         self.drift = None
         if predictor.reference is not None:
             self.drift = DriftTracker(predictor.reference, self.metrics, window=settings.drift_window,
-                                      alpha=settings.drift_alpha)  # fmt: skip
+                                      alpha=settings.drift_alpha, classes=tuple(predictor.meta.classes))  # fmt: skip
 
     def _on_batch(self, size: int, seconds: float) -> None:
         self.metrics.batch_size.observe(size)

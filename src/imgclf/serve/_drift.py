@@ -25,8 +25,9 @@ class DriftTracker:
     """
 
     def __init__(self, reference: dict[str, Any], metrics: ServerMetrics, *, window: int = 200,
-                 alpha: float = 0.05) -> None:  # fmt: skip
+                 alpha: float = 0.05, classes: tuple[str, ...] | None = None) -> None:  # fmt: skip
         self.reference, self.metrics, self.window, self.alpha = reference, metrics, window, alpha
+        self.classes = classes  # a multi-label model's windows also test each label's rate
         self._rows: list[ImageResult] = []
         self._lock = threading.Lock()
         self._busy = threading.Lock()
@@ -49,8 +50,12 @@ class DriftTracker:
             feats = None
             if all(r.features is not None for r in rows):
                 feats = np.asarray([r.features for r in rows], np.float64)  # (N, k)
+            labels = None
+            if self.classes is not None and all(r.answer.labels is not None for r in rows):
+                labels = monitor.label_matrix([r.answer.labels for r in rows], self.classes)  # (N, C)
             win = monitor.Window(np.asarray([r.confidence for r in rows]),
-                                 np.asarray([r.class_index for r in rows], np.int64), feats, index)  # fmt: skip
+                                 np.asarray([r.class_index for r in rows], np.int64), feats, index,
+                                 labels=labels)  # fmt: skip
             report = monitor.check_window(self.reference, win, alpha=self.alpha)
             self.latest = report
             for name, p in report.p_values.items():
