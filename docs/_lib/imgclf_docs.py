@@ -7,7 +7,7 @@ Every tutorial page starts with ``import imgclf_docs as d`` (the docs hook puts 
 - ``d.subset("mnist", train=300, test=100)`` writes a seeded CSV manifest (``path,label,split``) of a small subset.
 - ``d.train(data, model="lenet5", epochs=3)`` trains once per build: the run is cached under a key made of its
   arguments, so every page that asks for the same model gets the same run directory.
-- ``d.imgclf("evaluate", bundle, data, "--json")`` runs the CLI in a subprocess and returns its output (parsed
+- ``d.imgclf("evaluate", bundle, data, "--json")`` runs the CLI (in this process) and returns its output (parsed
   JSON with ``json=True``); a failure raises with the command and the end of its output, which fails the build.
 - ``d.figure(png_or_matplotlib_figure, "caption")`` saves the PNG beside the page in the built site and prints the
   ``<figure>`` HTML for it.
@@ -47,6 +47,8 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 # Filled by the docs hook before each page is rendered: where the page's figures go.
 PAGE: dict[str, Any] = {"src": "", "out_dir": None, "figures": 0}
 TIMINGS: dict[str, float] = {}
+# The CLI runs in this process (see imgclf()): its consoles read these when imgclf.cli is first imported.
+os.environ.update(COLUMNS="120", NO_COLOR="1", HF_HUB_OFFLINE="1", MPLBACKEND="Agg")
 
 _cache: Path | None = None
 
@@ -153,28 +155,57 @@ def folder(name: str, files: list[Path]) -> Path:
     return out
 
 
-def imgclf(*args: Any, json: bool = False, timeout: float = 900) -> Any:
-    """Run ``imgclf ARGS`` in a subprocess; return its stdout (parsed when ``json``); raise on a non-zero exit."""
-    cmd = [sys.executable, "-m", "imgclf", *map(str, args)]
-    env = {**os.environ, "COLUMNS": "120", "NO_COLOR": "1", "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
+def imgclf(*args: Any, json: bool = False) -> Any:
+    """Run ``imgclf ARGS`` in this process; return its stdout (parsed when ``json``); raise on a non-zero exit.
+
+    In-process rather than a subprocess per call: each ``python -m imgclf`` pays several seconds of imports
+    (torch, torchvision, timm), which over a whole build's hundred calls was a third of its time. The command
+    runs exactly as the console script would (same Typer app, its own exit code), from the cache's work folder.
+    """
+    import contextlib
+    import io
+
+    import click
+    import typer
+
+    from imgclf.cli import app
+
     work = cache() / "work"
     work.mkdir(parents=True, exist_ok=True)
+    out, err = io.StringIO(), io.StringIO()
+    here = os.getcwd()
     start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=work, timeout=timeout)
-    TIMINGS[PAGE["src"]] = TIMINGS.get(PAGE["src"], 0.0) + time.perf_counter() - start
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-30:])
-        raise RuntimeError(f"`imgclf {' '.join(map(str, args))}` exited with {proc.returncode}:\n{tail}")
+    try:
+        os.chdir(work)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = typer.main.get_command(app).main(args=list(map(str, args)), prog_name="imgclf",
+                                                        standalone_mode=False)
+            except click.exceptions.Exit as e:
+                code = e.exit_code
+            except click.ClickException as e:
+                e.show()
+                code = e.exit_code
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        os.chdir(here)
+        TIMINGS[PAGE["src"]] = TIMINGS.get(PAGE["src"], 0.0) + time.perf_counter() - start
+    if code not in (0, None):
+        tail = "\n".join((out.getvalue() + err.getvalue()).strip().splitlines()[-30:])
+        raise RuntimeError(f"`imgclf {' '.join(map(str, args))}` exited with {code}:\n{tail}")
     if json:
-        return _json.loads(proc.stdout)
-    return proc.stdout
+        return _json.loads(out.getvalue())
+    return out.getvalue()
 
 
 def train(data: str | Path, *, model: str, epochs: int, seed: int = 0, sets: dict[str, Any] | None = None,
           extra: tuple[str, ...] = ()) -> Path:
     """Train once per build with ``imgclf train`` (cached by its arguments); return the run directory."""
     args = ["train", str(data), "--model", model, "--epochs", str(epochs), "--seed", str(seed)]
-    for k, v in sorted((sets or {}).items()):
+    # The data page shows the audit; repeating its near-duplicate search before every run would cost more than
+    # the training itself on these small subsets (a page may turn it back on).
+    for k, v in sorted({"data.near_duplicates": "false", **(sets or {})}.items()):
         args += ["--set", f"{k}={v}"]
     args += list(extra)
     key = _key(args)

@@ -175,3 +175,22 @@ def test_seeds_and_folds_report_mean_and_std(world: dict, tmp_path: Path) -> Non
     assert folds.kind == "folds" and len(folds.runs) == 2
     summary = json.loads((tmp_path / "rep" / "summary.json").read_text())
     assert summary["kind"] == "folds" and summary["std"] >= 0
+
+
+def test_train_can_skip_the_near_duplicate_search_but_still_flags_exact_copies(tmp_path: Path) -> None:
+    """`--set data.near_duplicates=false` (repeated runs on data already audited) keeps the cheap checks."""
+    from PIL import Image
+
+    root = D.make_synthetic_dataset(tmp_path / "split", per_class=8, size=32, layout="split", seed=5)
+    originals = sorted((root / "train" / "red").iterdir())
+    shutil.copy(originals[0], root / "test" / "red" / "exact_copy.png")
+    Image.open(originals[1]).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(root / "test" / "red" / "mirrored.png")
+    outputs = {}
+    for near in ("true", "false"):
+        res = cli("train", str(root), "--model", "test_cnn", "--epochs", "1", "--img-size", "32", "--out",
+                  str(tmp_path / "runs"), "--name", near, "--set", "data.workers=0", "--set", "train.report=false",
+                  "--set", f"data.near_duplicates={near}")  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        outputs[near] = res.stdout
+    assert "mirrored copies" in outputs["true"] and "exact_copy.png" in outputs["true"]
+    assert "mirrored copies" not in outputs["false"] and "exact_copy.png" in outputs["false"]

@@ -145,7 +145,7 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
         D.record_data(run_dir, splits, resume=resume is not None)  # split.json; a resume refuses changed data
         write_run_files(run_dir, cfg, device, info)
         _summarise_data(splits, console)
-        audit = _audit(splits, console)
+        audit = _audit(splits, console, near_duplicates=cfg.data.near_duplicates)
     if cfg.model.freeze == "backbone":
         freeze_backbone(model)
     backbone, head = split_parameters(model)
@@ -244,11 +244,12 @@ def _initial_model(cfg: RunConfig, num_classes: int, resume: Path | None,
     return model, {}
 
 
-def _audit(splits: D.Splits, console: Console) -> V.AuditReport | None:
+def _audit(splits: D.Splits, console: Console, *, near_duplicates: bool) -> V.AuditReport | None:
     """The data audit, once per run: counts, unreadable files, exact and near duplicates, leakage (near duplicates
-    up to NEAR_DUPLICATE_LIMIT files). Its warnings are shown now; the report reuses it."""
+    up to NEAR_DUPLICATE_LIMIT files, unless ``data.near_duplicates`` is off). Its warnings are shown now; the
+    report reuses it."""
     n_files = sum(len(s) for _, s in splits.items())
-    audit = V.audit_splits(splits, near_duplicates=n_files <= V.NEAR_DUPLICATE_LIMIT)
+    audit = V.audit_splits(splits, near_duplicates=near_duplicates and n_files <= V.NEAR_DUPLICATE_LIMIT)
     for warning in audit.warnings if audit is not None else ():
         style = "bold red" if warning.startswith("LEAKAGE") else "yellow"
         console.print(f"[{style}]{warning}[/{style}]", highlight=False)

@@ -95,6 +95,7 @@ class DataSourceConfig:
     fold: int = 0
     task: str | None = None
     hierarchy: str | None = None
+    near_duplicates: bool = True
 
     def __post_init__(self) -> None:
         _positive("data", "img_size", self.img_size)

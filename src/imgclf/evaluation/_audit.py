@@ -82,7 +82,7 @@ def audit_files(
         labels = _labels_for(split, paths, labels_by_split, names)
         for k, path in enumerate(paths):
             label = None if labels is None else (names[labels[k]] if names else str(labels[k]))
-            _read(scan, FileRef(str(split), str(path), label))
+            _read(scan, FileRef(str(split), str(path), label), perceptual=near_duplicates)
     exact = _exact_groups(scan)
     near, n_near, near_leaks, n_near_leaks, looks = _near(scan, near_duplicates, max_bits, max_listed)
     exact_leaks = [leak for g in exact for leak in _group_leaks(g)]
@@ -124,8 +124,9 @@ def _labels_for(
     return labels
 
 
-def _read(scan: _Scan, ref: FileRef) -> None:
-    """Hash the bytes, then decode a small grey version for the perceptual hash; record failures."""
+def _read(scan: _Scan, ref: FileRef, *, perceptual: bool = True) -> None:
+    """Hash the bytes, decode a small grey version (a file that cannot be decoded is recorded) and take its
+    perceptual hash when the near-duplicate search needs it."""
     from PIL import Image, UnidentifiedImageError
 
     pos = len(scan.refs)
@@ -153,7 +154,8 @@ def _read(scan: _Scan, ref: FileRef) -> None:
     scan.sizes.append(size)
     scan.modes[mode] += 1
     scan.formats[fmt] += 1
-    scan.prints.append(fingerprint(grey))
+    if perceptual:
+        scan.prints.append(fingerprint(grey))
 
 
 def _exact_groups(scan: _Scan) -> list[DuplicateGroup]:
