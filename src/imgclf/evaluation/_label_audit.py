@@ -78,7 +78,7 @@ def crossval_probs(features: Any, labels: Any, n_classes: int, *, folds: int = 5
     k = int(min(folds, counts[counts > 0].min())) if len(y) else 0
     if k < 2:
         raise DataError("too few images per class for cross-validated label checks: every class needs at least 2")
-    x = (x - x.mean(0)) / (x.std(0) + 1e-6)
+    x = _standardised(x)
     out = np.zeros((len(y), n_classes))
     split = model_selection.StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     for fit_idx, held_idx in split.split(x, y):
@@ -109,7 +109,7 @@ def crossval_probs_multilabel(features: Any, targets: Any, *, folds: int = 5, se
     k = int(min(folds, len(y)))
     if k < 2:
         raise DataError("too few images for cross-validated label checks: at least 2 are needed")
-    x = (x - x.mean(0)) / (x.std(0) + 1e-6)
+    x = _standardised(x)
     out = np.zeros(y.shape)
     for fit_idx, held_idx in model_selection.KFold(n_splits=k, shuffle=True, random_state=seed).split(x):
         for c in range(y.shape[1]):
@@ -120,6 +120,11 @@ def crossval_probs_multilabel(features: Any, targets: Any, *, folds: int = 5, se
             clf = linear_model.LogisticRegression(C=0.1, max_iter=300).fit(x[fit_idx], yc)
             out[held_idx, c] = clf.predict_proba(x[held_idx])[:, 1]
     return out
+
+
+def _standardised(x: np.ndarray) -> np.ndarray:
+    """Features with zero mean and unit variance per dimension (constant ones stay 0)."""
+    return (x - x.mean(0)) / (x.std(0) + 1e-6)
 
 
 def _samples(bundle: Bundle, source: str, splits: tuple[str, ...]) -> tuple[D.SampleList, tuple[str, ...]]:
