@@ -22,6 +22,9 @@ def make_task(kind: str, classes: Sequence[str], **params: Any) -> Task:
     >>> make_task("single", ["cat", "dog"]).kind
     'single'
     """
+    if kind == "embedding":
+        raise BundleError("this is an embedding bundle (from `imgclf pretrain`): it has no classifier. Use it with "
+                          "`imgclf embed` / `imgclf fewshot`, or train a head on it: `imgclf train DATA --weights DIR`")
     if kind not in _TASKS:
         raise ConfigError(f"task {kind!r} is not known; choose one of {', '.join(TASK_KINDS)}")
     return _TASKS[kind](classes, **params)
@@ -31,6 +34,9 @@ def task_from_dict(data: dict[str, Any] | None, classes: Sequence[str]) -> Task:
     """The task a bundle recorded (``None``: a schema-1 bundle, which was always single-label)."""
     data = dict(data or {"kind": "single"})
     kind = data.pop("kind", "single")
+    if kind == "embedding":
+        raise BundleError("this is an embedding bundle (from `imgclf pretrain`): it has no classifier. Use it with "
+                          "`imgclf embed` / `imgclf fewshot`, or train a head on it: `imgclf train DATA --weights DIR`")
     if kind not in _TASKS:
         raise BundleError(f"the bundle's task {kind!r} is not known to this imgclf; upgrade imgclf")
     return _TASKS[kind](classes, **data)
