@@ -102,7 +102,7 @@ def test_embedding_bundle_is_not_a_classifier(ssl_run):
     bundle = load_bundle(ssl_run / "bundle")
     assert bundle.meta.classes == () and bundle.model(torch.zeros(1, 3, 32, 32)).shape == (1, 32)
     with pytest.raises(BundleError, match="embedding bundle"):
-        bundle.task
+        _ = bundle.task
 
 
 class _Snapshot(Callback):

@@ -132,8 +132,8 @@ def create_model(
     torchvision classifier (``tv/resnet18``). ``weights``: ``None`` (random init), ``"pretrained"`` (the library's
     default weights; needs the network or a cache) or a ``.safetensors`` file whose classifier is replaced when its
     class count differs. ``num_classes=0`` builds the backbone alone: ``forward`` gives the pooled features (an
-    embedding model, e.g. what ``imgclf pretrain`` writes). ``builder_args`` go to a builtin's builder (an ensemble's ``members``, ``open_clip_image``'s
-    tower configuration). The
+    embedding model, e.g. what ``imgclf pretrain`` writes). ``builder_args`` go to a builtin's builder (an
+    ensemble's ``members``, ``open_clip_image``'s tower configuration). The
     returned model has ``forward``, ``forward_features``, ``forward_head(x, pre_logits)``, ``reset_classifier``,
     ``get_classifier``, ``num_features`` and ``num_classes``. ``img_size`` builds a timm architecture made for one
     input size (ViT, Swin, ...) for that size (see :func:`size_args`); others ignore it.

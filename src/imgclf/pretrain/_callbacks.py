@@ -9,7 +9,6 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from imgclf import data as D
 from imgclf import engine as E
 from imgclf.config import DataConfig
 from imgclf.utils import optional_import

@@ -200,7 +200,8 @@ def pretrain(cfg: PretrainConfig | None, out: str | Path | None = None, *, resum
     metrics = dict(state.history[-1]) if state.history else {}
     meta = BundleMeta(architecture=cfg.model, classes=(), preprocessing=pre, arch_args=arch_args,
                       task={"kind": "embedding"}, training={"pretrain": cfg.to_dict()}, metrics=metrics,
-                      extra={"pretrain": {"method": cfg.method, "epochs": state.epoch, "images": len(train)}})  # fmt: skip
+                      extra={"pretrain": {"method": cfg.method, "epochs": state.epoch,
+                                          "images": len(train)}})  # fmt: skip
     bundle_dir = save_bundle(run_dir / "bundle", backbone.cpu().eval(), meta)
     console.print(f"wrote the embedding bundle {bundle_dir}; next: imgclf train DATA --weights {run_dir} "
                   "[--freeze backbone]", highlight=False)  # fmt: skip
