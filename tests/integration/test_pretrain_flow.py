@@ -86,7 +86,7 @@ class _StopAt(Callback):
             state.interrupted = True
 
 
-@pytest.mark.parametrize("method", ["byol", "dino"])
+@pytest.mark.parametrize("method", ["byol", pytest.param("dino", marks=pytest.mark.slow)])
 def test_a_run_killed_mid_epoch_and_resumed_ends_with_the_same_weights(images, tmp_path, method):
     whole = pretrain(_cfg(images, method), tmp_path / "whole")
     with pytest.raises(TrainingInterrupted, match="--resume"):
@@ -119,7 +119,7 @@ def _backbone(state: dict) -> dict:
 @pytest.mark.parametrize("freeze", [True, False])
 def test_train_weights_run_dir_starts_from_the_pretrained_backbone(images, ssl_run, tmp_path, freeze):
     pretrained = load_file(str(ssl_run / "bundle" / "model.safetensors"))
-    clf = Classifier(weights=str(ssl_run), epochs=2, batch_size=16, out=str(tmp_path), name="t", seed=0, lr=1e-2,
+    clf = Classifier(weights=str(ssl_run), epochs=1, batch_size=16, out=str(tmp_path), name="t", seed=0, lr=1e-2,
                      freeze="backbone" if freeze else None)  # fmt: skip
     cfg = clf.resolved_config(str(images))
     assert cfg.model.name == "test_cnn"  # --model left out: the pretrained architecture
