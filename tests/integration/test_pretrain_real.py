@@ -18,7 +18,7 @@ from imgclf.pretrain import PretrainConfig, pretrain
 pytestmark = [pytest.mark.real, pytest.mark.slow]
 pytest.importorskip("lightly")
 
-MODEL, UNLABELLED, SSL_EPOCHS = "lenet5", 3000, 8
+MODEL, UNLABELLED, SSL_EPOCHS = "test_cnn", 3000, 8
 PROBE_PER_CLASS, FEW_PER_CLASS, TEST_PER_CLASS = 100, 50, 100  # 50 per class = 1% of CIFAR-10's 50,000 labels
 
 
@@ -56,7 +56,7 @@ def cifar(cifar10_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
 @pytest.fixture(scope="module")
 def ssl_run(cifar: dict[str, Path]) -> Path:
     cfg = PretrainConfig(str(cifar["unlabelled"]), method="simclr", model=MODEL, epochs=SSL_EPOCHS, batch_size=128,
-                         img_size=32, lr=4e-3, workers=1)  # fmt: skip
+                         img_size=32, lr=1e-2, temperature=0.2, workers=1)  # fmt: skip
     result = pretrain(cfg, cifar["runs"] / "simclr")
     assert result.metrics["embed_std_ratio"] > 0.1  # not collapsed
     return result.run_dir
@@ -64,7 +64,9 @@ def ssl_run(cifar: dict[str, Path]) -> Path:
 
 def _test_acc(data: Path, out: Path, name: str, weights: Path | None, *, freeze: bool, epochs: int,
               lr: float) -> float:  # fmt: skip
-    clf = Classifier(sets=["data.augment=none"] if freeze else [], model=MODEL, epochs=epochs, batch_size=64,
+    # a probe on fixed features; a fine-tune trains the pretrained backbone at the head's learning rate
+    sets = ["data.augment=none"] if freeze else ["optim.backbone_lr_scale=1.0"]
+    clf = Classifier(sets=sets, model=MODEL, epochs=epochs, batch_size=64,
                      img_size=32, out=str(out), name=name, seed=0, lr=lr, weights=str(weights) if weights else None,
                      freeze="backbone" if freeze else None)  # fmt: skip
     clf.fit(str(data))

@@ -19,7 +19,7 @@ def pretrain_cmd(
     img_size: int = typer.Option(None, "--img-size", help="View size in pixels (default: the model's)."),
     batch_size: int = typer.Option(128, "--batch-size", "-b", help="Images per batch (each gives two views)."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed repeats a run on the same machine."),
-    lr: float = typer.Option(None, "--lr", help="AdamW learning rate (default 4e-3 x batch size / 256)."),
+    lr: float = typer.Option(None, "--lr", help="AdamW learning rate (default 2e-2 x batch size / 256)."),
     workers: int = typer.Option(None, "--workers", help="Loader worker processes (default: cores - 1)."),
     out: Path = typer.Option(None, "--out", help="The run directory to create (checkpoints, metrics, bundle/)."),
     resume: Path = typer.Option(None, "--resume", help="Continue an interrupted pretraining run exactly."),
