@@ -63,9 +63,14 @@ def test_cli_pretrains_loose_images_and_the_bundle_embeds(images, tmp_path):
 
 
 def test_cli_refuses_a_model_it_cannot_pretrain_in_one_line(images, tmp_path):
-    r = cli("pretrain", str(images), "--method", "dino", "--model", "ensemble", "--out", str(tmp_path / "r"))
-    assert r.returncode == 2
-    assert "ensemble" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    from typer.testing import CliRunner
+
+    from imgclf.cli import app
+
+    res = CliRunner().invoke(app, ["pretrain", str(images), "--method", "dino", "--model", "ensemble", "--out",
+                                   str(tmp_path / "r")])  # fmt: skip
+    assert res.exit_code == 2
+    assert "ensemble" in res.output and len(res.output.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
 
 
