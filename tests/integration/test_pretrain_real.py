@@ -2,8 +2,9 @@
 
 Measured here (2 heavily loaded CPU cores, 12 min for both tests): linear probe 31.9% vs 23.9% on a random
 backbone; 1% of the labels, fine-tuned from SimCLR 28.1% vs 25.2% from scratch (1,000 test images each; also in
-docs/tutorials/fewer-labels.md and the README). The thresholds are the issue's: the probe beats the same probe on a randomly initialised backbone
-by >= 5 points, and fine-tuning with 1% of the labels beats training from scratch on the same 1%.
+docs/tutorials/fewer-labels.md and the README). The thresholds are the issue's: the probe beats the same probe on a
+randomly initialised backbone by >= 5 points, and fine-tuning with 1% of the labels beats training from scratch on
+the same 1%.
 """
 
 from __future__ import annotations
