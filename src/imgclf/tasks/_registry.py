@@ -24,7 +24,7 @@ def make_task(kind: str, classes: Sequence[str], **params: Any) -> Task:
     """
     if kind == "embedding":
         raise BundleError("this is an embedding bundle (from `imgclf pretrain`): it has no classifier. Use it with "
-                          "`imgclf embed` / `imgclf fewshot`, or train a head on it: `imgclf train DATA --weights DIR`")
+                          "`imgclf embed`, or train a head on it: `imgclf train DATA --weights DIR`")
     if kind not in _TASKS:
         raise ConfigError(f"task {kind!r} is not known; choose one of {', '.join(TASK_KINDS)}")
     return _TASKS[kind](classes, **params)
@@ -36,7 +36,7 @@ def task_from_dict(data: dict[str, Any] | None, classes: Sequence[str]) -> Task:
     kind = data.pop("kind", "single")
     if kind == "embedding":
         raise BundleError("this is an embedding bundle (from `imgclf pretrain`): it has no classifier. Use it with "
-                          "`imgclf embed` / `imgclf fewshot`, or train a head on it: `imgclf train DATA --weights DIR`")
+                          "`imgclf embed`, or train a head on it: `imgclf train DATA --weights DIR`")
     if kind not in _TASKS:
         raise BundleError(f"the bundle's task {kind!r} is not known to this imgclf; upgrade imgclf")
     return _TASKS[kind](classes, **data)
