@@ -22,9 +22,6 @@ def make_task(kind: str, classes: Sequence[str], **params: Any) -> Task:
     >>> make_task("single", ["cat", "dog"]).kind
     'single'
     """
-    if kind == "embedding":
-        raise BundleError("this is an embedding bundle (from `imgclf pretrain`): it has no classifier. Use it with "
-                          "`imgclf embed`, or train a head on it: `imgclf train DATA --weights DIR`")
     if kind not in _TASKS:
         raise ConfigError(f"task {kind!r} is not known; choose one of {', '.join(TASK_KINDS)}")
     return _TASKS[kind](classes, **params)
