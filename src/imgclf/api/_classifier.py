@@ -19,7 +19,7 @@ from imgclf import export as X
 from imgclf import monitor
 from imgclf import robustness as R
 from imgclf.api._classical import train_classical
-from imgclf.api._fit import FitResult, train_run
+from imgclf.api._fit import FitResult, pretrained_bundle, train_run
 from imgclf.bundle import Bundle, BundleMeta, load_bundle, save_bundle, training_source, update_meta
 from imgclf.config import RunConfig, load_config, parse_set, update
 from imgclf.errors import ConfigError, DataError, NotFittedError
@@ -91,7 +91,12 @@ class Classifier:
             changes.setdefault(section, {})[name] = value
         cfg = update(self.config or RunConfig(), changes)
         sets = parse_set(self.sets)
-        return update(cfg, sets) if sets else cfg
+        cfg = update(cfg, sets) if sets else cfg
+        named = "model" in self.overrides or "name" in sets.get("model", {}) or self.config is not None
+        start = None if named else pretrained_bundle(cfg, check_architecture=False)
+        if start is not None:  # --weights RUN_DIR without --model: the architecture pretrained there
+            cfg = replace(cfg, model=replace(cfg.model, name=start[1].architecture))
+        return cfg
 
     def fit(self, data: Any = None, *, resume: str | Path | None = None, console: Console | None = None) -> Classifier:
         """Train on ``data`` (folder, CSV manifest or built-in name), write the run directory; returns ``self``."""

@@ -21,7 +21,7 @@ from imgclf import monitor
 from imgclf import privacy as P
 from imgclf import robustness as R
 from imgclf.api._run import claim_run_dir, write_run_files
-from imgclf.bundle import Bundle, BundleMeta, load_bundle, read_meta, save_bundle
+from imgclf.bundle import BUNDLE_FILE, WEIGHTS_FILE, Bundle, BundleMeta, load_bundle, read_meta, save_bundle
 from imgclf.config import DataConfig, RunConfig, load_config, load_hierarchy, resolve_auto, to_dict
 from imgclf.errors import ConfigError, DataError, TrainingInterrupted
 from imgclf.models import create_model, freeze_backbone, model_data_config, size_args, split_parameters
@@ -71,6 +71,9 @@ def auto_img_size(samples: D.SampleList, default: int, pretrained: bool, console
 
 def _preprocessing(cfg: RunConfig, model: torch.nn.Module, splits: D.Splits, console: Console) -> DataConfig:
     base = model_data_config(model)
+    start = pretrained_bundle(cfg)
+    if start is not None and cfg.data.img_size is None:  # a pretrained backbone: the size and statistics it learnt at
+        base = start[1].preprocessing
     size = cfg.data.img_size or auto_img_size(splits.train, base.input_size, cfg.model.weights is not None, console)
     if size == base.input_size and cfg.data.crop_pct is None:
         return base
@@ -148,6 +151,9 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
         audit = _audit(splits, console, near_duplicates=cfg.data.near_duplicates)
     if cfg.model.freeze == "backbone":
         freeze_backbone(model)
+        callbacks_frozen: list[E.Callback] = [E.FrozenNorms(model)]
+    else:
+        callbacks_frozen = []
     backbone, head = split_parameters(model)
     model = model.to(device)
     if cfg.train.channels_last:
@@ -182,7 +188,7 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
         channels_last=cfg.train.channels_last, grad_clip=cfg.train.grad_clip, accumulate=cfg.train.accumulate,
         dist=info, task=task,
     )  # fmt: skip
-    extra_callbacks, callbacks = list(callbacks), [E.GracefulStop()]
+    extra_callbacks, callbacks = list(callbacks), [E.GracefulStop(), *callbacks_frozen]
     mix = D.mixup_cutmix(num_classes, cfg.data.mixup, cfg.data.cutmix)
     if mix is not None:
         callbacks.append(E.BatchMix(mix))
@@ -240,8 +246,27 @@ def _initial_model(cfg: RunConfig, num_classes: int, resume: Path | None,
         pruned = start.meta.extra.get("pruned")
         return start.model.train(), ({"pruned": pruned} if pruned else {})
     weights = None if resume is not None else cfg.model.weights
+    start = pretrained_bundle(cfg)
+    if start is not None and weights is not None:
+        weights = start[0] / WEIGHTS_FILE  # the backbone of an embedding bundle; the head starts fresh
+        img_size = img_size or start[1].preprocessing.input_size
     model = create_model(cfg.model.name, num_classes, weights=weights, drop_rate=cfg.model.drop_rate, img_size=img_size)
     return model, {}
+
+
+def pretrained_bundle(cfg: RunConfig, *, check_architecture: bool = True) -> tuple[Path, BundleMeta] | None:
+    """``(bundle dir, its meta)`` when ``model.weights`` names a bundle or run directory (``imgclf pretrain``'s
+    embedding bundle, or any trained bundle); its architecture must be ``model.name``. None for other weights."""
+    weights = cfg.model.weights
+    if not weights or weights == "pretrained" or not Path(weights).expanduser().is_dir():
+        return None
+    root = Path(weights).expanduser()
+    directory = root / "bundle" if (root / "bundle" / BUNDLE_FILE).is_file() else root
+    meta = read_meta(directory)  # not a bundle: one error saying so
+    if check_architecture and meta.architecture != cfg.model.name:
+        raise ConfigError(f"--weights {weights} holds a {meta.architecture} backbone, but --model is "
+                          f"{cfg.model.name}; pass --model {meta.architecture} (or leave --model out)")  # fmt: skip
+    return directory, meta
 
 
 def _audit(splits: D.Splits, console: Console, *, near_duplicates: bool) -> V.AuditReport | None:

@@ -15,6 +15,7 @@ from imgclf.cli import (
     _fewshot,
     _monitor,
     _predict,
+    _pretrain,
     _privacy,
     _report,
     _robustness,
@@ -63,6 +64,7 @@ app.command("privacy-audit")(_privacy.privacy_audit)
 app.command("federate")(_federate.federate_cmd)
 app.command("ensemble")(_ensemble.ensemble_cmd)
 app.command("tune")(_tune.tune_cmd)
+app.command("pretrain")(_pretrain.pretrain_cmd)
 app.command("embed")(_embed.embed)
 app.command("neighbours")(_embed.neighbours)
 app.command("fewshot")(_fewshot.fewshot)

@@ -19,8 +19,9 @@ def train(
     batch_size: int = typer.Option(None, "--batch-size", "-b", help="Images per batch and process (default 64)."),
     img_size: int = typer.Option(None, "--img-size", help="Input size in pixels (default: the model's, or the "
                                  "images' own size when they are much smaller)."),
-    weights: str = typer.Option(None, "--weights", help="'pretrained' (timm/torchvision, needs the network) or a "
-                                "FILE.safetensors to start from; default random init."),
+    weights: str = typer.Option(None, "--weights", help="'pretrained' (timm/torchvision, needs the network), a "
+                                "FILE.safetensors or a RUN_DIR of `imgclf pretrain` (its backbone; --model defaults "
+                                "to its architecture) to start from; default random init."),
     freeze: str = typer.Option(None, "--freeze", help="'backbone': train only the new head (a linear probe); "
                                "default 'none' (full fine-tuning, backbone at a 10x lower learning rate)."),
     out: str = typer.Option(None, "--out", help="Parent folder of run directories (default runs/)."),

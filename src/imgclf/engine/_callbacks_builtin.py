@@ -267,3 +267,25 @@ class GracefulStop(Callback):
         for sig, previous in self._previous.items():
             signal.signal(sig, previous)
         self._previous.clear()
+
+
+class FrozenNorms(Callback):
+    """Keeps the normalisation layers of a frozen backbone (all parameters ``requires_grad=False``) in eval mode
+    while the rest trains: a linear probe then sees fixed features and leaves the running statistics untouched.
+
+    The loop puts the model in train mode each epoch, so the layers are switched back before every batch.
+    """
+
+    name = "frozen_norms"
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        norms = (torch.nn.modules.batchnorm._BatchNorm, torch.nn.GroupNorm, torch.nn.LayerNorm)
+        self.layers = [m for m in model.modules() if isinstance(m, norms)
+                       and not any(p.requires_grad for p in m.parameters(recurse=False))]  # fmt: skip
+
+    def on_batch_start(
+        self, state: TrainState, images: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        for layer in self.layers:
+            layer.eval()
+        return images, targets

@@ -67,8 +67,9 @@ def resolve(name: str) -> Resolved:
 
 
 def _check_args(num_classes: int, drop_rate: float) -> None:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ModelError(f"num_classes={num_classes!r} must be an integer >= 2 (a classifier needs two classes)")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2 and num_classes != 0:
+        raise ModelError(f"num_classes={num_classes!r} must be an integer >= 2 (a classifier needs two classes), "
+                         "or 0 for the backbone alone (an embedding model)")
     if not 0.0 <= drop_rate < 1.0:
         raise ModelError(f"drop_rate={drop_rate!r} must be in [0, 1)")
 
@@ -130,8 +131,9 @@ def create_model(
     ``name``: a builtin (``resnet20_cifar``), any timm architecture (``resnet18``, ``timm/test_vit``) or a
     torchvision classifier (``tv/resnet18``). ``weights``: ``None`` (random init), ``"pretrained"`` (the library's
     default weights; needs the network or a cache) or a ``.safetensors`` file whose classifier is replaced when its
-    class count differs. ``builder_args`` go to a builtin's builder (an ensemble's ``members``, ``open_clip_image``'s
-    tower configuration). The
+    class count differs. ``num_classes=0`` builds the backbone alone: ``forward`` gives the pooled features (an
+    embedding model, e.g. what ``imgclf pretrain`` writes). ``builder_args`` go to a builtin's builder (an
+    ensemble's ``members``, ``open_clip_image``'s tower configuration). The
     returned model has ``forward``, ``forward_features``, ``forward_head(x, pre_logits)``, ``reset_classifier``,
     ``get_classifier``, ``num_features`` and ``num_classes``. ``img_size`` builds a timm architecture made for one
     input size (ViT, Swin, ...) for that size (see :func:`size_args`); others ignore it.

@@ -32,7 +32,8 @@ def parse_weights(weights: str | os.PathLike | None) -> str | Path | None:
     path = Path(weights).expanduser()
     if not path.is_file():
         raise ModelError(
-            f"weights file {path} does not exist. --weights takes 'pretrained' or a path to a .safetensors file."
+            f"weights file {path} does not exist. --weights takes 'pretrained' or a path to a .safetensors file "
+            "(or a bundle / `imgclf pretrain` run directory)."
         )
     if path.suffix != ".safetensors":
         raise ModelError(

@@ -31,6 +31,9 @@ def task_from_dict(data: dict[str, Any] | None, classes: Sequence[str]) -> Task:
     """The task a bundle recorded (``None``: a schema-1 bundle, which was always single-label)."""
     data = dict(data or {"kind": "single"})
     kind = data.pop("kind", "single")
+    if kind == "embedding":
+        raise BundleError("this is an embedding bundle (from `imgclf pretrain`): it has no classifier. Use it with "
+                          "`imgclf embed`, or train a head on it: `imgclf train DATA --weights DIR`")
     if kind not in _TASKS:
         raise BundleError(f"the bundle's task {kind!r} is not known to this imgclf; upgrade imgclf")
     return _TASKS[kind](classes, **data)

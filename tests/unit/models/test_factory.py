@@ -43,10 +43,16 @@ def test_unsupported_torchvision_family_is_not_offered() -> None:
         create_model("tv/squeezenet1_0", 3)
 
 
-@pytest.mark.parametrize("num_classes", [0, 1, True, 2.0, -3])
+@pytest.mark.parametrize("num_classes", [1, True, False, 2.0, -3])
 def test_bad_class_counts(num_classes: object) -> None:
     with pytest.raises(ModelError, match="num_classes"):
         create_model("test_cnn", num_classes)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["test_cnn", "resnet20_cifar", "resnet18"])
+def test_zero_classes_builds_the_backbone_alone(name: str) -> None:
+    model = create_model(name, 0)  # an embedding model: forward gives the pooled features
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, model.num_features)
 
 
 @pytest.mark.parametrize("drop_rate", [-0.1, 1.0])

@@ -1,0 +1,147 @@
+"""The three methods as one module each: backbone + lightly heads + lightly loss; ``forward(views) -> loss``.
+
+Each module holds everything its method learns or tracks (student, momentum teacher, DINO's centre) as
+parameters and buffers, so a checkpoint of its ``state_dict`` resumes it exactly. ``views`` are stacked:
+``(B, V, 3, H, W)``, two views per image.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import nn
+
+from imgclf.utils import optional_import
+
+
+def _lightly(module: str) -> object:
+    return optional_import(f"lightly.{module}", "fewlabels")
+
+
+def _pair(views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return views[:, 0], views[:, 1]  # (B, 3, H, W) each
+
+
+def _frozen_copy(module: nn.Module) -> nn.Module:
+    teacher = copy.deepcopy(module)
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+class SimCLR(nn.Module):
+    """SimCLR: a projection head (lightly ``SimCLRProjectionHead``) and NT-Xent (``NTXentLoss``) over two views."""
+
+    def __init__(self, backbone: nn.Module, num_features: int, *, out_dim: int = 128, temperature: float = 0.5):
+        super().__init__()
+        heads, loss = _lightly("models.modules.heads"), _lightly("loss")
+        self.backbone = backbone
+        self.projection = heads.SimCLRProjectionHead(num_features, num_features, out_dim)
+        self.criterion = loss.NTXentLoss(temperature=temperature)
+
+    def forward(self, views: torch.Tensor) -> torch.Tensor:
+        a, b = _pair(views)
+        z = self.projection(self.backbone(torch.cat([a, b])))  # (2B, out_dim)
+        za, zb = z.chunk(2)
+        return self.criterion(za, zb)
+
+    def after_step(self, progress: float) -> None: ...
+
+
+class BYOL(nn.Module):
+    """BYOL: online backbone + projection + prediction heads, a momentum teacher, negative cosine similarity
+    (lightly ``BYOLProjectionHead`` / ``BYOLPredictionHead`` / ``NegativeCosineSimilarity``), symmetrised."""
+
+    def __init__(self, backbone: nn.Module, num_features: int, *, out_dim: int = 128, momentum: float = 0.99):
+        super().__init__()
+        heads, loss = _lightly("models.modules.heads"), _lightly("loss")
+        hidden = max(256, 4 * out_dim)
+        self.backbone = backbone
+        self.projection = heads.BYOLProjectionHead(num_features, hidden, out_dim)
+        self.prediction = heads.BYOLPredictionHead(out_dim, hidden, out_dim)
+        self.teacher_backbone = _frozen_copy(backbone)
+        self.teacher_projection = _frozen_copy(self.projection)
+        self.criterion = loss.NegativeCosineSimilarity()
+        self.base_momentum = momentum
+
+    def _student(self, x: torch.Tensor) -> torch.Tensor:
+        return self.prediction(self.projection(self.backbone(x)))  # (B, out_dim)
+
+    @torch.no_grad()
+    def _teacher(self, x: torch.Tensor) -> torch.Tensor:
+        return self.teacher_projection(self.teacher_backbone(x)).detach()  # (B, out_dim)
+
+    def forward(self, views: torch.Tensor) -> torch.Tensor:
+        a, b = _pair(views)
+        pa, pb = self._student(a), self._student(b)
+        ta, tb = self._teacher(a), self._teacher(b)
+        return 0.5 * (self.criterion(pa, tb) + self.criterion(pb, ta))
+
+    @torch.no_grad()
+    def after_step(self, progress: float) -> None:
+        m = momentum_at(self.base_momentum, progress)
+        update = _lightly("models.utils").update_momentum
+        update(self.backbone, self.teacher_backbone, m)
+        update(self.projection, self.teacher_projection, m)
+
+
+class DINO(nn.Module):
+    """DINO (two global views, no multi-crop): student and momentum-teacher ``DINOProjectionHead`` and
+    ``DINOLoss`` (its centre is a buffer of this module, so checkpoints carry it)."""
+
+    def __init__(self, backbone: nn.Module, num_features: int, *, out_dim: int = 128, momentum: float = 0.99,
+                 epochs: int = 10):  # fmt: skip
+        super().__init__()
+        heads, loss = _lightly("models.modules.heads"), _lightly("loss")
+        hidden = max(256, 4 * num_features)
+        self.backbone = backbone
+        has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in backbone.modules())
+        # DINO's head uses BatchNorm with CNN backbones and none with transformers (as the paper does)
+        args = (num_features, hidden, min(256, hidden), out_dim)
+        self.projection = heads.DINOProjectionHead(*args, batch_norm=has_bn)
+        self.teacher_backbone = _frozen_copy(backbone)
+        # a twin loaded from the student, not a deepcopy: the weight-normed last layer cannot be deep-copied
+        self.teacher_projection = heads.DINOProjectionHead(*args, batch_norm=has_bn)
+        self.teacher_projection.load_state_dict(self.projection.state_dict())
+        for p in self.teacher_projection.parameters():
+            p.requires_grad_(False)
+        warmup = max(1, min(30, epochs // 3))
+        self.criterion = loss.DINOLoss(output_dim=out_dim, warmup_teacher_temp_epochs=warmup)
+        self.base_momentum = momentum
+        self.epoch = 0  # set by the training callback each epoch: DINOLoss warms its teacher temperature by epoch
+
+    def forward(self, views: torch.Tensor) -> torch.Tensor:
+        a, b = _pair(views)
+        student = [self.projection(self.backbone(v)) for v in (a, b)]  # 2 x (B, out_dim)
+        with torch.no_grad():
+            teacher = [self.teacher_projection(self.teacher_backbone(v)) for v in (a, b)]
+        return self.criterion(teacher, student, epoch=self.epoch)
+
+    @torch.no_grad()
+    def after_step(self, progress: float) -> None:
+        m = momentum_at(self.base_momentum, progress)
+        update = _lightly("models.utils").update_momentum
+        update(self.backbone, self.teacher_backbone, m)
+        update(self.projection, self.teacher_projection, m)
+
+
+def momentum_at(base: float, progress: float) -> float:
+    """The teacher's EMA momentum, cosine from ``base`` at the start to 1 at the end (BYOL's schedule).
+
+    >>> momentum_at(0.99, 0.0), momentum_at(0.99, 1.0)
+    (0.99, 1.0)
+    """
+    progress = min(max(progress, 0.0), 1.0)
+    return 1 - (1 - base) * (math.cos(math.pi * progress) + 1) / 2
+
+
+def build_method(method: str, backbone: nn.Module, num_features: int, *, out_dim: int, temperature: float,
+                 momentum: float, epochs: int) -> nn.Module:  # fmt: skip
+    """The method's training module around ``backbone`` (a ``num_classes=0`` model: images -> pooled features)."""
+    if method == "simclr":
+        return SimCLR(backbone, num_features, out_dim=out_dim, temperature=temperature)
+    if method == "byol":
+        return BYOL(backbone, num_features, out_dim=out_dim, momentum=momentum)
+    return DINO(backbone, num_features, out_dim=out_dim, momentum=momentum, epochs=epochs)
