@@ -175,6 +175,9 @@ def test_seeds_and_folds_report_mean_and_std(world: dict, tmp_path: Path) -> Non
     assert folds.kind == "folds" and len(folds.runs) == 2
     summary = json.loads((tmp_path / "rep" / "summary.json").read_text())
     assert summary["kind"] == "folds" and summary["std"] >= 0
+    # the same files each time: only the first run searches them for near duplicates
+    searched = [r.config.data.near_duplicates for r in folds.runs]
+    assert searched == [True, False]
 
 
 def test_train_can_skip_the_near_duplicate_search_but_still_flags_exact_copies(tmp_path: Path) -> None:

@@ -80,7 +80,8 @@ def prune_bundle(path: str | Path, *, amount: float = 0.3, finetune_epochs: int 
     candidates = {"pruned": load_bundle(init)}
     if finetune_epochs > 0:
         optim = replace(cfg.optim, lr=cfg.optim.resolved_lr * FINETUNE_LR_SCALE, warmup_epochs=0.0)
-        run_cfg = replace(cfg, data=replace(cfg.data, source=str(source)), optim=optim,
+        # the data was audited when the model was trained: no second near-duplicate search
+        run_cfg = replace(cfg, data=replace(cfg.data, source=str(source), near_duplicates=False), optim=optim,
                           model=replace(cfg.model, init=str(init), weights=None),
                           train=replace(cfg.train, epochs=finetune_epochs, out=str(out_dir), name="finetune",
                                         report=False, ema=False, patience=None, adv_train="none"))  # fmt: skip
@@ -140,7 +141,8 @@ def distill(teacher: str | Path, student: str, data: str, *, cfg: RunConfig, bas
     runs = {"student (distilled)": replace(base, train=replace(base.train, name=name,
                                                                  distill_teacher=str(teacher)))}  # fmt: skip
     if baseline:
-        runs["student (no teacher)"] = replace(base, train=replace(base.train, name=f"{name}-baseline"))
+        runs["student (no teacher)"] = replace(base, train=replace(base.train, name=f"{name}-baseline"),
+                                               data=replace(base.data, near_duplicates=False))  # audited once
     bundles = {"teacher": load_bundle(teacher)}
     bundles.update({label: load_bundle(train_run(run_cfg, console=console).bundle_dir)
                     for label, run_cfg in runs.items()})  # fmt: skip

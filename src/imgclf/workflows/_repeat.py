@@ -52,6 +52,8 @@ def train_repeated(cfg: RunConfig, *, seeds: int = 1, folds: int | None = None,
         train = replace(cfg.train, out=str(parent), name=f"{kind[:-1]}{i}",
                         seed=cfg.train.seed if folds else cfg.train.seed + i)  # fmt: skip
         data = replace(cfg.data, folds=folds, fold=i) if folds else cfg.data
+        if i:  # the same files: the first run's audit said what there is to say about near duplicates
+            data = replace(data, near_duplicates=False)
         console.print(f"[bold]── {kind[:-1]} {i + 1} of {folds or seeds} ──[/bold]", highlight=False)
         runs.append(train_run(replace(cfg, train=train, data=data), console=console))
     metric = "val" if folds or any("test" not in r.metrics for r in runs) else "test"
