@@ -30,10 +30,11 @@ def test_prune_shrinks_and_stays_usable(teacher, tmp_path: Path) -> None:
               str(tmp_path / "p"))  # fmt: skip
     assert res.returncode == 0, res.stderr
     report = json.loads((tmp_path / "p" / "prune.json").read_text())
-    assert report["after"]["parameters"] < report["before"]["parameters"]
-    assert report["after"]["gflops"] < report["before"]["gflops"]
+    after, before = report["rows"][report["kept"]], report["rows"]["before"]
+    assert after["parameters"] < before["parameters"]
+    assert after["gflops"] < before["gflops"]
     pruned = load_bundle(report["bundle_dir"])  # rebuilt from the name + the smaller saved shapes
-    assert count_parameters(pruned.model) == report["after"]["parameters"]
+    assert count_parameters(pruned.model) == after["parameters"]
     assert imgclf.load(report["bundle_dir"]).predict([str(src / "red")])[0].label in clf.classes
     exp = cli("export", report["bundle_dir"], "--format", "onnx", "--data", str(src))
     assert exp.returncode == 0, exp.stderr
