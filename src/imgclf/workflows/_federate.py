@@ -283,11 +283,14 @@ def _privacy_summary(cfg: RunConfig, spent: list[list[dict[str, float]]], replac
     if not spent:
         raise ConfigError("the federated run reported no client's privacy accounting; run again with --debug")
     last = spent[-1]  # every client trains every round (fraction_train=1): the last round holds the totals
+    worst = max(last, key=lambda c: c["epsilon"])
     return {
-        "epsilon": round(max(c["epsilon"] for c in last), 4), "delta": cfg.train.dp_delta,
+        "epsilon": round(worst["epsilon"], 4), "delta": cfg.train.dp_delta, "steps": int(worst["steps"]),
+        "noise_multiplier": worst["noise_multiplier"], "sample_rate": worst["sample_rate"],
         "target_epsilon": cfg.train.dp_epsilon, "max_grad_norm": cfg.train.dp_max_grad_norm,
         "accountant": P.ACCOUNTANT, "scope": "sample-level, per client (local DP-SGD on each client)",
-        "clients": [{k: (int(v) if k in ("steps", "num-examples") else v) for k, v in c.items()} for c in last],
+        "clients": [{k: int(v) if k in ("steps", "num-examples") else round(v, 4) if k == "epsilon" else v
+                     for k, v in c.items()} for c in last],
         "epsilon_per_round": [round(max(c["epsilon"] for c in r), 4) for r in spent], "replaced_layers": replaced,
         "library": f"opacus {optional_import('opacus', 'privacy').__version__}",
     }  # fmt: skip
