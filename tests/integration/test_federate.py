@@ -120,3 +120,15 @@ def test_federate_with_local_dp_reports_epsilon_within_target_and_learns(tmp_pat
         assert acc.get_epsilon(1e-3) == pytest.approx(c["epsilon"], rel=0.01)
         assert c["steps"] >= 2.5 / c["sample_rate"]  # about 3 rounds of one epoch (1 / rate steps) each
     assert bundle.meta.metrics["test"]["acc"] > 1 / 3  # better than chance on the 3 synthetic classes
+
+
+def test_the_model_card_fact_of_a_federated_dp_bundle_names_its_scope() -> None:
+    from imgclf.evaluation._run_report import _privacy_fact
+
+    dp = {"epsilon": 7.93, "delta": 1e-5, "steps": 18, "noise_multiplier": 0.9, "sample_rate": 0.17,
+          "max_grad_norm": 1.0, "accountant": "rdp", "library": "opacus 1.6.0",
+          "scope": "sample-level, per client (local DP-SGD on each client)", "clients": [{}, {}, {}]}  # fmt: skip
+    fact = _privacy_fact(dp)["differential privacy"]
+    assert fact.startswith("(epsilon 7.93, delta 1e-05)") and "per client" in fact and "of 3 clients" in fact
+    central = _privacy_fact({k: v for k, v in dp.items() if k not in ("scope", "clients")})["differential privacy"]
+    assert "client" not in central
