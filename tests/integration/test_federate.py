@@ -98,9 +98,10 @@ def test_federate_with_local_dp_reports_epsilon_within_target_and_learns(tmp_pat
     from imgclf import data as D
     from imgclf.bundle import load_bundle
 
-    imgs = D.make_synthetic_dataset(tmp_path / "imgs", per_class=60, size=32)
+    # DP-SGD needs images: with 48 per client the noise swamps the signal (chance); 360 per client learn
+    imgs = D.make_synthetic_dataset(tmp_path / "imgs", per_class=300, size=32)
     cmd = [sys.executable, "-m", "imgclf", "federate", str(imgs), "--model", "test_cnn", "--img-size", "32",
-           "--clients", "3", "--rounds", "3", "-b", "8", "--dp-epsilon", "8", "--dp-delta", "1e-3", "--set",
+           "--clients", "2", "--rounds", "3", "-b", "32", "--dp-epsilon", "8", "--dp-delta", "1e-3", "--set",
            "optim.lr=0.01", "--out", str(tmp_path), "--name", "dp"]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
@@ -109,7 +110,7 @@ def test_federate_with_local_dp_reports_epsilon_within_target_and_learns(tmp_pat
     dp = bundle.meta.extra["privacy"]
     print(dp["epsilon_per_round"], bundle.meta.metrics["test"]["acc"])
     assert 0 < dp["epsilon"] <= 8.0 and dp["delta"] == 1e-3 and "per client" in dp["scope"]
-    assert len(dp["clients"]) == 3 and dp["epsilon"] == round(max(c["epsilon"] for c in dp["clients"]), 4)
+    assert len(dp["clients"]) == 2 and dp["epsilon"] == round(max(c["epsilon"] for c in dp["clients"]), 4)
     # each client's accountant lives across rounds (its Flower node state): epsilon grows round by round and the
     # total equals the accountant recomputed from the client's noise, sampling rate and steps of all rounds
     rounds = dp["epsilon_per_round"]
@@ -119,7 +120,7 @@ def test_federate_with_local_dp_reports_epsilon_within_target_and_learns(tmp_pat
         acc.history = [(c["noise_multiplier"], c["sample_rate"], c["steps"])]
         assert acc.get_epsilon(1e-3) == pytest.approx(c["epsilon"], rel=0.01)
         assert c["steps"] >= 2.5 / c["sample_rate"]  # about 3 rounds of one epoch (1 / rate steps) each
-    assert bundle.meta.metrics["test"]["acc"] > 1 / 3  # better than chance on the 3 synthetic classes
+    assert bundle.meta.metrics["test"]["acc"] > 0.5  # well above chance (1/3) on the 3 synthetic classes
 
 
 def test_the_model_card_fact_of_a_federated_dp_bundle_names_its_scope() -> None:
