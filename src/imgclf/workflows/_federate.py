@@ -14,7 +14,8 @@ them local (FedBN) would leave the global bundle without statistics, so imgclf d
 Differential privacy (``--dp-epsilon``): local DP-SGD on every client, through imgclf's Opacus path
 (:func:`imgclf.privacy.make_private`), not Flower's DP wrappers. Each client picks one noise multiplier that spends
 its budget over all its rounds (:func:`imgclf.privacy.noise_for_budget`), keeps its own RDP accountant in its
-Flower node state from round to round, and stops early rather than pass the target. Epsilon is therefore
+Flower node state from round to round (within a round of several local epochs it stops before one that would pass
+the target). Epsilon is therefore
 sample-level, per client: whatever one image changes, each client's sequence of updates (and so the global model,
 which only averages them, the clients' images being disjoint) moves by at most (epsilon, delta), and this holds
 against the server too, which only ever sees private updates. It is not user-level DP: it does not hide whether a
