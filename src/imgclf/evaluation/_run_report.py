@@ -127,7 +127,8 @@ def _privacy_fact(dp: dict[str, Any] | None) -> dict[str, str]:
     return {"differential privacy": f"(epsilon {dp['epsilon']:.2f}, delta {dp['delta']:g}) DP-SGD with "
             f"{dp['library']}: {dp['steps']} steps, noise {dp['noise_multiplier']:.3f}, "
             f"sample rate {dp['sample_rate']:.4g}, "
-            f"clip {dp['max_grad_norm']:g}, {dp['accountant']} accountant"}
+            f"clip {dp['max_grad_norm']:g}, {dp['accountant']} accountant"
+            + (f"; {dp['scope']}, largest of {len(dp['clients'])} clients" if dp.get("clients") else "")}
 
 
 def _membership_fact(audit: dict[str, Any] | None) -> dict[str, str]:

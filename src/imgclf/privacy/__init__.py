@@ -12,6 +12,7 @@ from imgclf.privacy._dp import (
     check_dp_config,
     dp_compatible_model,
     make_private,
+    noise_for_budget,
     physical_batch,
     resolve_dp_auto,
     steps_taken,
@@ -44,6 +45,7 @@ __all__ = [
     "check_dp_config",
     "dp_compatible_model",
     "make_private",
+    "noise_for_budget",
     "physical_batch",
     "steps_taken",
 ]

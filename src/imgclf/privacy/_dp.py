@@ -123,9 +123,12 @@ def _poisson_sampler_class() -> type:
 
     class PoissonBatches(uniform):
         """Opacus' Poisson sampler, made resumable: each logical batch takes every image independently with
-        probability ``sample_rate``; the draws of an epoch are seeded by ``(seed, noisy steps so far)``, so a resumed
-        run continues with fresh draws and the epoch's remaining step count. Empty draws are skipped (whether a
-        draw is empty does not depend on the data; nothing is released for it). Items are ``(index, item_seed)``.
+        probability ``sample_rate``; the ``steps`` draws of an epoch are seeded by ``(seed, noisy steps before the
+        epoch)``. A run resumed mid-epoch replays the epoch's draws and skips the non-empty ones that already made
+        a noisy step (the accountant counts them), so it continues with the very batches the uninterrupted run
+        takes; a logical batch cut short by the interruption is taken again whole. Empty draws are skipped
+        (whether a draw is empty does not depend on the data; nothing is released for it). Items are
+        ``(index, item_seed)``.
         """
 
         def __init__(self, *, num_samples: int, sample_rate: float, steps: int, seed: int, accountant: Any) -> None:
@@ -140,14 +143,17 @@ def _poisson_sampler_class() -> type:
             pass
 
         def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-            done = steps_taken(self.accountant)
-            gen = torch.Generator().manual_seed(mix_seed(self.seed, done))
-            for k in range(max(0, self.steps - (done - self.epoch_start))):
+            skip = steps_taken(self.accountant) - self.epoch_start  # noisy steps this epoch already made
+            gen = torch.Generator().manual_seed(mix_seed(self.seed, self.epoch_start))
+            for k in range(self.steps):
                 mask = torch.rand(self.num_samples, generator=gen) < self.sample_rate  # (N,)
-                picked = mask.nonzero().reshape(-1).tolist()
-                if picked:
-                    base = mix_seed(self.seed, done, k)
-                    yield [(i, mix_seed(base, i)) for i in picked]
+                if not mask.any():
+                    continue
+                if skip > 0:
+                    skip -= 1
+                    continue
+                base = mix_seed(self.seed, self.epoch_start, k)
+                yield [(i, mix_seed(base, i)) for i in mask.nonzero().reshape(-1).tolist()]
 
     return PoissonBatches
 
@@ -239,7 +245,21 @@ class PrivacyAccounting(E.Callback):
         }  # fmt: skip
 
 
-def make_private(state: E.TrainState, cfg: RunConfig, *, replaced: list[str] | None = None) -> PrivacyAccounting:
+def noise_for_budget(epsilon: float, delta: float, sample_rate: float, steps: int) -> float:
+    """The noise multiplier that spends exactly (``epsilon``, ``delta``) in ``steps`` Poisson-sampled steps at
+    ``sample_rate`` (Opacus' search over its RDP accountant): what a federated client uses for all its rounds.
+
+    >>> 0.5 < noise_for_budget(8.0, 1e-5, 0.01, 1000) < 2.0
+    True
+    """
+    utils = optional_import("opacus.accountants.utils", "privacy")
+    return float(utils.get_noise_multiplier(target_epsilon=epsilon, target_delta=delta, sample_rate=sample_rate,
+                                            steps=steps, accountant=ACCOUNTANT))  # fmt: skip
+
+
+def make_private(state: E.TrainState, cfg: RunConfig, *, replaced: list[str] | None = None,
+                 noise_multiplier: float | None = None,
+                 history: list[tuple[float, float, int]] | None = None) -> PrivacyAccounting:  # fmt: skip
     """Turn ``state`` into DP-SGD training with Opacus and return the callback that tracks epsilon.
 
     ``make_private_with_epsilon`` picks the noise multiplier for ``cfg.train.dp_epsilon`` over ``cfg.train.epochs``
@@ -247,6 +267,10 @@ def make_private(state: E.TrainState, cfg: RunConfig, *, replaced: list[str] | N
     adds noise, batches are Poisson-sampled and split by ``BatchMemoryManager`` into passes of at most
     :func:`physical_batch` images. ``state.raw_model`` stays the plain module (checkpoints and bundles read it).
     The model must already be compatible (:func:`dp_compatible_model`).
+
+    A training that continues an earlier one on the same data (a federated client's next round) passes the
+    ``noise_multiplier`` chosen for the whole budget (:func:`noise_for_budget`) and the accountant ``history`` so
+    far: epsilon then counts every step on that data, and the run stops before it would pass the target.
     """
     opacus = optional_import("opacus", "privacy")
     bmm = optional_import("opacus.utils.batch_memory_manager", "privacy")
@@ -256,11 +280,15 @@ def make_private(state: E.TrainState, cfg: RunConfig, *, replaced: list[str] | N
         privacy_engine = opacus.PrivacyEngine(accountant=ACCOUNTANT)
     noise = torch.Generator().manual_seed(mix_seed(t.seed, 7))
     loader: DataLoader = state.train_loader
-    model, optimizer, dp_loader = privacy_engine.make_private_with_epsilon(
-        module=state.raw_model, optimizer=state.optimizer, data_loader=loader, target_epsilon=t.dp_epsilon,
-        target_delta=t.dp_delta, epochs=t.epochs, max_grad_norm=t.dp_max_grad_norm, poisson_sampling=True,
-        noise_generator=noise,
-    )  # fmt: skip
+    common = {"module": state.raw_model, "optimizer": state.optimizer, "data_loader": loader,
+              "max_grad_norm": t.dp_max_grad_norm, "poisson_sampling": True, "noise_generator": noise}
+    if noise_multiplier is None:
+        model, optimizer, dp_loader = privacy_engine.make_private_with_epsilon(
+            **common, target_epsilon=t.dp_epsilon, target_delta=t.dp_delta, epochs=t.epochs)
+    else:
+        model, optimizer, dp_loader = privacy_engine.make_private(**common, noise_multiplier=noise_multiplier)
+    if history:
+        privacy_engine.accountant.history = [(float(s), float(q), int(n)) for s, q, n in history]
     sampler = _poisson_sampler_class()(
         num_samples=len(loader.dataset), sample_rate=dp_loader.sample_rate, steps=len(loader), seed=t.seed,
         accountant=privacy_engine.accountant,

@@ -10,6 +10,17 @@ BatchNorm: its running mean and variance are averaged with the weights, by image
 the state dict (``num_batches_tracked`` is summed back to an integer). With IID clients that is the pooled estimate;
 with skewed clients it is the statistics of the mixture, which is what the global model sees at test time. Keeping
 them local (FedBN) would leave the global bundle without statistics, so imgclf does not.
+
+Differential privacy (``--dp-epsilon``): local DP-SGD on every client, through imgclf's Opacus path
+(:func:`imgclf.privacy.make_private`), not Flower's DP wrappers. Each client picks one noise multiplier that spends
+its budget over all its rounds (:func:`imgclf.privacy.noise_for_budget`), keeps its own RDP accountant in its
+Flower node state from round to round (within a round of several local epochs it stops before one that would pass
+the target). Epsilon is therefore
+sample-level, per client: whatever one image changes, each client's sequence of updates (and so the global model,
+which only averages them, the clients' images being disjoint) moves by at most (epsilon, delta), and this holds
+against the server too, which only ever sees private updates. It is not user-level DP: it does not hide whether a
+whole client took part (Flower's central DP wrappers clip and noise whole updates for that, but report no
+epsilon). The bundle records the largest epsilon any client spent. BatchNorm becomes GroupNorm, as in central DP.
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ from torch import nn
 
 from imgclf import data as D
 from imgclf import engine as E
+from imgclf import privacy as P
 from imgclf.bundle import BundleMeta, save_bundle
 from imgclf.config import RunConfig, resolve_auto, to_dict
 from imgclf.errors import ConfigError
@@ -101,9 +113,12 @@ class _Proximal(nn.Module):
 
 
 def local_train(model: nn.Module, samples: D.SampleList, cfg: RunConfig, pre: Any, *, classes: list[str], epochs: int,
-                seed: int, mu: float = 0.0) -> tuple[dict[str, torch.Tensor], int, float]:  # fmt: skip
+                seed: int, mu: float = 0.0, rounds: int = 1, dp_history: list | None = None,
+                ) -> tuple[dict[str, torch.Tensor], int, float, dict[str, Any] | None]:  # fmt: skip
     """Train ``model`` on ``samples`` for ``epochs`` with imgclf's engine (the run's optimizer, loss and
-    augmentation, a constant learning rate); return its state dict, the image count and the last training loss."""
+    augmentation, a constant learning rate); return its state dict, the image count, the last training loss and,
+    under ``cfg.train.dp_epsilon``, the client's privacy summary (its accountant ``history`` continues
+    ``dp_history``; the noise is chosen for ``rounds`` rounds of ``epochs`` on these images)."""
     task = make_task("single", classes)
     sampler = D.ResumableSampler(samples.labels, seed=seed)
     tf = D.build_train_transform(pre, cfg.data.augment, hflip=cfg.data.augment != "none")
@@ -118,9 +133,20 @@ def local_train(model: nn.Module, samples: D.SampleList, cfg: RunConfig, pre: An
     state = E.TrainState(model=model, raw_model=model, optimizer=optimizer, scheduler=scheduler, loss_fn=loss,
                          train_loader=loader, sampler=sampler, val_loader=None, epochs=epochs,
                          batch_size=cfg.data.batch_size, device=torch.device("cpu"), task=task)  # fmt: skip
-    E.Trainer(state).fit()
+    callbacks: list[E.Callback] = []
+    dp = None
+    if cfg.train.dp_epsilon:
+        sigma = P.noise_for_budget(cfg.train.dp_epsilon, cfg.train.dp_delta, 1 / len(loader),
+                                   rounds * epochs * len(loader))  # fmt: skip
+        local_cfg = replace(cfg, train=replace(cfg.train, seed=seed))  # fresh noise every round and client
+        dp = P.make_private(state, local_cfg, noise_multiplier=sigma, history=dp_history)
+        callbacks.append(dp)
+    E.Trainer(state, callbacks).fit()
     last = state.history[-1]["train_loss"] if state.history else math.nan
-    return {k: v.detach().cpu() for k, v in model.state_dict().items()}, len(samples), float(last)
+    privacy = None
+    if dp is not None:
+        privacy = {**dp.summary(), "history": [list(h) for h in dp.accountant.history]}
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}, len(samples), float(last), privacy
 
 
 def federate(cfg: RunConfig, *, clients: int, rounds: int, partition_scheme: str = "iid", strategy: str = "fedavg",
@@ -134,9 +160,12 @@ def federate(cfg: RunConfig, *, clients: int, rounds: int, partition_scheme: str
     console = console or Console()
     if strategy not in ("fedavg", "fedprox"):
         raise ConfigError(f"--strategy {strategy!r} is not valid; choose fedavg or fedprox")
+    if cfg.train.dp_epsilon and strategy == "fedprox":
+        raise ConfigError("--dp-epsilon does not combine with --strategy fedprox: Opacus clips and noises only "
+                          "the task loss's per-example gradients, so the proximal term would be lost. Use fedavg")
     if cfg.train.dp_epsilon:
-        raise ConfigError("--dp-epsilon is not wired into federate yet: train centrally with DP-SGD, or "
-                          "federate without it")  # fmt: skip
+        cfg = P.resolve_dp_auto(cfg)
+        P.check_dp_config(cfg)
     flwr_app = optional_import("flwr.app", "federated")
     flwr_client = optional_import("flwr.clientapp", "federated")
     flwr_server = optional_import("flwr.serverapp", "federated")
@@ -147,6 +176,9 @@ def federate(cfg: RunConfig, *, clients: int, rounds: int, partition_scheme: str
                            seed=cfg.train.seed, max_per_class=cfg.data.max_per_class)  # fmt: skip
     classes = list(splits.classes)
     model = create_model(cfg.model.name, len(classes), drop_rate=cfg.model.drop_rate)
+    replaced: list[str] = []
+    if cfg.train.dp_epsilon:
+        model, replaced = P.dp_compatible_model(model, console)
     pre = model_data_config(model)
     if cfg.data.img_size:
         pre = pre.with_size(cfg.data.img_size, cfg.data.crop_pct)
@@ -159,8 +191,9 @@ def federate(cfg: RunConfig, *, clients: int, rounds: int, partition_scheme: str
     if run_dir.exists():
         raise ConfigError(f"{run_dir} already exists; pass --name for a new run directory")
     run_dir.mkdir(parents=True)
+    dp_note = f", local DP-SGD at epsilon {cfg.train.dp_epsilon} per client" if cfg.train.dp_epsilon else ""
     console.print(f"federate: {clients} clients ({partition_scheme}; {min(map(len, parts))}-{max(map(len, parts))} "
-                  f"images each), {rounds} rounds of {local_epochs} local epoch(s), {strategy}")  # fmt: skip
+                  f"images each), {rounds} rounds of {local_epochs} local epoch(s), {strategy}{dp_note}")  # fmt: skip
     mu = proximal_mu if strategy == "fedprox" else 0.0
     arch = (cfg.model.name, len(classes), cfg.model.drop_rate)
 
@@ -170,16 +203,27 @@ def federate(cfg: RunConfig, *, clients: int, rounds: int, partition_scheme: str
     def _train(msg: Any, context: Any) -> Any:
         cid = int(context.node_config["partition-id"])
         local = create_model(arch[0], arch[1], drop_rate=arch[2])
+        if cfg.train.dp_epsilon:
+            local = P.dp_compatible_model(local)[0]
         local.load_state_dict(msg.content["arrays"].to_torch_state_dict())
         rnd = int(msg.content["config"]["server-round"])
-        state, n, loss = local_train(local, client_data[cid], cfg, pre, classes=classes, epochs=local_epochs,
-                                     seed=cfg.train.seed + 1000 * rnd + cid, mu=mu)  # fmt: skip
+        history = _load_history(context.state)
+        state, n, loss, privacy = local_train(local, client_data[cid], cfg, pre, classes=classes,
+                                              epochs=local_epochs, seed=cfg.train.seed + 1000 * rnd + cid, mu=mu,
+                                              rounds=rounds, dp_history=history)  # fmt: skip
+        metrics: dict[str, Any] = {"num-examples": n, "train_loss": loss}
+        if privacy is not None:  # the accountant stays with the client (its node state) for the next round
+            context.state["dp"] = flwr_app.ConfigRecord({k: [float(h[i]) for h in privacy["history"]]
+                                                         for i, k in enumerate(("sigma", "rate", "steps"))})
+            metrics.update({"epsilon": privacy["epsilon"], "noise_multiplier": privacy["noise_multiplier"],
+                            "sample_rate": privacy["sample_rate"], "steps": privacy["steps"]})  # fmt: skip
         content = flwr_app.RecordDict({"arrays": flwr_app.ArrayRecord(state),
-                                       "metrics": flwr_app.MetricRecord({"num-examples": n, "train_loss": loss})})
+                                       "metrics": flwr_app.MetricRecord(metrics)})
         return flwr_app.Message(content=content, reply_to=msg)
 
     history: list[dict[str, float]] = []
     final: dict[str, Any] = {}
+    spent: list[list[dict[str, float]]] = []  # per round: each client's privacy metrics
     val = splits.val if splits.val is not None and len(splits.val) else None
 
     def _evaluate(server_round: int, arrays: Any) -> Any:
@@ -199,7 +243,15 @@ def federate(cfg: RunConfig, *, clients: int, rounds: int, partition_scheme: str
     @server_app.main()
     def _main(grid: Any, context: Any) -> None:
         kind = strategies.FedProx if mu > 0 else strategies.FedAvg
-        kw = {"proximal_mu": mu} if mu > 0 else {}
+        kw: dict[str, Any] = {"proximal_mu": mu} if mu > 0 else {}
+        if cfg.train.dp_epsilon:
+            def _train_metrics(replies: list[Any], weight_key: str) -> Any:
+                spent.append([{k: float(r["metrics"][k]) for k in ("epsilon", "noise_multiplier", "sample_rate",
+                                                                   "steps", "num-examples")} for r in replies])
+                return aggregate(replies, weight_key)
+
+            aggregate = optional_import("flwr.serverapp.strategy.strategy_utils", "federated").aggregate_metricrecords
+            kw["train_metrics_aggr_fn"] = _train_metrics
         strat = kind(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=clients,
                      min_available_nodes=clients, **kw)  # fmt: skip
         result = strat.start(grid=grid, initial_arrays=flwr_app.ArrayRecord(model.state_dict()), num_rounds=rounds,
@@ -214,8 +266,35 @@ def federate(cfg: RunConfig, *, clients: int, rounds: int, partition_scheme: str
     if "state" not in final:
         raise ConfigError("the Flower simulation ended without a global model; run again with --debug for its log")
     model.load_state_dict(_as_state(final["state"], model))
+    privacy = _privacy_summary(cfg, spent, replaced) if cfg.train.dp_epsilon else None
     return _save(model.eval(), cfg, splits, pre, run_dir, history, parts, partition_scheme, strategy, clients,
-                 rounds, local_epochs, mu, console)  # fmt: skip
+                 rounds, local_epochs, mu, console, privacy)  # fmt: skip
+
+
+def _load_history(state: Any) -> list[tuple[float, float, int]] | None:
+    """A client's accountant history from its Flower node state (None in the first round)."""
+    if "dp" not in state:
+        return None
+    rec = state["dp"]
+    return [(float(s), float(q), int(n)) for s, q, n in zip(rec["sigma"], rec["rate"], rec["steps"])]
+
+
+def _privacy_summary(cfg: RunConfig, spent: list[list[dict[str, float]]], replaced: list[str]) -> dict[str, Any]:
+    """What the bundle and model card record of local DP: the largest epsilon any client spent, and each one's."""
+    if not spent:
+        raise ConfigError("the federated run reported no client's privacy accounting; run again with --debug")
+    last = spent[-1]  # every client trains every round (fraction_train=1): the last round holds the totals
+    worst = max(last, key=lambda c: c["epsilon"])
+    return {
+        "epsilon": round(worst["epsilon"], 4), "delta": cfg.train.dp_delta, "steps": int(worst["steps"]),
+        "noise_multiplier": worst["noise_multiplier"], "sample_rate": worst["sample_rate"],
+        "target_epsilon": cfg.train.dp_epsilon, "max_grad_norm": cfg.train.dp_max_grad_norm,
+        "accountant": P.ACCOUNTANT, "scope": "sample-level, per client (local DP-SGD on each client)",
+        "clients": [{k: int(v) if k in ("steps", "num-examples") else round(v, 4) if k == "epsilon" else v
+                     for k, v in c.items()} for c in last],
+        "epsilon_per_round": [round(max(c["epsilon"] for c in r), 4) for r in spent], "replaced_layers": replaced,
+        "library": f"opacus {optional_import('opacus', 'privacy').__version__}",
+    }  # fmt: skip
 
 
 def _as_state(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
@@ -226,7 +305,7 @@ def _as_state(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, tor
 
 def _save(model: nn.Module, cfg: RunConfig, splits: D.Splits, pre: Any, run_dir: Path, history: list,
           parts: list[np.ndarray], scheme: str, strategy: str, clients: int, rounds: int, local_epochs: int,
-          mu: float, console: Console) -> FederateResult:  # fmt: skip
+          mu: float, console: Console, privacy: dict[str, Any] | None = None) -> FederateResult:  # fmt: skip
     task = make_task("single", splits.classes)
     metrics: dict[str, Any] = {"rounds": rounds}
     for name, samples in (("val", splits.val), ("test", splits.test)):
@@ -236,7 +315,13 @@ def _save(model: nn.Module, cfg: RunConfig, splits: D.Splits, pre: Any, run_dir:
     extra = {"federated": {"framework": f"flwr {optional_import('flwr', 'federated').__version__}",
                            "clients": clients, "rounds": rounds, "local_epochs": local_epochs, "partition": scheme,
                            "strategy": strategy, "proximal_mu": mu, "client_sizes": [len(p) for p in parts],
-                           "batchnorm": "running statistics averaged", "history": history}}  # fmt: skip
+                           "batchnorm": "replaced by GroupNorm (DP-SGD)" if privacy else "running statistics averaged",
+                           "history": history}}  # fmt: skip
+    if privacy is not None:
+        extra["privacy"] = privacy  # where a centrally trained DP bundle keeps it: the card shows it the same way
+        extra["federated"]["privacy"] = {"epsilon": privacy["epsilon"], "scope": privacy["scope"]}
+        if privacy["replaced_layers"]:
+            extra["norm"] = "groupnorm"
     meta = BundleMeta(architecture=cfg.model.name, classes=tuple(splits.classes), preprocessing=pre,
                       arch_args={"drop_rate": cfg.model.drop_rate}, task=task.to_dict(), training=to_dict(cfg),
                       metrics=metrics, data=splits.info, extra=extra)  # fmt: skip
@@ -244,5 +329,6 @@ def _save(model: nn.Module, cfg: RunConfig, splits: D.Splits, pre: Any, run_dir:
     result = FederateResult(run_dir, bundle_dir, metrics, history, [len(p) for p in parts])
     atomic_write_text(run_dir / "federated.json", json.dumps(result.to_dict(), indent=2) + "\n")
     test = metrics.get("test") or metrics.get("val") or {}
-    console.print(f"[green]done[/green]: test acc {test.get('acc', float('nan')):.4f}  bundle: {bundle_dir}")
+    dp = f"  epsilon {privacy['epsilon']} (delta {privacy['delta']}, per client)" if privacy else ""
+    console.print(f"[green]done[/green]: test acc {test.get('acc', float('nan')):.4f}{dp}  bundle: {bundle_dir}")
     return result

@@ -128,7 +128,9 @@ def _train_shadows(bundle: Bundle, pool: D.SampleList, k: int, out_dir: Path, se
                    console: Console) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Train ``k`` shadows (the bundle's recipe) on random halves of ``pool``; their LiRA statistic on all of it
     ``(k, N)`` and which examples each trained on ``(k, N)``. Shadow ``i`` trains on half ``i`` of a balanced
-    design: each example is IN for exactly half of the shadows when ``k`` is even."""
+    design: each example is IN for exactly half of the shadows when ``k`` is even. The recipe includes DP-SGD (same
+    epsilon, delta and clip) when the bundle was trained with it: LiRA compares the target with models from the
+    target's own training algorithm, and for a DP bundle that algorithm is DP-SGD."""
     paths = pool.paths
     if paths is None:
         raise DataError("LiRA shadows are trained from image files; this data has none (a built-in array "

@@ -144,6 +144,37 @@ def test_sigkill_after_an_epoch_then_resume_gives_the_uninterrupted_weights_and_
         assert torch.equal(wa[k], wb[k]), k
 
 
+def test_a_mid_epoch_resume_takes_the_same_poisson_batches_and_ends_with_the_same_weights(tmp_path: Path) -> None:
+    from imgclf import engine as E
+    from imgclf.api import train_run
+    from imgclf.errors import TrainingInterrupted
+
+    imgs = D.make_synthetic_dataset(tmp_path / "imgs", per_class=40, size=32)
+
+    def cfg(name: str):
+        train = {"epochs": 2, "dp_epsilon": 4.0, "report": False, "calibrate": False, "out": str(tmp_path),
+                 "name": name}
+        return load_config(None, {"data": {"source": str(imgs), "workers": 0, "batch_size": 16, "img_size": 32},
+                                  "model": {"name": "test_cnn"}, "train": train})
+
+    class Interrupt(E.Callback):  # what Ctrl-C / SIGTERM does (GracefulStop): stop after this step, save, exit
+        def on_step_end(self, state, stats) -> None:
+            if state.step == 3:
+                state.interrupted = True
+
+    ref = train_run(cfg("ref"))
+    with pytest.raises(TrainingInterrupted):
+        train_run(cfg("cut"), callbacks=[Interrupt()])
+    _, meta = E.load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.safetensors")
+    assert meta["epoch"] == 0 and meta["batch_in_epoch"] >= 3  # cut in the middle of the first epoch
+    resumed = train_run(cfg("cut"), resume=tmp_path / "cut")
+    a, b = ref.bundle.meta.extra["privacy"], resumed.bundle.meta.extra["privacy"]
+    assert a == b  # the same noisy steps, the same epsilon per epoch
+    wa, wb = ref.bundle.model.state_dict(), resumed.bundle.model.state_dict()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+
+
 def test_the_run_stops_before_an_epoch_that_would_pass_the_target_epsilon() -> None:
     from types import SimpleNamespace
 
