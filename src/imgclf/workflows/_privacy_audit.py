@@ -151,7 +151,7 @@ def _train_shadows(bundle: Bundle, pool: D.SampleList, k: int, out_dir: Path, se
             for j in np.flatnonzero(shadow_in[i]):
                 w.writerow([paths[j], classes[pool.labels[j]], "train"])
         cfg = replace(base, data=replace(base.data, source=str(manifest), val_fraction=0.0, test_fraction=0.0,
-                                         max_per_class=None, folds=None),
+                                         max_per_class=None, folds=None, near_duplicates=False),
                       model=replace(base.model, init=None),
                       train=replace(base.train, out=str(manifest.parent), name=f"shadow{i}", seed=seed + 100 + i,
                                     report=False, calibrate=False, patience=None))  # fmt: skip
