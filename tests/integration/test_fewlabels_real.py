@@ -2,8 +2,8 @@
 episodes; a tiny open_clip model trained on captioned digits classifies test digits from held-out prompts.
 
 Figures measured while building this (2 shared CPU cores): 5-way 5-shot 86.3% (95% CI 85.8-86.8), 1-shot 68.5%
-(67.4-69.6) over 300 episodes with 1000 training images per class and 3 epochs (below the issue's 90% / 70%
-targets: see docs/tutorials/fewer-labels.md). The thresholds below leave room for seed-to-seed variation.
+(67.4-69.6) over 300 episodes with 1000 training images per class and 3 epochs, below the issue's 90% / 70%
+targets (a strict xfail test records the gap: see docs/tutorials/fewer-labels.md for what was tried).
 """
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
 from tests.tinyclip import DIGITS, HELD_OUT_TEMPLATES, train_tiny_clip
 
 import imgclf
 from imgclf.adapt import episodes, fewshot_bundle, zeroshot_bundle
-from imgclf.bundle import load_bundle
+from imgclf.bundle import Bundle, load_bundle
 from imgclf.data import load_source
 from imgclf.engine import run_inference
 from imgclf.export import export_bundle
@@ -42,13 +43,25 @@ def base_04(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> imgclf
                       sets=["train.report=false"])  # fmt: skip
 
 
-def test_fewshot_episodes_on_unseen_digits(base_04: imgclf.Classifier, mnist_dir: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def novel_episodes(base_04: imgclf.Classifier, mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     bundle = load_bundle(base_04.result_.bundle_dir)
-    novel = _manifest(tmp_path / "novel.csv", mnist_dir / "test", range(5, 10), 200)
-    five = episodes(bundle, novel, n_episodes=300, ways=5, shots=5, queries=15)
-    one = episodes(bundle, novel, n_episodes=300, ways=5, shots=1, queries=15)
-    assert five.accuracy >= 0.83 and one.accuracy >= 0.65, (five.to_dict(), one.to_dict())
+    novel = _manifest(tmp_path_factory.mktemp("novel") / "novel.csv", mnist_dir / "test", range(5, 10), 200)
+    return {shots: episodes(bundle, novel, n_episodes=300, ways=5, shots=shots, queries=15) for shots in (5, 1)}
+
+
+def test_fewshot_episodes_on_unseen_digits(novel_episodes: dict) -> None:
+    five, one = novel_episodes[5], novel_episodes[1]
+    # measured 86.3% (85.8-86.8) and 68.5% (67.4-69.6): below the issue's 90% / 70% (see the xfail below)
+    assert five.accuracy >= 0.84 and one.accuracy >= 0.66, (five.to_dict(), one.to_dict())
     assert five.ci_low > one.ci_high  # more shots help, beyond the noise
+
+
+@pytest.mark.xfail(strict=True, reason="issue 12 targets not reached: a conv4 trained on five digits gives ~86-87% "
+                   "5-shot and 68-71% 1-shot on 5-9 (augmentation, longer training, centring and other feature "
+                   "variants measured; docs/tutorials/fewer-labels.md)")  # fmt: skip
+def test_fewshot_episodes_meet_the_issue_targets(novel_episodes: dict) -> None:
+    assert novel_episodes[5].accuracy >= 0.90 and novel_episodes[1].accuracy >= 0.70
 
 
 def test_prototype_bundle_on_unseen_digits_exports_with_parity(base_04: imgclf.Classifier, mnist_dir: Path,
@@ -63,6 +76,44 @@ def test_prototype_bundle_on_unseen_digits_exports_with_parity(base_04: imgclf.C
     ev = imgclf.load(res.bundle.path).evaluate(str(query))
     assert ev.metrics.accuracy >= 0.7
     exp = export_bundle(res.bundle.path, data=str(query))
+    assert exp.parity.top1_agreement == 1.0
+
+
+def _support_dir(root: Path, src: Path, digits: range | list[int], n: int, skip: int = 0) -> Path:
+    for d in digits:
+        (root / str(d)).mkdir(parents=True)
+        for p in sorted((src / str(d)).iterdir())[skip:skip + n]:
+            (root / str(d) / p.name).symlink_to(p)
+    return root
+
+
+def _accuracy(bundle: Bundle, manifest: Path) -> tuple[float, np.ndarray]:
+    """Accuracy by class name on a manifest's images, and the predicted names."""
+    splits = load_source(manifest, val_fraction=0.0, test_fraction=0.0)
+    out = run_inference(bundle.model, splits.train, bundle.meta.preprocessing)
+    names = np.array(bundle.meta.classes)[out.logits.argmax(1)]
+    return float((names == np.array(splits.classes)[out.labels]).mean()), names
+
+
+def test_extending_with_a_new_digit_keeps_the_old_digits_accuracy(base_04: imgclf.Classifier, mnist_dir: Path,
+                                                                  tmp_path: Path) -> None:  # fmt: skip
+    """A 4-class (5-8) prototype bundle gains digit 9 from 5 images; accuracy on 1000 test images of 5-8 moves
+    by at most 1 point on average over three draws of the support images (and 9s are recognised)."""
+    backbone = load_bundle(base_04.result_.bundle_dir)
+    old = _manifest(tmp_path / "old.csv", mnist_dir / "test", range(5, 9), 250)
+    nines = _manifest(tmp_path / "nines.csv", mnist_dir / "test", [9], 250)
+    drops, recalls = [], []
+    for draw in range(3):
+        sup_old = _support_dir(tmp_path / f"old{draw}", mnist_dir / "train", range(5, 9), 5, skip=5 * draw)
+        sup_new = _support_dir(tmp_path / f"new{draw}", mnist_dir / "train", [9], 5, skip=5 * draw)
+        base = fewshot_bundle(backbone, sup_old, tmp_path / f"b{draw}").bundle
+        ext = fewshot_bundle(backbone, sup_new, tmp_path / f"e{draw}", extend=base).bundle
+        assert ext.meta.classes == ("5", "6", "7", "8", "9")
+        drops.append(_accuracy(base, old)[0] - _accuracy(ext, old)[0])
+        recalls.append(float((_accuracy(ext, nines)[1] == "9").mean()))
+    assert float(np.mean(drops)) <= 0.01, (drops, recalls)
+    assert float(np.mean(recalls)) >= 0.5, (drops, recalls)  # the new class is not simply switched off
+    exp = export_bundle(tmp_path / "e0", data=str(old))
     assert exp.parity.top1_agreement == 1.0
 
 
