@@ -194,8 +194,8 @@ def fewshot_bundle(bundle: Bundle, support: str | Path, out: str | Path, *, exte
         if head.bias is not None:
             head.bias.copy_(bias)
         elif bias.abs().max() > 0:
-            raise ModelError(f"{type(model).__name__}'s head has no bias, so centred prototypes cannot be written "
-                             "into it; pass center=False (--no-center)")  # fmt: skip
+            raise ModelError(f"{type(model).__name__}'s head has no bias, so centred or guarded prototypes cannot "
+                             "be written into it; use --no-center (and --guard 0 with --extend)")  # fmt: skip
     centred = _center(extend) is not None if extend is not None else center
     record = {"kind": "prototype", "support": str(support), "shots": shots, "scale": scale,
               "backbone": str(bundle.path or ""), "extended_from": str(extend.path) if extend else None,
