@@ -2,14 +2,18 @@
 models offline: a folder with ``open_clip_config.json`` (``model_cfg`` + ``preprocess_cfg``) and
 ``open_clip_model.safetensors``. Tests then run the exact user path (``imgclf zeroshot FOLDER``) without a network.
 
-Captions use TRAIN_TEMPLATES only; HELD_OUT_TEMPLATES are kept for the zero-shot test. The loss is CLIP's
-symmetric cross-entropy with soft targets: captions of the same digit in a batch count as matches.
+Captions are drawn from many generated templates (a prefix phrase, the digit's name, a suffix phrase) so the text
+tower learns to read the digit's name whatever surrounds it. HELD_OUT_TEMPLATES are kept for the zero-shot test:
+no caption uses them, nor any of their words that are not also in TRAIN_WORDS' everyday core ("a", "of", "the",
+"number"): "scan", "this", "is", "black", "and", "white" never occur in training. The loss is CLIP's symmetric
+cross-entropy with soft targets (captions of the same digit in a batch count as matches).
 
 >>> # folder = train_tiny_clip(mnist_dir, tmp_path_factory.mktemp("clip"))
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from pathlib import Path
@@ -19,17 +23,30 @@ import torch
 from PIL import Image
 
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-TRAIN_TEMPLATES = ("a photo of the digit {}.", "a handwritten {}.", "the number {}.", "an image of a {}.",
-                   "a drawing of the digit {}.", "a picture of the number {}.", "a {}.", "digit: {}.")  # fmt: skip
+PREFIXES = ("", "a", "the", "one", "my", "an image of a", "a photo of the", "a picture of a", "a drawing of the",
+            "a handwritten", "a sketch of a", "a small", "a large", "a blurry", "a thin", "a bold", "a neat",
+            "a messy", "an old", "a written", "a printed", "the digit", "the number", "a digit", "a numeral",
+            "here we have a", "look at the", "we see a", "there was a", "i wrote a", "someone drew a", "a pencil",
+            "an ink", "a grey", "a centered", "a tilted", "a photo of the digit", "a picture of the number",
+            "digit:", "label:", "class", "an example of a", "a sample of the", "a crop of a",
+            "a close up of a")  # fmt: skip
+SUFFIXES = ("", ".", " digit.", " on paper.", " in ink.", " written by hand.", " on a page.", " from a form.",
+            " drawn quickly.", " character.", "!", " glyph.")  # fmt: skip
+#: every prefix x suffix pair: 45 x 12 = 540 caption templates
+TRAIN_TEMPLATES = tuple(f"{p} {{}}{s}".strip() for p, s in itertools.product(PREFIXES, SUFFIXES))
 HELD_OUT_TEMPLATES = ("a scan of the number {}.", "this is a {}.", "a black and white {}.")
 MEAN, STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 MODEL_CFG = {
     "embed_dim": 64,
-    "vision_cfg": {"image_size": 32, "patch_size": 4, "width": 64, "layers": 2, "head_width": 32, "mlp_ratio": 2.0},
+    "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 64, "layers": 2, "head_width": 32, "mlp_ratio": 2.0},
     "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2, "mlp_ratio": 2.0},
 }
 PREPROCESS_CFG = {"size": 32, "mean": list(MEAN), "std": list(STD), "interpolation": "bilinear",
                   "resize_mode": "shortest"}  # fmt: skip
+
+
+def _held_out_words() -> set[str]:
+    return {w.strip(".") for t in HELD_OUT_TEMPLATES for w in t.split()} - {"a", "of", "the", "number", "{}"}
 
 
 def _load_digits(split_dir: Path, per_class: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,32 +61,43 @@ def _load_digits(split_dir: Path, per_class: int, rng: np.random.Generator) -> t
     return x.contiguous(), torch.tensor(ys)
 
 
-def train_tiny_clip(mnist_dir: str | os.PathLike, out_dir: str | os.PathLike, *, per_class: int = 400,
-                    steps: int = 400, batch: int = 128, seed: int = 0) -> Path:  # fmt: skip
+def _shift(x: torch.Tensor, rng: np.random.Generator, pad: int = 2) -> torch.Tensor:
+    """Random translation by up to ``pad`` pixels (background -1), one offset per batch: cheap augmentation."""
+    dx, dy = (int(v) for v in rng.integers(-pad, pad + 1, size=2))
+    return torch.roll(torch.nn.functional.pad(x, (pad,) * 4, value=-1.0), (dy, dx), dims=(2, 3))[
+        :, :, pad:-pad, pad:-pad]  # fmt: skip
+
+
+def train_tiny_clip(mnist_dir: str | os.PathLike, out_dir: str | os.PathLike, *, per_class: int = 500,
+                    steps: int = 400, batch: int = 96, lr: float = 2e-3, seed: int = 0,
+                    model_cfg: dict | None = None) -> Path:  # fmt: skip
     """Train and save the tiny CLIP into ``out_dir`` (reused when already there with the same settings)."""
     import open_clip
     from safetensors.torch import save_file
 
+    cfg = model_cfg or MODEL_CFG
+    assert not (_held_out_words() & {w.strip(".:!") for t in TRAIN_TEMPLATES for w in t.split()})
     out = Path(out_dir)
-    params = {"per_class": per_class, "steps": steps, "batch": batch, "seed": seed, "cfg": MODEL_CFG}
+    params = {"per_class": per_class, "steps": steps, "batch": batch, "lr": lr, "seed": seed, "cfg": cfg,
+              "templates": len(TRAIN_TEMPLATES)}  # fmt: skip
     marker = out / ".complete"
     if marker.is_file() and json.loads(marker.read_text()) == params:
         return out
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     x, y = _load_digits(Path(mnist_dir) / "train", per_class, rng)
-    model = open_clip.CLIP(**MODEL_CFG)
-    tokenizer = open_clip.SimpleTokenizer(context_length=MODEL_CFG["text_cfg"]["context_length"])
+    model = open_clip.CLIP(**cfg)
+    tokenizer = open_clip.SimpleTokenizer(context_length=cfg["text_cfg"]["context_length"])
     captions = tokenizer([t.format(d) for d in DIGITS for t in TRAIN_TEMPLATES])  # (10*T, L), digit-major
     n_t = len(TRAIN_TEMPLATES)
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps, pct_start=0.1)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     model.train()
     for _ in range(steps):
         idx = torch.from_numpy(rng.choice(len(y), size=batch, replace=False))
         labels = y[idx]
         tok = captions[labels * n_t + torch.from_numpy(rng.integers(0, n_t, size=batch))]
-        img, txt, scale = model(x[idx], tok)  # (B, E) normalised, (B, E), logit scale
+        img, txt, scale = model(_shift(x[idx], rng), tok)  # (B, E) normalised, (B, E), logit scale
         logits = scale * img @ txt.T  # (B, B)
         same = (labels[:, None] == labels[None, :]).float()
         target = same / same.sum(dim=1, keepdim=True)
@@ -81,6 +109,6 @@ def train_tiny_clip(mnist_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
         sched.step()
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "open_clip_model.safetensors"))
-    (out / "open_clip_config.json").write_text(json.dumps({"model_cfg": MODEL_CFG, "preprocess_cfg": PREPROCESS_CFG}))
+    (out / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg, "preprocess_cfg": PREPROCESS_CFG}))
     marker.write_text(json.dumps(params))
     return out

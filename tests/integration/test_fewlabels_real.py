@@ -2,8 +2,8 @@
 episodes; a tiny open_clip model trained on captioned digits classifies test digits from held-out prompts.
 
 Figures measured while building this (2 shared CPU cores): 5-way 5-shot 86.3% (95% CI 85.8-86.8), 1-shot 68.5%
-(67.4-69.6) over 300 episodes with 1000 training images per class and 3 epochs (below the issue's 90% / 70%
-targets: see docs/tutorials/fewer-labels.md). The thresholds below leave room for seed-to-seed variation.
+(67.4-69.6) over 300 episodes with 1000 training images per class and 3 epochs, below the issue's 90% / 70%
+targets (a strict xfail test records the gap: see docs/tutorials/fewer-labels.md for what was tried).
 """
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
 from tests.tinyclip import DIGITS, HELD_OUT_TEMPLATES, train_tiny_clip
 
 import imgclf
 from imgclf.adapt import episodes, fewshot_bundle, zeroshot_bundle
-from imgclf.bundle import load_bundle
+from imgclf.bundle import Bundle, load_bundle
 from imgclf.data import load_source
 from imgclf.engine import run_inference
 from imgclf.export import export_bundle
@@ -42,13 +43,25 @@ def base_04(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> imgclf
                       sets=["train.report=false"])  # fmt: skip
 
 
-def test_fewshot_episodes_on_unseen_digits(base_04: imgclf.Classifier, mnist_dir: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def novel_episodes(base_04: imgclf.Classifier, mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     bundle = load_bundle(base_04.result_.bundle_dir)
-    novel = _manifest(tmp_path / "novel.csv", mnist_dir / "test", range(5, 10), 200)
-    five = episodes(bundle, novel, n_episodes=300, ways=5, shots=5, queries=15)
-    one = episodes(bundle, novel, n_episodes=300, ways=5, shots=1, queries=15)
-    assert five.accuracy >= 0.83 and one.accuracy >= 0.65, (five.to_dict(), one.to_dict())
+    novel = _manifest(tmp_path_factory.mktemp("novel") / "novel.csv", mnist_dir / "test", range(5, 10), 200)
+    return {shots: episodes(bundle, novel, n_episodes=300, ways=5, shots=shots, queries=15) for shots in (5, 1)}
+
+
+def test_fewshot_episodes_on_unseen_digits(novel_episodes: dict) -> None:
+    five, one = novel_episodes[5], novel_episodes[1]
+    # measured 86.3% (85.8-86.8) and 68.5% (67.4-69.6): below the issue's 90% / 70% (see the xfail below)
+    assert five.accuracy >= 0.84 and one.accuracy >= 0.66, (five.to_dict(), one.to_dict())
     assert five.ci_low > one.ci_high  # more shots help, beyond the noise
+
+
+@pytest.mark.xfail(strict=True, reason="issue 12 targets not reached: a conv4 trained on five digits gives ~86-87% "
+                   "5-shot and 68-71% 1-shot on 5-9 (augmentation, longer training, centring and other feature "
+                   "variants measured; docs/tutorials/fewer-labels.md)")  # fmt: skip
+def test_fewshot_episodes_meet_the_issue_targets(novel_episodes: dict) -> None:
+    assert novel_episodes[5].accuracy >= 0.90 and novel_episodes[1].accuracy >= 0.70
 
 
 def test_prototype_bundle_on_unseen_digits_exports_with_parity(base_04: imgclf.Classifier, mnist_dir: Path,
@@ -66,22 +79,97 @@ def test_prototype_bundle_on_unseen_digits_exports_with_parity(base_04: imgclf.C
     assert exp.parity.top1_agreement == 1.0
 
 
+def _support_dir(root: Path, src: Path, digits: range | list[int], n: int, skip: int = 0) -> Path:
+    for d in digits:
+        (root / str(d)).mkdir(parents=True)
+        for p in sorted((src / str(d)).iterdir())[skip:skip + n]:
+            (root / str(d) / p.name).symlink_to(p)
+    return root
+
+
+def _predicted(bundle: Bundle, manifest: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted and true class names of a manifest's images."""
+    splits = load_source(manifest, val_fraction=0.0, test_fraction=0.0)
+    out = run_inference(bundle.model, splits.train, bundle.meta.preprocessing)
+    return np.array(bundle.meta.classes)[out.logits.argmax(1)], np.array(splits.classes)[out.labels]
+
+
+def test_extending_with_a_new_digit_keeps_the_old_digits_accuracy(base_04: imgclf.Classifier, mnist_dir: Path,
+                                                                  tmp_path: Path) -> None:  # fmt: skip
+    """A 4-class (5-8) prototype bundle gains digit 9 from 5 images; accuracy on 1000 test images of 5-8 moves
+    by at most 1 point on average over three draws of the support images (and 9s are recognised).
+
+    Measured (drop on 5-8 / recall of 9, mean of the 3 draws): guard 0 (plain nearest prototype) 2.5 points / 84%;
+    guard 0.5 (default) 0.27 / 62%; 0.7: 0.17 / 49%; 0.9: 0.07 / 36%."""
+    backbone = load_bundle(base_04.result_.bundle_dir)
+    test = _manifest(tmp_path / "test.csv", mnist_dir / "test", range(5, 10), 250)
+    drops, recalls = [], []
+    for draw in range(3):
+        sup_old = _support_dir(tmp_path / f"old{draw}", mnist_dir / "train", range(5, 9), 5, skip=5 * draw)
+        sup_new = _support_dir(tmp_path / f"new{draw}", mnist_dir / "train", [9], 5, skip=5 * draw)
+        base = fewshot_bundle(backbone, sup_old, tmp_path / f"b{draw}").bundle
+        ext = fewshot_bundle(backbone, sup_new, tmp_path / f"e{draw}", extend=base).bundle  # the default guard
+        assert ext.meta.classes == ("5", "6", "7", "8", "9")
+        (pb, truth), (pe, _) = _predicted(base, test), _predicted(ext, test)
+        old = truth != "9"
+        drops.append(float((pb[old] == truth[old]).mean() - (pe[old] == truth[old]).mean()))
+        recalls.append(float((pe[~old] == "9").mean()))
+        for guard in (0.0, 0.7, 0.9):  # the trade-off, printed for the tutorial
+            pg, _ = _predicted(fewshot_bundle(backbone, sup_new, tmp_path / f"g{draw}{guard}", extend=base,
+                                              guard=guard).bundle, test)  # fmt: skip
+            print(f"guard {guard}: drop {float((pb[old] == truth[old]).mean() - (pg[old] == truth[old]).mean()):.4f}"
+                  f" recall {float((pg[~old] == '9').mean()):.3f}")
+    print(f"extend: old-digit accuracy drops {drops}, recall of 9 {recalls}")
+    assert float(np.mean(drops)) <= 0.01, (drops, recalls)
+    assert float(np.mean(recalls)) >= 0.4, (drops, recalls)  # the new class is not simply switched off
+    exp = export_bundle(tmp_path / "e0", data=str(test))
+    assert exp.parity.top1_agreement == 1.0
+
+
 @pytest.fixture(scope="module")
 def tiny_clip(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return train_tiny_clip(mnist_dir, tmp_path_factory.mktemp("tinyclip"))
 
 
-def test_tiny_clip_zero_shot_with_held_out_prompts(tiny_clip: Path, mnist_dir: Path, tmp_path: Path) -> None:
-    """The exact user path offline: a local open_clip folder -> bundle -> evaluate; templates never trained on."""
-    test = _manifest(tmp_path / "t.csv", mnist_dir / "test", range(10), 100, names=DIGITS)
+@pytest.fixture(scope="module")
+def zero_shot(tiny_clip: Path, mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The exact user path offline: `imgclf zeroshot FOLDER --classes-file --templates` -> bundle -> evaluate, with
+    prompt templates (and words) never seen in training; each single template through the library call."""
+    from typer.testing import CliRunner
+
+    from imgclf.cli._app import app
+
+    tmp = tmp_path_factory.mktemp("zeroshot")
+    test = _manifest(tmp / "t.csv", mnist_dir / "test", range(10), 100, names=DIGITS)
+    (tmp / "names.txt").write_text("\n".join(DIGITS) + "\n")
+    (tmp / "prompts.txt").write_text("\n".join(HELD_OUT_TEMPLATES) + "\n")
+    res = CliRunner().invoke(app, ["zeroshot", str(tiny_clip), "--classes-file", str(tmp / "names.txt"),
+                                   "--templates", str(tmp / "prompts.txt"), "--out", str(tmp / "zs")])
+    assert res.exit_code == 0, res.output
+    accs = {"ensemble": imgclf.load(tmp / "zs").evaluate(str(test), split="all").metrics.accuracy}
     samples = load_source(test, val_fraction=0.0, test_fraction=0.0).train  # classes sorted by name
-    accs = {}
-    for name, templates in [("ensemble", HELD_OUT_TEMPLATES)] + [(t, (t,)) for t in HELD_OUT_TEMPLATES]:
-        classes = sorted(DIGITS)  # the manifest's label order, so logits columns line up with labels
-        bundle = zeroshot_bundle(str(tiny_clip), classes, tmp_path / f"zs{len(accs)}", templates=templates)
+    for t in HELD_OUT_TEMPLATES:
+        bundle = zeroshot_bundle(str(tiny_clip), sorted(DIGITS), tmp / f"zs{len(accs)}", templates=(t,))
         out = run_inference(bundle.model, samples, bundle.meta.preprocessing)
-        accs[name] = float((out.logits.argmax(1) == out.labels).mean())
-    assert accs["ensemble"] >= 0.90, accs
-    assert accs["ensemble"] >= max(v for k, v in accs.items() if k != "ensemble") - 1e-9, accs
-    exp = export_bundle(tmp_path / "zs0", data=str(test))
+        accs[t] = float((out.logits.argmax(1) == out.labels).mean())
+    print(f"tiny CLIP zero-shot on 1000 test digits: {accs}")
+    return {"accs": accs, "bundle": tmp / "zs", "test": test}
+
+
+def test_tiny_clip_zero_shot_with_held_out_prompts(zero_shot: dict) -> None:
+    accs = zero_shot["accs"]
+    # measured here: ensemble 77.1%, single held-out templates 76.7-77.3% (on 1000 other test digits 81.4%, and
+    # 80.2% with training templates): the text tower reads unseen prompts as well as trained ones; the tiny image
+    # tower is what falls short of 90%
+    assert accs["ensemble"] >= 0.72, accs
+    assert accs["ensemble"] >= max(v for k, v in accs.items() if k != "ensemble") - 0.02, accs
+    exp = export_bundle(zero_shot["bundle"], data=str(zero_shot["test"]))
     assert exp.parity.top1_agreement == 1.0
+
+
+@pytest.mark.xfail(strict=True, reason="issue 12 targets not reached: the tiny CLIP trained for 400 steps (about 19 "
+                   "minutes on the loaded 2-core machine) reaches 77-81%, the ensemble within 0.4 points of the "
+                   "best single template; see docs/tutorials/fewer-labels.md")  # fmt: skip
+def test_tiny_clip_zero_shot_meets_the_issue_targets(zero_shot: dict) -> None:
+    accs = zero_shot["accs"]
+    assert accs["ensemble"] >= 0.90 and accs["ensemble"] >= max(v for k, v in accs.items() if k != "ensemble")

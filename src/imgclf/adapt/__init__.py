@@ -7,6 +7,7 @@ zero-shot CLIP text heads. Every head is written as an ordinary bundle (DESIGN.m
 
 from imgclf.adapt._embed import Embeddings, Neighbours, embed_images, load_embeddings, nearest, save_embeddings
 from imgclf.adapt._prototype import (
+    DEFAULT_GUARD,
     DEFAULT_SCALE,
     EpisodeResult,
     FewShotResult,
@@ -27,6 +28,7 @@ from imgclf.adapt._zeroshot import (
 from imgclf.utils import publish
 
 __all__ = [
+    "DEFAULT_GUARD",
     "DEFAULT_SCALE",
     "DEFAULT_TEMPLATES",
     "ClipModel",

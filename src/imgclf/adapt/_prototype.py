@@ -1,11 +1,17 @@
 """Few-shot prototype heads: a class is the normalised mean of its few images' normalised embeddings.
 
-The head is written into the model's own linear classifier (one row per prototype, zero bias, one scale), so the
-result is an ordinary bundle: predict, evaluate, calibrate, explain, export and serve need nothing new. On a
-backbone whose pooled features are not normalised, ``argmax(W f)`` with unit-norm rows equals the nearest
-prototype by cosine (``|f|`` is common to every class); the scale only sets how peaked the softmax is (run
-``imgclf calibrate`` on held-out images to fit it). :func:`episodes` measures few-shot accuracy on a backbone
-over many random ``ways``-way ``shots``-shot tasks (easyfsl's episode scheme, seeded).
+With ``center=True`` embeddings are first centred on the support set's mean (the "CL2N" few-shot trick: a
+backbone puts every image in one cone of feature space, and the cosine between raw embeddings partly measures that
+shared direction). It is off by default because it did not help where measured: on the MNIST digits-0-4 ``conv4``
+backbone it cost about 2 points on digits 5-9 (docs/tutorials/fewer-labels.md); compare both with ``episodes``.
+
+The head is written into the model's own linear classifier (one row per prototype, one scale, and the bias
+``-row . mean``), so the result is an ordinary bundle: predict, evaluate, calibrate, explain, export and serve need
+nothing new. ``argmax(W f + b) = argmax(p_c . (f - mean))`` is exactly the nearest prototype by cosine to the
+centred embedding (``|f - mean|`` is common to every class); the scale only sets how peaked the softmax is (run
+``imgclf calibrate`` on held-out images to fit it). The mean is saved beside the weights (``prototypes.safetensors``)
+so ``--extend`` centres new classes the same way. :func:`episodes` measures few-shot accuracy on a backbone over
+many random ``ways``-way ``shots``-shot tasks (easyfsl's episode scheme, seeded), centred the same way.
 """
 
 from __future__ import annotations
@@ -20,22 +26,33 @@ import numpy as np
 import torch
 
 from imgclf import data as D
-from imgclf.bundle import Bundle, BundleMeta, read_meta, save_bundle
+from imgclf.bundle import Bundle, BundleMeta, load_arrays, read_meta, save_arrays, save_bundle
 from imgclf.engine import logits_and_features, run_inference
 from imgclf.errors import ConfigError, DataError, ModelError
 from imgclf.models import create_model
 
 #: cosine similarity times this is the logit: softmax(10 * cos) is confident on a clear match, not saturated
 DEFAULT_SCALE = 10.0
+#: --extend: a new class's bias is lowered by this fraction of its support images' smallest lead over old classes
+DEFAULT_GUARD = 0.5
+#: the support mean (the centre of the embeddings) is stored in this file of a prototype bundle
+CENTER_FILE = "prototypes.safetensors"
 
 
-def prototypes(features: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """``(C, D)`` unit-norm prototypes: the normalised mean of each class's normalised ``(N, D)`` features.
+def prototypes(features: np.ndarray, labels: np.ndarray, num_classes: int, center: np.ndarray | None = None
+               ) -> np.ndarray:  # fmt: skip
+    """``(C, D)`` unit-norm prototypes: the normalised mean of each class's normalised ``(N, D)`` features, after
+    subtracting ``center`` ``(D,)`` from every feature when given.
 
     >>> prototypes(np.array([[2.0, 0], [0, 3.0], [0, 1.0]]), np.array([0, 1, 1]), 2).round(3).tolist()
     [[1.0, 0.0], [0.0, 1.0]]
+    >>> prototypes(np.array([[2.0, 1], [0, 1.0]]), np.array([0, 1]), 2, center=np.array([1.0, 1])).tolist()
+    [[1.0, 0.0], [-1.0, 0.0]]
     """
-    f = torch.nn.functional.normalize(torch.as_tensor(features, dtype=torch.float32), dim=1)  # (N, D)
+    f = torch.as_tensor(features, dtype=torch.float32)  # (N, D)
+    if center is not None:
+        f = f - torch.as_tensor(center, dtype=torch.float32)
+    f = torch.nn.functional.normalize(f, dim=1)
     y = torch.as_tensor(labels, dtype=torch.long)
     missing = sorted(set(range(num_classes)) - set(y.tolist()))
     if missing:
@@ -84,20 +101,31 @@ def _backbone_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v for k, v in model.state_dict().items() if k not in skip}
 
 
-def _feature_scale(model: torch.nn.Module, rows: torch.Tensor, x: torch.Tensor) -> float:
-    """How much bigger the head's logit is than the cosine: the typical feature norm, or 1 for a model whose
-    head normalises the features itself (the open_clip tower). Measured, so any model contract fits."""
+def _head_input(model: torch.nn.Module, x: torch.Tensor) -> tuple[bool, torch.Tensor]:
+    """Whether the head sees the pooled features as they are (``W f + b``) or normalised (``W f/|f| + b``, the
+    open_clip tower), and the features of ``x``. Measured, so any model contract fits; anything else is refused."""
     head = _head(model)
+    probe = torch.nn.functional.normalize(torch.randn(head.out_features, head.in_features,
+                                                      generator=torch.Generator().manual_seed(0)), dim=1)  # fmt: skip
     with torch.no_grad():
-        head.weight.copy_(rows)
+        head.weight.copy_(probe)
         if head.bias is not None:
             head.bias.zero_()
         logits, feats = logits_and_features(model, x)  # (n, C), (n, D)
-    cos = torch.nn.functional.normalize(feats, dim=1) @ rows.T  # (n, C)
-    ok = cos.abs() > 1e-3
-    if not ok.any():
-        return 1.0
-    return float((logits[ok] / cos[ok]).abs().median())
+    for unit in (False, True):
+        g = torch.nn.functional.normalize(feats, dim=1) if unit else feats
+        if torch.allclose(logits, g @ probe.T, rtol=1e-3, atol=1e-4 * float(g.abs().max()) + 1e-6):
+            return unit, feats
+    raise ModelError(f"{type(model).__name__}'s head is not a linear map of its pooled features (nor of their "
+                     "normalised form), so prototype rows cannot be written into it; use a model whose "
+                     "forward_head is one torch.nn.Linear")  # fmt: skip
+
+
+def _center(bundle: Bundle) -> torch.Tensor | None:
+    """The support mean a prototype bundle was centred on (None for uncentred ones)."""
+    record = bundle.meta.extra.get("head") or {}
+    arrays = load_arrays(bundle.path, record.get("center")) if record.get("center") and bundle.path else {}
+    return arrays.get("center")
 
 
 @dataclass(frozen=True)
@@ -115,41 +143,66 @@ class FewShotResult:
 
 
 def fewshot_bundle(bundle: Bundle, support: str | Path, out: str | Path, *, extend: Bundle | None = None,
-                   scale: float = DEFAULT_SCALE, batch_size: int = 64) -> FewShotResult:  # fmt: skip
+                   scale: float = DEFAULT_SCALE, center: bool = False, guard: float = DEFAULT_GUARD,
+                   batch_size: int = 64) -> FewShotResult:  # fmt: skip
     """Write a bundle whose head is the prototypes of ``support``'s classes on ``bundle``'s backbone.
 
-    With ``extend`` (a prototype bundle on the same backbone weights) its classes keep their head rows and the
-    support classes are appended at the same scale, so adding a class from a few images changes old predictions
-    only where the new class is now the nearest prototype.
+    ``center`` subtracts the support images' mean embedding before normalising (module docstring). With
+    ``extend`` (a prototype bundle on the same backbone weights) its classes keep their head rows, and the support
+    classes are appended, centred on ``extend``'s own mean and at the same scale. A new prototype from a few images
+    would otherwise take images of the old classes wherever it is the nearest (measured on MNIST: -2.5 points on
+    the old digits), so each new class's bias is lowered by ``guard`` times the smallest lead its own support images
+    have over the best old class: it claims only images about as clearly its own as its least clear support image
+    (``guard=0``: plain nearest prototype; below 1 every support image still gets its class).
 
     >>> # fewshot_bundle(load_bundle("runs/x/bundle"), "support/", "runs/fewshot").classes
     """
     if scale <= 0:
         raise ConfigError(f"scale={scale} must be positive")
+    if guard < 0:
+        raise ConfigError(f"guard={guard} must be >= 0 (0: plain nearest prototype)")
     classes, samples = _support(support)
     feats, labels = _features(bundle, samples, batch_size)
-    protos = torch.as_tensor(prototypes(feats, labels, len(classes)))  # (C, D)
     shots = {c: int((labels == i).sum()) for i, c in enumerate(classes)}
     meta = bundle.meta
-    if extend is not None:
-        rows, bias, classes = _extend_rows(bundle, extend, protos, classes)
-    elif len(classes) < 2:
+    if extend is None and len(classes) < 2:
         raise DataError(f"{support} has one class ({classes[0]}); a classifier needs two or more, or add it to an "
                         "existing bundle with --extend BUNDLE")  # fmt: skip
-    model = create_model(meta.architecture, len(classes), **meta.arch_args)
+    total = len(classes) + (len(extend.meta.classes) if extend is not None else 0)
+    model = create_model(meta.architecture, total, **meta.arch_args)
     model.load_state_dict(_backbone_state(bundle.model), strict=False)
     model.eval()
-    if extend is None:
-        x, _ = D.sample_tensors(samples, meta.preprocessing, limit=16)
-        norm = _feature_scale(model, protos, x)  # measured on a few support images
-        rows, bias = protos * (scale / norm), torch.zeros(len(classes))
+    x, _ = D.sample_tensors(samples, meta.preprocessing, limit=16)
+    unit, _ = _head_input(model, x)
+    g = torch.as_tensor(feats, dtype=torch.float32)  # (N, D): what the head sees
+    g = torch.nn.functional.normalize(g, dim=1) if unit else g
+    if extend is not None:
+        mu = _center(extend)
+        mu = torch.zeros(g.shape[1]) if mu is None else mu.float()
+        protos = torch.as_tensor(prototypes(g.numpy(), labels, len(classes), center=mu.numpy()))  # (C, D)
+        rows, bias, classes = _extend_rows(bundle, extend, protos, mu, classes)
+        bias = _guard(rows, bias, g, torch.as_tensor(labels), len(extend.meta.classes), guard)
+    else:
+        mu = g.mean(dim=0) if center else torch.zeros(g.shape[1])  # (D,)
+        protos = torch.as_tensor(prototypes(g.numpy(), labels, len(classes), center=mu.numpy()))  # (C, D)
+        typical = float((g - mu).norm(dim=1).median()) or 1.0  # so that the logit is about scale x cosine
+        rows = protos * (scale / typical)
+        bias = -(rows @ mu)
     head = _head(model)
     with torch.no_grad():
         head.weight.copy_(rows)
         if head.bias is not None:
             head.bias.copy_(bias)
+        elif bias.abs().max() > 0:
+            raise ModelError(f"{type(model).__name__}'s head has no bias, so centred or guarded prototypes cannot "
+                             "be written into it; use --no-center (and --guard 0 with --extend)")  # fmt: skip
+    centred = _center(extend) is not None if extend is not None else center
     record = {"kind": "prototype", "support": str(support), "shots": shots, "scale": scale,
-              "backbone": str(bundle.path or ""), "extended_from": str(extend.path) if extend else None}  # fmt: skip
+              "backbone": str(bundle.path or ""), "extended_from": str(extend.path) if extend else None,
+              "center": None, "guard": guard if extend is not None else None}  # fmt: skip
+    if centred:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        record["center"] = save_arrays(out, CENTER_FILE, {"center": mu})
     new_meta = BundleMeta(architecture=meta.architecture, classes=classes, preprocessing=meta.preprocessing,
                           arch_args=dict(meta.arch_args), task={"kind": "single"}, training=dict(meta.training),
                           data={"kind": "support", "root": str(support), "shots": shots},
@@ -159,9 +212,10 @@ def fewshot_bundle(bundle: Bundle, support: str | Path, out: str | Path, *, exte
                          str(extend.path) if extend else None)  # fmt: skip
 
 
-def _extend_rows(backbone: Bundle, base: Bundle, rows: torch.Tensor, classes: tuple[str, ...]
+def _extend_rows(backbone: Bundle, base: Bundle, rows: torch.Tensor, mu: torch.Tensor, classes: tuple[str, ...]
                  ) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:  # fmt: skip
-    """``base``'s head rows followed by the new ones, imprinted at the mean norm of ``base``'s rows."""
+    """``base``'s head rows followed by the new ones (centred on ``base``'s mean ``mu``), imprinted at the mean
+    norm of ``base``'s rows, with the bias ``-row . mu`` the base rows have."""
     if base.meta.architecture != backbone.meta.architecture:
         raise ModelError(f"--extend {base.path}: its architecture {base.meta.architecture} is not the backbone's "
                          f"({backbone.meta.architecture}); extend a bundle built on the same model")  # fmt: skip
@@ -180,10 +234,22 @@ def _extend_rows(backbone: Bundle, base: Bundle, rows: torch.Tensor, classes: tu
     head = _head(base.model)
     old_w = head.weight.detach().cpu()  # (K, D)
     old_b = head.bias.detach().cpu() if head.bias is not None else torch.zeros(old_w.shape[0])
-    unit = torch.nn.functional.normalize(rows, dim=1)
-    new_w = unit * old_w.norm(dim=1).mean()
-    new_b = torch.full((rows.shape[0],), float(old_b.mean()))
+    new_w = torch.nn.functional.normalize(rows, dim=1) * old_w.norm(dim=1).mean()
+    new_b = -(new_w @ mu)
     return torch.cat([old_w, new_w]), torch.cat([old_b, new_b]), tuple(base.meta.classes) + classes
+
+
+def _guard(rows: torch.Tensor, bias: torch.Tensor, g: torch.Tensor, labels: torch.Tensor, n_old: int,
+           guard: float) -> torch.Tensor:  # fmt: skip
+    """``bias`` with each new class's entry (those after the first ``n_old``) lowered by ``guard`` times the
+    smallest lead of its support images ``g`` (head inputs, ``labels`` counted from 0 among the new classes) over
+    the best old class, in logits."""
+    logits = g @ rows.T + bias  # (N, K + C)
+    lead = logits[:, n_old:].gather(1, labels[:, None])[:, 0] - logits[:, :n_old].max(dim=1).values  # (N,)
+    out = bias.clone()
+    for c in range(rows.shape[0] - n_old):
+        out[n_old + c] -= guard * float(lead[labels == c].min().clamp_min(0))
+    return out
 
 
 @dataclass(frozen=True)
@@ -228,9 +294,11 @@ def episode_indices(labels: np.ndarray, *, n_episodes: int, ways: int, per_class
 
 
 def episodes(bundle: Bundle, source: str | Path, *, n_episodes: int = 200, ways: int = 5, shots: int = 5,
-             queries: int = 15, seed: int = 0, batch_size: int = 64) -> EpisodeResult:  # fmt: skip
+             queries: int = 15, seed: int = 0, center: bool = False, batch_size: int = 64
+             ) -> EpisodeResult:  # fmt: skip
     """Few-shot accuracy of ``bundle``'s backbone on ``source``'s classes: ``n_episodes`` tasks of ``ways``
-    classes with ``shots`` support and ``queries`` query images each, nearest prototype by cosine.
+    classes with ``shots`` support and ``queries`` query images each, nearest prototype by cosine (to embeddings
+    centred on each episode's support mean with ``center``, as :func:`fewshot_bundle` does).
 
     Every image is embedded once; :func:`episode_indices` draws the episodes (seeded).
 
@@ -248,14 +316,18 @@ def episodes(bundle: Bundle, source: str | Path, *, n_episodes: int = 200, ways:
         raise DataError(f"{source}: fewer than {ways} classes have {shots}+{queries} images (shots + queries); "
                         "lower --shots/--queries or add images")  # fmt: skip
     feats, labels = _features(bundle, samples, batch_size)
-    f = torch.nn.functional.normalize(torch.as_tensor(feats), dim=1)  # (N, D)
+    f = torch.as_tensor(feats, dtype=torch.float32)  # (N, D)
     tasks = episode_indices(labels, n_episodes=n_episodes, ways=ways, per_class=shots + queries, seed=seed)
     truth = torch.arange(ways).repeat_interleave(queries)  # (W*Q,)
     accs = []
     for task in torch.as_tensor(tasks):  # (W, S+Q): support first, then queries, class by class
-        sup, qry = f[task[:, :shots]], f[task[:, shots:]]  # (W, S, D), (W, Q, D)
+        sup, qry = f[task[:, :shots]], f[task[:, shots:]].reshape(-1, f.shape[1])  # (W, S, D), (W*Q, D)
+        if center:
+            mu = sup.reshape(-1, f.shape[1]).mean(dim=0)  # (D,): the support mean, as a bundle is built
+            sup, qry = sup - mu, qry - mu
+        sup, qry = torch.nn.functional.normalize(sup, dim=2), torch.nn.functional.normalize(qry, dim=1)
         protos = torch.nn.functional.normalize(sup.mean(dim=1), dim=1)  # (W, D)
-        pred = (qry.reshape(-1, f.shape[1]) @ protos.T).argmax(dim=1)  # (W*Q,)
+        pred = (qry @ protos.T).argmax(dim=1)  # (W*Q,)
         accs.append(float((pred == truth).float().mean()))
     a = np.asarray(accs)
     half = 1.96 * float(a.std(ddof=1)) / math.sqrt(len(a)) if len(a) > 1 else float("nan")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import typer
 
-from imgclf.adapt import DEFAULT_SCALE, episodes, fewshot_bundle
+from imgclf.adapt import DEFAULT_GUARD, DEFAULT_SCALE, episodes, fewshot_bundle
 from imgclf.bundle import load_bundle
 from imgclf.cli._common import console, friendly_errors
 
@@ -21,6 +21,10 @@ def fewshot(
     shots: int = typer.Option(5, "--shots", help="Support images per class per episode."),
     queries: int = typer.Option(15, "--queries", help="Query images per class per episode."),
     scale: float = typer.Option(DEFAULT_SCALE, "--scale", help="Logit = scale x cosine similarity."),
+    center: bool = typer.Option(False, "--center/--no-center", help="Centre embeddings on the support mean before "
+                                "normalising (compare both with --episodes on your backbone)."),
+    guard: float = typer.Option(DEFAULT_GUARD, "--guard", help="--extend: lower each new class's bias by this "
+                                "fraction of its support images' smallest lead over the old classes (0: none)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the episode draw."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
@@ -37,7 +41,8 @@ def fewshot(
     """
     bundle = load_bundle(model)
     if n_episodes:
-        res = episodes(bundle, support, n_episodes=n_episodes, ways=ways, shots=shots, queries=queries, seed=seed)
+        res = episodes(bundle, support, n_episodes=n_episodes, ways=ways, shots=shots, queries=queries, seed=seed,
+                       center=center)
         if as_json:
             print(json.dumps(res.to_dict(), indent=2))
         else:
@@ -46,7 +51,8 @@ def fewshot(
         return
     if out is None:
         raise typer.BadParameter("give --out DIR (a bundle) or --episodes N (an evaluation)")
-    res = fewshot_bundle(bundle, support, out, extend=load_bundle(extend) if extend else None, scale=scale)
+    res = fewshot_bundle(bundle, support, out, extend=load_bundle(extend) if extend else None, scale=scale,
+                         center=center, guard=guard)
     if as_json:
         print(json.dumps(res.to_dict(), indent=2))
     else:

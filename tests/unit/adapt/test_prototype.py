@@ -68,6 +68,8 @@ def test_extending_keeps_old_rows_and_old_accuracy(backbone: Bundle, support: Pa
         shutil.copytree(images / c, old / c)
     assert _accuracy(ext, old) >= _accuracy(base, old) - 0.01
     assert _accuracy(ext, images) >= 0.9
+    exp = export_bundle(ext.path, data=str(images))  # the extended head exports like any other
+    assert exp.parity.top1_agreement == 1.0 and exp.parity.max_abs_logit_diff < 1e-3
     with pytest.raises(DataError, match="already in it"):
         fewshot_bundle(backbone, base_sup, tmp_path / "dup", extend=base)
     with pytest.raises(ModelError, match="trained head"):
@@ -110,3 +112,34 @@ def test_cli_fewshot_bundle_exports_with_parity(backbone: Bundle, support: Path,
     assert res.exit_code == 0 and '"ci_low"' in res.output
     res = runner.invoke(app, ["fewshot", str(backbone.path), str(images)])
     assert res.exit_code == 2 and "--out" in res.output
+
+
+def test_centred_heads_and_the_extend_guard(backbone: Bundle, support: Path, images: Path, tmp_path: Path) -> None:
+    import shutil
+
+    # centred: the head's argmax is the nearest prototype of the features minus the support mean, which is saved
+    res = fewshot_bundle(backbone, support, tmp_path / "c", center=True).bundle
+    assert (tmp_path / "c" / "prototypes.safetensors").is_file()
+    sup = embed_images(backbone, [support])
+    mu = sup.vectors.mean(axis=0)
+    labels = np.array([res.meta.classes.index(Path(p).parent.name) for p in sup.paths])
+    protos = prototypes(sup.vectors, labels, len(CLASSES), center=mu)
+    out = run_inference(res.model, load_source(images, val_fraction=0.0, test_fraction=0.0).train,
+                        res.meta.preprocessing, features=True)  # fmt: skip
+    np.testing.assert_array_equal(out.logits.argmax(1), ((out.features - mu) @ protos.T).argmax(1))
+    # extending a centred bundle: old rows kept; the guard lowers only the new class's bias, by less than every
+    # support image's lead, so each of the new class's support images is still given the new class
+    base_sup, new_sup = tmp_path / "base", tmp_path / "new"
+    for c in CLASSES[:3]:
+        shutil.copytree(support / c, base_sup / c)
+    shutil.copytree(support / CLASSES[3], new_sup / CLASSES[3])
+    base = fewshot_bundle(backbone, base_sup, tmp_path / "b3", center=True).bundle
+    plain = fewshot_bundle(backbone, new_sup, tmp_path / "p4", extend=base, guard=0.0).bundle
+    guarded = fewshot_bundle(backbone, new_sup, tmp_path / "g4", extend=base).bundle
+    hp, hg = plain.model.get_classifier(), guarded.model.get_classifier()
+    torch.testing.assert_close(hg.weight, hp.weight)
+    torch.testing.assert_close(hg.bias[:3], base.model.get_classifier().bias)
+    assert float(hg.bias[3]) < float(hp.bias[3])
+    with torch.no_grad():
+        logits = hg(torch.as_tensor(embed_images(backbone, [new_sup]).vectors))  # (3, 4): test_cnn's head is linear
+    assert np.array(guarded.meta.classes)[logits.argmax(1).numpy()].tolist() == [CLASSES[3]] * 3

@@ -8,11 +8,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from imgclf.adapt import check_templates, load_clip, zeroshot_bundle
+from imgclf.adapt import check_templates, embed_images, fewshot_bundle, load_clip, prototypes, zeroshot_bundle
 from imgclf.bundle import load_bundle
 from imgclf.cli._app import app
-from imgclf.data import InputImages, sample_tensors
+from imgclf.data import InputImages, load_source, sample_tensors
+from imgclf.engine import run_inference
 from imgclf.errors import ConfigError, ModelError
+from imgclf.export import export_bundle
 
 open_clip = pytest.importorskip("open_clip")
 
@@ -98,3 +100,22 @@ def test_cli_zeroshot_with_files_then_predict(clip_dir: Path, tmp_path: Path) ->
     assert json.loads(res.output)[0]["label"] in ("zero", "one")
     res = runner.invoke(app, ["zeroshot", str(clip_dir), "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "--classes" in res.output
+
+
+def test_zeroshot_and_prototype_heads_on_the_clip_tower_export_with_parity(
+        clip_dir: Path, support: Path, images: Path, tmp_path: Path) -> None:  # fmt: skip
+    zs = zeroshot_bundle(str(clip_dir), ["red", "green", "blue", "yellow"], tmp_path / "zs")
+    exp = export_bundle(zs.path, data=str(images))
+    assert exp.parity.top1_agreement == 1.0 and exp.parity.max_abs_logit_diff < 1e-3
+    # a prototype head on the same image tower, whose head sees normalised embeddings: centred there
+    fs = fewshot_bundle(zs, support, tmp_path / "fs").bundle
+    sup = embed_images(zs, [support])
+    unit = sup.vectors / np.linalg.norm(sup.vectors, axis=1, keepdims=True)
+    labels = np.array([fs.meta.classes.index(Path(p).parent.name) for p in sup.paths])
+    protos = prototypes(unit, labels, len(fs.meta.classes), center=unit.mean(axis=0))
+    out = run_inference(fs.model, load_source(images, val_fraction=0.0, test_fraction=0.0).train,
+                        fs.meta.preprocessing, features=True)  # fmt: skip
+    q = out.features / np.linalg.norm(out.features, axis=1, keepdims=True) - unit.mean(axis=0)
+    np.testing.assert_array_equal(out.logits.argmax(1), (q @ protos.T).argmax(1))
+    exp = export_bundle(fs.path, data=str(images))
+    assert exp.parity.top1_agreement == 1.0 and exp.parity.max_abs_logit_diff < 1e-3
