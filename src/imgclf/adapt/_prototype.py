@@ -95,7 +95,8 @@ def _head(model: torch.nn.Module) -> torch.nn.Linear:
 
 
 def _backbone_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    head_ids = {id(p) for p in _head(model).parameters()}
+    """Every tensor but the classifier's (all of them for a headless embedding bundle, e.g. `imgclf pretrain`'s)."""
+    head_ids = {id(p) for p in model.get_classifier().parameters()}
     named = dict(model.named_parameters())
     skip = {k for k, p in named.items() if id(p) in head_ids}
     return {k: v for k, v in model.state_dict().items() if k not in skip}

@@ -143,3 +143,19 @@ def test_centred_heads_and_the_extend_guard(backbone: Bundle, support: Path, ima
     with torch.no_grad():
         logits = hg(torch.as_tensor(embed_images(backbone, [new_sup]).vectors))  # (3, 4): test_cnn's head is linear
     assert np.array(guarded.meta.classes)[logits.argmax(1).numpy()].tolist() == [CLASSES[3]] * 3
+
+
+def test_fewshot_on_a_headless_embedding_bundle(backbone: Bundle, support: Path, images: Path,
+                                                tmp_path: Path) -> None:  # fmt: skip
+    """`imgclf pretrain` writes the backbone alone (num_classes=0): a prototype head goes on top of it."""
+    from imgclf.bundle import BundleMeta, save_bundle
+    from imgclf.models import create_model
+
+    headless = create_model("test_cnn", 0)
+    headless.load_state_dict({k: v for k, v in backbone.model.state_dict().items()
+                              if not k.startswith(("fc.", "head.", "classifier."))}, strict=False)  # fmt: skip
+    assert not list(headless.get_classifier().parameters())
+    save_bundle(tmp_path / "ssl", headless.eval(), BundleMeta("test_cnn", (), backbone.meta.preprocessing))
+    res = fewshot_bundle(load_bundle(tmp_path / "ssl"), support, tmp_path / "fs")
+    assert res.classes == tuple(sorted(CLASSES))
+    assert _accuracy(load_bundle(tmp_path / "fs"), images) >= 0.9
