@@ -14,6 +14,7 @@ from imgclf import data as D
 from imgclf import engine as E
 from imgclf.bundle import REJECTION_FILE, Bundle, load_bundle, save_arrays, split_samples, update_meta
 from imgclf.errors import DataError
+from imgclf.models import EnsembleNet, ensemble_head_stats
 from imgclf.robustness._adapt import adapted_corruption_accuracy
 from imgclf.robustness._corruption_eval import CorruptionReport, corruption_accuracy
 from imgclf.robustness._corruptions import CORRUPTIONS
@@ -28,7 +29,6 @@ from imgclf.robustness._plots import (
     plot_robust_curve,
 )
 from imgclf.robustness._smoothing import CertifiedCurve, certified_accuracy
-from imgclf.models import EnsembleNet, ensemble_head_stats
 from imgclf.tasks import (
     ENSEMBLE_SCORES,
     FIT_IMAGES,
@@ -122,11 +122,12 @@ def stress_test(bundle: Bundle, source: str, *, ood: str | Path | None = None, s
     """Attack, corrupt and OOD-test ``bundle`` on ``split`` of ``source``; choose a rejection rule.
 
     Every rejection rule (:data:`imgclf.tasks.REJECTION_SCORES`; ``disagreement`` for ensembles only) is fitted on
-    up to ``fit_images`` training images and scored against the outliers: the ``ood`` folder, else synthetic outliers; the one of highest
-    AUROC is chosen (``rule`` forces one), with its threshold accepting ``target_acceptance`` of the validation
-    images. ``certify`` (a noise std in pixel units) adds randomized-smoothing certified accuracy on
-    ``certify_images`` images with ``certify_samples`` noise draws each; ``adapt`` (``"bn"``, ``"tent"``) adds
-    corruption accuracy (severities 3-5) after test-time adaptation, next to the unadapted model's.
+    up to ``fit_images`` training images and scored against the outliers: the ``ood`` folder, else synthetic
+    outliers; the one of highest AUROC is chosen (``rule`` forces one), with its threshold accepting
+    ``target_acceptance`` of the validation images. ``certify`` (a noise std in pixel units) adds
+    randomized-smoothing certified accuracy on ``certify_images`` images with ``certify_samples`` noise draws
+    each; ``adapt`` (``"bn"``, ``"tent"``) adds corruption accuracy (severities 3-5) after test-time adaptation,
+    next to the unadapted model's.
 
     >>> # res = stress_test(load_bundle("runs/x/bundle"), "data/", ood="other/"); res.rejection["score"]
     """
