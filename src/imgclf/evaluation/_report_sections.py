@@ -45,7 +45,11 @@ class Figures:
         self.directory = directory
 
     def block(self, name: str, draw: Callable[[Path], Path], caption: str) -> Block:
-        path = draw(self.directory / f"{name}.png")
+        return self.embed(draw(self.directory / f"{name}.png"), caption)
+
+    @staticmethod
+    def embed(path: Path, caption: str) -> Block:
+        """A figure block of a PNG that already exists (e.g. a tuning study's plots)."""
         uri = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
         return {"kind": "figure", "src": uri, "alt": caption, "caption": caption}
 
@@ -60,7 +64,7 @@ def text(kind: str, value: str, id: str | None = None) -> Block:
 
 def build_sections(data: ReportData, figs: Figures) -> list[Section]:
     """Every section the data allows, in reading order."""
-    builders = (_data, _training, task_section, _metrics, _confusion, _calibration, _risk, _groups, _errors)
+    builders = (_data, _training, _search, task_section, _metrics, _confusion, _calibration, _risk, _groups, _errors)
     return [s for s in (b(data, figs) for b in builders) if s is not None]
 
 
@@ -178,6 +182,25 @@ def _training(d: ReportData, figs: Figures) -> Section | None:
     rows = [[k, num(v, 4) if isinstance(v, float) else str(v)] for k, v in last.items()]
     blocks += [text("heading", f"Last epoch ({len(d.history)} in all)"), table(["metric", "value"], rows)]
     return {"id": "training", "title": "Training", "blocks": blocks}
+
+
+SEARCH_PLOTS = {
+    "history": "Optimization history: each trial's validation score and the best so far.",
+    "importances": "Parameter importances (fANOVA): how much of the score's variation each parameter explains.",
+    "parallel_coordinates": "Parallel coordinates: each trial's parameters, coloured by its validation score.",
+}
+
+
+def _search(d: ReportData, figs: Figures) -> Section | None:
+    if not d.search:
+        return None
+    facts = d.search.get("facts") or {}
+    blocks: list[Block] = [table(["", "value"], [[str(k), num(v, 4) if isinstance(v, float) else str(v)]
+                                                 for k, v in facts.items()])]  # fmt: skip
+    for name, path in (d.search.get("plots") or {}).items():
+        if Path(path).is_file():
+            blocks.append(figs.embed(Path(path), SEARCH_PLOTS.get(name, name.replace("_", " "))))
+    return {"id": "search", "title": "Hyperparameter search", "blocks": blocks}
 
 
 def _metrics(d: ReportData, figs: Figures) -> Section | None:
