@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import math
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,11 +46,7 @@ class Figures:
         self.directory = directory
 
     def block(self, name: str, draw: Callable[[Path], Path], caption: str) -> Block:
-        return self.embed(draw(self.directory / f"{name}.png"), caption)
-
-    @staticmethod
-    def embed(path: Path, caption: str) -> Block:
-        """A figure block of a PNG that already exists (e.g. a tuning study's plots)."""
+        path = draw(self.directory / f"{name}.png")
         uri = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
         return {"kind": "figure", "src": uri, "alt": caption, "caption": caption}
 
@@ -191,6 +188,12 @@ SEARCH_PLOTS = {
 }
 
 
+def _copy(src: Path, dst: Path) -> Path:
+    if src.resolve() != dst.resolve():
+        shutil.copyfile(src, dst)
+    return dst
+
+
 def _search(d: ReportData, figs: Figures) -> Section | None:
     if not d.search:
         return None
@@ -198,8 +201,9 @@ def _search(d: ReportData, figs: Figures) -> Section | None:
     blocks: list[Block] = [table(["", "value"], [[str(k), num(v, 4) if isinstance(v, float) else str(v)]
                                                  for k, v in facts.items()])]  # fmt: skip
     for name, path in (d.search.get("plots") or {}).items():
-        if Path(path).is_file():
-            blocks.append(figs.embed(Path(path), SEARCH_PLOTS.get(name, name.replace("_", " "))))
+        if Path(path).is_file():  # copied next to the report's other plots, then embedded
+            blocks.append(figs.block(f"search_{name}", lambda p, src=Path(path): _copy(src, p),
+                                     SEARCH_PLOTS.get(name, name.replace("_", " "))))  # fmt: skip
     return {"id": "search", "title": "Hyperparameter search", "blocks": blocks}
 
 
