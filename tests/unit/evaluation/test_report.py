@@ -85,8 +85,8 @@ def full_data(image_tree: dict, tmp_path: Path) -> ReportData:
         confidence=confidence_histogram(raw, y),
         groups=group_metrics(raw, y, [f"site{i % 3}" for i in range(400)]),
         errors=errors,
-        search={"facts": {"trials": 20, "best validation accuracy": 0.9731}, "plots": {"history": study_plot,
-                                                                                    "importances": tmp_path / "gone.png"}},
+        search={"facts": {"trials": 20, "best validation accuracy": 0.9731},
+                "plots": {"history": study_plot, "importances": tmp_path / "gone.png"}},  # a missing plot is skipped
     )
 
 
