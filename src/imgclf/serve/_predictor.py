@@ -59,7 +59,9 @@ class Predictor:
     features of the same pass with the bundle's fitted statistics), computed by
     :func:`imgclf.tasks.rejection_scores` exactly as predict and ``imgclf robustness`` do (higher means more
     in-distribution), else ``msp``; an image is ``unknown``, with the reason, when rejection is on and its score
-    is below ``rejection["threshold"]``.
+    is below ``rejection["threshold"]``. For an ensemble bundle, or a classifier wrapped by
+    :func:`imgclf.api.hedge` (``--tta`` / ``--mc-dropout``), each answer also carries its ``uncertainty`` (the
+    members' / views' / passes' mutual information), from the same pass as its probabilities.
 
     >>> # p = Predictor(imgclf.load("runs/x/bundle")); p([p.preprocess(img)])[0].label
     """
