@@ -101,3 +101,53 @@ def test_cli_predict_and_evaluate_with_tta_and_mc_dropout(members: tuple[Path, l
     r = cli("evaluate", str(bundles[0]), str(src), "--tta", "flip", "--json", "--resamples", "0")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["n"] > 0
+
+
+def _noise_images(folder: Path, n: int = 16) -> list[Path]:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    paths = [folder / f"noise{i}.png" for i in range(n)]
+    for p in paths:
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(p)
+    return paths
+
+
+def test_disagreement_is_the_stored_rule_and_rejects_images_the_members_disagree_on(
+    members: tuple[Path, list[Path]], tmp_path: Path
+) -> None:
+    src, bundles = members
+    res = build_ensemble(bundles, tmp_path / "ens", rule="disagreement")
+    clf = imgclf.load(res.bundle_dir)
+    assert clf.meta_.rejection["score"] == "disagreement" and (res.bundle_dir / "rejection.safetensors").is_file()
+    inside = clf.predict(sorted(Path(src).rglob("*.png")))
+    noise = _noise_images(tmp_path / "noise")
+    outside = clf.predict(noise)
+    assert np.mean([p.unknown for p in inside]) <= 0.15  # the threshold accepts 95% of val images
+    assert np.mean([p.unknown for p in outside]) >= 0.9
+    assert "disagreement score" in next(p for p in outside if p.unknown).reason
+    # the score is minus the members' mutual information of the same images, as `uncertainty` reports it
+    mi = uncertainty(clf, noise[:4])
+    np.testing.assert_allclose([-p.ood_score for p in outside[:4]], mi, rtol=1e-4, atol=1e-7)
+    r = cli("predict", str(res.bundle_dir), *map(str, noise[:2]), "--json")
+    assert r.returncode == 0 and all(row["unknown"] for row in json.loads(r.stdout)), r.stderr
+
+
+def test_robustness_stores_the_disagreement_rule_only_for_ensembles(
+    members: tuple[Path, list[Path]], tmp_path: Path
+) -> None:
+    from imgclf.errors import ModelError
+    from imgclf.robustness import robustness
+
+    src, bundles = members
+    res = build_ensemble(bundles, tmp_path / "ens")  # stores msp
+    quick = {"attacks": (), "corruptions": False, "max_images": 32, "fit_images": 64}
+    rob = robustness(res.bundle_dir, str(src), ood=str(_noise_images(tmp_path / "noise")[0].parent),
+                     rule="disagreement", **quick)  # fmt: skip
+    assert "disagreement" in rob.ood and rob.ood["disagreement"].auroc > 0.9
+    clf = imgclf.load(res.bundle_dir)
+    assert clf.meta_.rejection["score"] == "disagreement"
+    assert all(p.unknown for p in clf.predict(_noise_images(tmp_path / "more", 4)))
+    with pytest.raises(ModelError, match="needs an ensemble"):
+        robustness(bundles[0], str(src), rule="disagreement", store=False, **quick)

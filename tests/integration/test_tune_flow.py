@@ -50,6 +50,11 @@ def test_search_never_reads_test_and_writes_a_bundle(tmp_path: Path) -> None:
     meta = read_meta(res["bundle_dir"])  # the retrain: a normal bundle, evaluated on the real test split
     assert meta.metrics["test"]["n"] > 0 and meta.data["fingerprint"] != res["trial_data_fingerprint"]
     assert {"history", "importances"} <= set(res["plots"])
+    # the retrained run's report shows the study: its facts and the plots, embedded
+    html = (Path(res["run_dir"]) / "report.html").read_text()
+    section = html.split('<section id="search"', 1)[1].split("</section>", 1)[0]
+    assert "Hyperparameter search" in section and f"{res['best_value']:.4f}" in section
+    assert section.count('src="data:image/png;base64,') == len(res["plots"]) >= 2
 
 
 @pytest.mark.slow

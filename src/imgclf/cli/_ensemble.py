@@ -17,6 +17,9 @@ def ensemble_cmd(
     data: str = typer.Option(None, "--data", help="Data to calibrate and measure on (default: the first member's "
                              "training data)."),
     split: str = typer.Option("val", "--split", help="Split to calibrate and measure on (never test by default)."),
+    rule: str = typer.Option("msp", "--rule", help="Rejection rule to store: msp, or disagreement (the members' "
+                             "mutual information: high-disagreement images are answered 'unknown')."),
+    acceptance: float = typer.Option(0.95, "--acceptance", help="Share of the split's images the rule accepts."),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
     """Average the probabilities of several bundles in ONE bundle (predict, evaluate, export and serve use it as
@@ -26,11 +29,14 @@ def ensemble_cmd(
 
         imgclf ensemble runs/a/bundle runs/b/bundle runs/c/bundle --out runs/ens
 
+        imgclf ensemble runs/a/bundle runs/b/bundle --out runs/ens --rule disagreement
+
     Per-image disagreement on the split is written to OUT/disagreement.csv; high values flag images the members
-    answer differently (usable as a rejection score: see the threshold in imgclf.json, extra.ensemble).
+    answer differently; --rule disagreement stores it as the rejection rule (or later: imgclf robustness OUT DATA
+    --rule disagreement).
     """
-    res = build_ensemble([str(b) for b in bundles], out, data=data, split=split,
-                         console=err_console if as_json else console)  # fmt: skip
+    res = build_ensemble([str(b) for b in bundles], out, data=data, split=split, rule=rule,
+                         target_acceptance=acceptance, console=err_console if as_json else console)  # fmt: skip
     if as_json:
         print(json.dumps(res.to_dict(), indent=2))
         return

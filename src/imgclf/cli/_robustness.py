@@ -36,7 +36,8 @@ def robustness_cmd(
     adapt: str = typer.Option(None, "--adapt", help="Also report corruption accuracy (severities 3-5) after "
                               "test-time adaptation: bn, tent, or bn,tent (needs BatchNorm layers)."),
     rule: str = typer.Option(None, "--rule", help="Store this rejection rule instead of choosing one: msp, "
-                             "max_logit, energy, mahalanobis, knn or vim."),
+                             "max_logit, energy, mahalanobis, knn, vim, or disagreement (an ensemble's members' "
+                             "mutual information)."),
     fit_images: int = typer.Option(2000, "--fit-images", help="Training images the feature rejection rules are "
                                    "fitted on."),
     as_json: bool = typer.Option(False, "--json", help="Print everything as JSON."),

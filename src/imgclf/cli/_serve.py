@@ -40,6 +40,11 @@ def serve(
                                    "rejection threshold)."),
     adapt: str = typer.Option(None, "--adapt", help="Test-time adaptation on a copy of the model (opt-in): bn or "
                               "tent, learning from each batch of requests; the bundle is never changed."),
+    tta: str = typer.Option(None, "--tta", help="Test-time augmentation: flip, or flip+crop; averages "
+                            "probabilities over the views (the original included), as predict --tta does; each "
+                            "answer carries its uncertainty."),
+    mc_dropout: int = typer.Option(0, "--mc-dropout", help="MC dropout: average T stochastic passes with only the "
+                                   "dropout layers on (the model must have dropout); answers carry the uncertainty."),
     log: Path = typer.Option(None, "--log", help="Append every prediction to this JSONL audit log."),
     log_images: bool = typer.Option(False, "--log-images", help="Also store each image (base64) in the log."),
     log_max_mb: float = typer.Option(50.0, "--log-max-mb", help="Rotate the log at this size."),
@@ -58,6 +63,8 @@ def serve(
 
         imgclf serve runs/x/bundle --port 8080 --token s3cret --log audit.jsonl
 
+        imgclf serve runs/x/bundle --tta flip --mc-dropout 10
+
         curl -F file=@cat.jpg http://127.0.0.1:8000/v1/predict
     """
     from imgclf.serve import ServeSettings, run_server
@@ -68,7 +75,8 @@ def serve(
         formats=tuple(f for f in formats.split(",") if f.strip()), body_timeout_s=body_timeout,
         max_connections=max_connections, allowed_hosts=tuple(allowed_host), cors_origins=tuple(cors_origin),
         drain_delay_s=drain_delay, queue_size=queue_size, timeout_s=timeout, top_k=top_k,
-        reject=not no_reject, engine=engine, adapt=adapt, log=log, log_images=log_images, log_max_mb=log_max_mb,
+        reject=not no_reject, engine=engine, adapt=adapt, tta=tta, mc_dropout=mc_dropout, log=log,
+        log_images=log_images, log_max_mb=log_max_mb,
         drift_window=drift_window,
     ).with_env_token()  # fmt: skip
     if host not in ("127.0.0.1", "localhost", "::1") and not settings.token:

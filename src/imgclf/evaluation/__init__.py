@@ -53,6 +53,7 @@ from imgclf.evaluation._report import SECTION_IDS, render_report
 from imgclf.evaluation._report_data import ReportData
 from imgclf.evaluation._run_report import (
     NEAR_DUPLICATE_LIMIT,
+    SEARCH_FILE,
     ReportResult,
     audit,
     audit_splits,
@@ -63,6 +64,7 @@ from imgclf.utils import publish
 
 __all__ = [
     "NEAR_DUPLICATE_LIMIT",
+    "SEARCH_FILE",
     "SECTION_IDS",
     "CalibrationResult",
     "Evaluation",

@@ -12,14 +12,16 @@ from imgclf.evaluation._report_sections import Figures, build_sections
 from imgclf.evaluation._template import REPORT_TEMPLATE
 from imgclf.utils import atomic_write_text, optional_import
 
-SECTION_IDS = ("data", "training", "task", "metrics", "confusion", "calibration", "risk-coverage", "groups", "errors")
+SECTION_IDS = ("data", "training", "search", "task", "metrics", "confusion", "calibration", "risk-coverage", "groups",
+               "errors")
 
 
 def render_report(data: ReportData, path: str | os.PathLike, *, plots_dir: str | os.PathLike | None = None) -> Path:
     """Write ``data`` as one HTML page that opens offline, and return its path.
 
     Sections, each present only when its data is: ``data`` (summary, audit findings with a loud leakage
-    alert, likely label errors), ``training`` (curves), ``metrics`` (headline figures with intervals,
+    alert, likely label errors), ``training`` (curves), ``search`` (a tuning study's plots, when ``imgclf tune``
+    retrained the run), ``metrics`` (headline figures with intervals,
     per-class table worst first, most-confused pairs), ``confusion``, ``calibration`` (reliability before /
     after temperature scaling), ``risk-coverage``, ``groups`` and ``errors`` (top-loss gallery); each
     ``<section>`` has that ``id``. Plots are also kept as PNG files in ``plots_dir`` when given (e.g. the

@@ -37,6 +37,8 @@ class ReportData:
     - ``task_kind`` / ``task_metrics``: the kind of label and its :class:`~imgclf.tasks.TaskMetrics` (mAP and
       per-class AP for multi-label, hierarchical F1 and mistake severity for hierarchies); ``probs`` /
       ``targets`` of the evaluated images for curves (multi-label PR curves).
+    - ``search``: the hyperparameter search this run is the retrain of (``imgclf tune``): ``{"facts": {...},
+      "plots": {name: png_path}}`` -- the study's history, parameter importances and parallel coordinates.
 
     >>> data = ReportData(title="cifar10 · resnet18", metrics=report, intervals=ci)  # doctest: +SKIP
     >>> render_report(data, "runs/r1/report.html")  # doctest: +SKIP
@@ -64,3 +66,4 @@ class ReportData:
     task_metrics: Any = None
     probs: Any = None
     targets: Any = None
+    search: Mapping[str, Any] | None = None

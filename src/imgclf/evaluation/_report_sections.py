@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import math
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,7 @@ def text(kind: str, value: str, id: str | None = None) -> Block:
 
 def build_sections(data: ReportData, figs: Figures) -> list[Section]:
     """Every section the data allows, in reading order."""
-    builders = (_data, _training, task_section, _metrics, _confusion, _calibration, _risk, _groups, _errors)
+    builders = (_data, _training, _search, task_section, _metrics, _confusion, _calibration, _risk, _groups, _errors)
     return [s for s in (b(data, figs) for b in builders) if s is not None]
 
 
@@ -178,6 +179,32 @@ def _training(d: ReportData, figs: Figures) -> Section | None:
     rows = [[k, num(v, 4) if isinstance(v, float) else str(v)] for k, v in last.items()]
     blocks += [text("heading", f"Last epoch ({len(d.history)} in all)"), table(["metric", "value"], rows)]
     return {"id": "training", "title": "Training", "blocks": blocks}
+
+
+SEARCH_PLOTS = {
+    "history": "Optimization history: each trial's validation score and the best so far.",
+    "importances": "Parameter importances (fANOVA): how much of the score's variation each parameter explains.",
+    "parallel_coordinates": "Parallel coordinates: each trial's parameters, coloured by its validation score.",
+}
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    if src.resolve() != dst.resolve():
+        shutil.copyfile(src, dst)
+    return dst
+
+
+def _search(d: ReportData, figs: Figures) -> Section | None:
+    if not d.search:
+        return None
+    facts = d.search.get("facts") or {}
+    blocks: list[Block] = [table(["", "value"], [[str(k), num(v, 4) if isinstance(v, float) else str(v)]
+                                                 for k, v in facts.items()])]  # fmt: skip
+    for name, path in (d.search.get("plots") or {}).items():
+        if Path(path).is_file():  # copied next to the report's other plots, then embedded
+            blocks.append(figs.block(f"search_{name}", lambda p, src=Path(path): _copy(src, p),
+                                     SEARCH_PLOTS.get(name, name.replace("_", " "))))  # fmt: skip
+    return {"id": "search", "title": "Hyperparameter search", "blocks": blocks}
 
 
 def _metrics(d: ReportData, figs: Figures) -> Section | None:

@@ -24,6 +24,8 @@ from imgclf.evaluation._report_data import ReportData
 from imgclf.utils import atomic_write_text
 
 NEAR_DUPLICATE_LIMIT = 20_000  # pHash comparison above this many files is left to `imgclf audit`
+#: Written into a run directory by the search it retrains (``imgclf tune``): its figures and plot files.
+SEARCH_FILE = "search.json"
 
 
 def audit_splits(splits: D.Splits, *, near_duplicates: bool = True) -> AuditReport | None:
@@ -73,6 +75,19 @@ def _history(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def _search(run_dir: Path) -> dict[str, Any] | None:
+    """The ``search.json`` of a run ``imgclf tune`` retrained: facts, and plot paths resolved against the run."""
+    path = run_dir / SEARCH_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path} is not valid JSON ({exc}); delete it or re-run `imgclf tune --resume`") from exc
+    plots = {str(k): (run_dir / str(v)).resolve() for k, v in dict(record.get("plots") or {}).items()}
+    return {"facts": dict(record.get("facts") or {}), "plots": plots}
+
+
 def build_report(run_dir: str | Path, *, bundle: Bundle | None = None, source: str | None = None,
                  evaluation: Evaluation | None = None, splits: D.Splits | None = None,
                  audit_report: AuditReport | None = None, n_resamples: int = 1000) -> ReportResult:  # fmt: skip
@@ -112,7 +127,7 @@ def build_report(run_dir: str | Path, *, bundle: Bundle | None = None, source: s
                **_privacy_fact(bundle.meta.extra.get("privacy")),
                **_membership_fact(bundle.meta.extra.get("privacy_audit"))},
         data_summary={f"{k} images": len(s) for k, s in splits.items()}, audit=audit_report,
-        label_issues=label_tiles, history=_history(run), notes=notes, **ev.report_fields(),
+        label_issues=label_tiles, history=_history(run), notes=notes, search=_search(run), **ev.report_fields(),
     )  # fmt: skip
     html = render_report(data, run / "report.html", plots_dir=run / "plots")
     card = render_model_card(data, model_name=f"{bundle.meta.architecture} ({run.name})")

@@ -13,7 +13,13 @@ attribution methods read. Builtins are registered on import.
 from imgclf.models import _classics, _clip, _fewshot_nets, _tiny  # noqa: F401  (importing registers the builtins)
 from imgclf.models._adapters import TorchvisionAdapter
 from imgclf.models._classical import ClassicalNet, is_classical
-from imgclf.models._ensemble import EnsembleNet, HedgedNet, mean_prob_logits, mutual_information
+from imgclf.models._ensemble import (
+    EnsembleNet,
+    HedgedNet,
+    ensemble_head_stats,
+    mean_prob_logits,
+    mutual_information,
+)
 from imgclf.models._factory import create_model, describe_model, list_models, size_args
 from imgclf.models._inspect import count_parameters, freeze_backbone, model_data_config, split_parameters
 from imgclf.models._norm import batchnorm_to_groupnorm
@@ -31,6 +37,7 @@ __all__ = [
     "HedgedNet",
     "mean_prob_logits",
     "mutual_information",
+    "ensemble_head_stats",
     "LoadReport",
     "ModelEntry",
     "TargetLayer",

@@ -129,7 +129,9 @@ def _make_classifier(kind: str, params: dict[str, Any], seed: int) -> Any:
 
     if kind == "svm":
         if params["kernel"] == "linear":
-            clf = LinearSVC(C=params["C"], max_iter=5000, random_state=seed)
+            # dual=True: with more images than features sklearn's "auto" picks the primal solver, which on
+            # standardised HOG features (MNIST, 1,500 x 1,812) ran > 10 min where the dual one takes ~5 s
+            clf = LinearSVC(C=params["C"], dual=True, max_iter=5000, random_state=seed)
         else:
             clf = SVC(kernel="rbf", C=params["C"], gamma="scale", decision_function_shape="ovr", random_state=seed)
         return Pipeline([("scale", StandardScaler()), ("clf", clf)])

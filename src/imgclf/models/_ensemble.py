@@ -10,6 +10,8 @@ calibration, rejection and evaluation treat them like any other model. ``member_
 from __future__ import annotations
 
 import math
+import threading
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -121,6 +123,12 @@ class EnsembleNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return mean_prob_logits(torch.stack([m(x) for m in self.members]), self.activation)  # (B, C)
 
+    def hedged_outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Logits ``(B, C)``, disagreement ``(B,)`` and pooled features ``(B, sum D_k)`` from one pass."""
+        feats = self.forward_features(x)
+        stack = self.member_logits(feats)  # (K, B, C)
+        return mean_prob_logits(stack, self.activation), mutual_information(stack, self.activation), feats
+
     @property
     def target_model(self) -> nn.Module:
         """The member attribution methods read (the first; its layer fires during the ensemble's forward)."""
@@ -136,8 +144,53 @@ class EnsembleNet(nn.Module):
         self.num_classes = num_classes
 
 
+def ensemble_head_stats(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The members' linear heads of an :class:`EnsembleNet` as tensors (safetensors-ready), so the
+    ``disagreement`` rejection rule (:func:`imgclf.tasks.ood_score`) recomputes the members' logits, and their
+    mutual information, from the ensemble's pooled features ``(B, sum D_k)`` of the same pass.
+
+    Keys: ``weight`` ``(C, sum D_k)`` (the members' weights side by side), ``bias`` ``(K, C)``, ``widths`` ``(K,)``.
+    Raises ModelError for a model that is not an ensemble or a member whose classifier is not linear.
+
+    >>> from imgclf.models import create_model
+    >>> s = ensemble_head_stats(EnsembleNet([create_model("test_cnn", 3), create_model("test_cnn", 3)]))
+    >>> tuple(s["bias"].shape), s["widths"].tolist() == [s["weight"].shape[1] // 2] * 2
+    ((2, 3), True)
+    """
+    if not isinstance(model, EnsembleNet):
+        raise ModelError(f"the disagreement rejection rule needs an ensemble bundle (`imgclf ensemble`), not a "
+                         f"{type(model).__name__}; pick another --rule (msp, energy, mahalanobis ...)")  # fmt: skip
+    weights, biases = [], []
+    for i, (m, width) in enumerate(zip(model.members, model.widths)):
+        head = m.get_classifier()
+        if not isinstance(head, nn.Linear) or head.in_features != width:
+            raise ModelError(f"ensemble member {i} has a {type(head).__name__} classifier, not a linear layer on its "
+                             f"{width} pooled features: the disagreement rule cannot be stored for this ensemble; "
+                             "use --rule msp or energy")  # fmt: skip
+        weights.append(head.weight.detach().float().cpu())  # (C, D_k)
+        bias = head.bias.detach().float().cpu() if head.bias is not None else torch.zeros(head.out_features)
+        biases.append(bias)
+    return {"weight": torch.cat(weights, 1).contiguous(), "bias": torch.stack(biases).contiguous(),
+            "widths": torch.tensor(model.widths, dtype=torch.int64)}  # fmt: skip
+
+
 def _has_dropout(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0]
+
+
+#: One lock per base model: MC dropout switches that model's dropout layers to training mode for its passes, so
+#: two threads running a HedgedNet (or two HedgedNets over one model) must not interleave, or one would restore
+#: the other's switched state (leaving dropout on for good) or run its passes deterministically.
+_MC_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.Lock] = weakref.WeakKeyDictionary()
+_MC_LOCKS_GUARD = threading.Lock()
+
+
+def _mc_lock(model: nn.Module) -> threading.Lock:
+    with _MC_LOCKS_GUARD:
+        lock = _MC_LOCKS.get(model)
+        if lock is None:
+            lock = _MC_LOCKS[model] = threading.Lock()
+        return lock
 
 
 class HedgedNet(nn.Module):
@@ -195,14 +248,15 @@ class HedgedNet(nn.Module):
         if not self.mc_dropout:
             return torch.stack([self.model(v) for v in self.views(x)])
         drops = _has_dropout(self.model)
-        states = [d.training for d in drops]
-        try:
-            for d in drops:
-                d.train()  # only the dropout layers: batch norm keeps its running statistics
-            return torch.stack([self.model(v) for v in self.views(x) for _ in range(self.mc_dropout)])
-        finally:
-            for d, s in zip(drops, states):
-                d.train(s)
+        with _mc_lock(self.model):  # the switch below is shared state: one thread at a time (see _MC_LOCKS)
+            states = [d.training for d in drops]
+            try:
+                for d in drops:
+                    d.train()  # only the dropout layers: batch norm keeps its running statistics
+                return torch.stack([self.model(v) for v in self.views(x) for _ in range(self.mc_dropout)])
+            finally:
+                for d, s in zip(drops, states):
+                    d.train(s)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The hedged logits and the base model's pooled features of the original view, packed ``(B, C + D)``
@@ -215,6 +269,13 @@ class HedgedNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return mean_prob_logits(self.member_logits(x), self.activation)  # (B, C)
+
+    def hedged_outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Logits ``(B, C)``, disagreement ``(B,)`` of the same views / passes, and the base model's pooled
+        features of the original view ``(B, D)``: what a server answers with, in one go."""
+        stack = self.member_logits(x)  # (K, B, C)
+        feats = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+        return mean_prob_logits(stack, self.activation), mutual_information(stack, self.activation), feats
 
     @property
     def target_model(self) -> nn.Module:

@@ -14,6 +14,7 @@ from imgclf import data as D
 from imgclf import engine as E
 from imgclf.bundle import REJECTION_FILE, Bundle, load_bundle, save_arrays, split_samples, update_meta
 from imgclf.errors import DataError
+from imgclf.models import EnsembleNet, ensemble_head_stats
 from imgclf.robustness._adapt import adapted_corruption_accuracy
 from imgclf.robustness._corruption_eval import CorruptionReport, corruption_accuracy
 from imgclf.robustness._corruptions import CORRUPTIONS
@@ -28,7 +29,15 @@ from imgclf.robustness._plots import (
     plot_robust_curve,
 )
 from imgclf.robustness._smoothing import CertifiedCurve, certified_accuracy
-from imgclf.tasks import FIT_IMAGES, REJECTION_SCORES, describe_score, fit_rejection, fit_rejection_stats, ood_score
+from imgclf.tasks import (
+    ENSEMBLE_SCORES,
+    FIT_IMAGES,
+    REJECTION_SCORES,
+    describe_score,
+    fit_rejection,
+    fit_rejection_stats,
+    ood_score,
+)
 from imgclf.utils import atomic_write_text
 
 DEFAULT_EPSILONS = (0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)
@@ -112,12 +121,13 @@ def stress_test(bundle: Bundle, source: str, *, ood: str | Path | None = None, s
                 rule: str | None = None) -> RobustnessResult:  # fmt: skip
     """Attack, corrupt and OOD-test ``bundle`` on ``split`` of ``source``; choose a rejection rule.
 
-    Every rejection rule (:data:`imgclf.tasks.REJECTION_SCORES`) is fitted on up to ``fit_images`` training
-    images and scored against the outliers: the ``ood`` folder, else synthetic outliers; the one of highest
-    AUROC is chosen (``rule`` forces one), with its threshold accepting ``target_acceptance`` of the validation
-    images. ``certify`` (a noise std in pixel units) adds randomized-smoothing certified accuracy on
-    ``certify_images`` images with ``certify_samples`` noise draws each; ``adapt`` (``"bn"``, ``"tent"``) adds
-    corruption accuracy (severities 3-5) after test-time adaptation, next to the unadapted model's.
+    Every rejection rule (:data:`imgclf.tasks.REJECTION_SCORES`; ``disagreement`` for ensembles only) is fitted on
+    up to ``fit_images`` training images and scored against the outliers: the ``ood`` folder, else synthetic
+    outliers; the one of highest AUROC is chosen (``rule`` forces one), with its threshold accepting
+    ``target_acceptance`` of the validation images. ``certify`` (a noise std in pixel units) adds
+    randomized-smoothing certified accuracy on ``certify_images`` images with ``certify_samples`` noise draws
+    each; ``adapt`` (``"bn"``, ``"tent"``) adds corruption accuracy (severities 3-5) after test-time adaptation,
+    next to the unadapted model's.
 
     >>> # res = stress_test(load_bundle("runs/x/bundle"), "data/", ood="other/"); res.rejection["score"]
     """
@@ -156,15 +166,21 @@ def stress_test(bundle: Bundle, source: str, *, ood: str | Path | None = None, s
     remap = [meta.classes.index(c) for c in splits.classes]
     train_x, train_y = D.sample_tensors(splits.train.relabel(remap), meta.preprocessing, fit_images, seed)
     train_logits, train_feats = _logits_features(model, train_x)
-    stats = {r: fit_rejection_stats(train_feats, train_logits, train_y, r) for r in REJECTION_SCORES}
+    # an ensemble's members' disagreement is a rule too; its statistics are the members' heads, not fitted
+    rules = [r for r in REJECTION_SCORES if r not in ENSEMBLE_SCORES or isinstance(model, EnsembleNet)]
+    if rule is not None:
+        describe_score(rule)  # an unknown name fails here, listing the rules
+        if rule in ENSEMBLE_SCORES and rule not in rules:
+            ensemble_head_stats(model)  # raises: says this needs an ensemble bundle
+    stats = {r: ensemble_head_stats(model) if r in ENSEMBLE_SCORES else
+             fit_rejection_stats(train_feats, train_logits, train_y, r) for r in rules}  # fmt: skip
 
     def score(r: str, lg: torch.Tensor, ft: torch.Tensor) -> torch.Tensor:
         return ood_score(r, lg, temperature, features=ft, stats=stats[r])
 
-    reports = {r: ood_metrics(score(r, logits, feats), score(r, out_logits, out_feats)) for r in REJECTION_SCORES}
+    reports = {r: ood_metrics(score(r, logits, feats), score(r, out_logits, out_feats)) for r in rules}
     best, reason = choose_score(reports, ood is not None, ood_source)
     if rule is not None:
-        describe_score(rule)  # an unknown name fails here, listing the rules
         best, reason = rule, f"chosen with --rule (AUROC {reports[rule].auroc:.3f} against {ood_source})"
     ref = splits.val if splits.val is not None else samples
     ref_x, _ = D.sample_tensors(ref, meta.preprocessing, 2000, seed)

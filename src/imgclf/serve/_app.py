@@ -136,6 +136,7 @@ def _record(state: ServerState, img: Upload, res: ImageResult, request_id: str, 
         "unknown": res.unknown,
         "ood_score": _finite(round(res.ood_score, 6)),
         "ood_kind": state.predictor.score_name,
+        "uncertainty": None if res.uncertainty is None else round(res.uncertainty, 6),
         "model": state.predictor.version,
         "latency_ms": round(latency_ms, 3),
     }
@@ -154,7 +155,7 @@ def create_app(bundle_dir: str | Path, settings: ServeSettings | None = None) ->
 
     >>> # app = create_app("runs/x/bundle", ServeSettings(token="s3cret"))  # then: uvicorn.run(app)
     """
-    from imgclf.api import load
+    from imgclf.api import hedge, load
 
     settings = settings or ServeSettings()
     optional_import("fastapi", "serve")
@@ -162,6 +163,8 @@ def create_app(bundle_dir: str | Path, settings: ServeSettings | None = None) ->
     clf = load(bundle_dir, device=settings.device, engine=settings.engine)
     if settings.adapt:
         clf = clf.adapted(settings.adapt)
+    # the same wrapper as `imgclf predict --tta / --mc-dropout`; a model without dropout fails here, at start-up
+    clf = hedge(clf, tta=settings.tta, mc_dropout=settings.mc_dropout)
     return build_app(Predictor(clf, top_k=settings.top_k, reject=settings.reject), settings)
 
 
@@ -242,6 +245,7 @@ def build_app(predictor: Predictor, settings: ServeSettings) -> Any:
                 "rejection_active": predictor.threshold is not None, "ood_score": predictor.score_name,
                 "metrics": meta.metrics, "created": meta.created, "drift_monitoring": state.drift is not None,
                 "top_k": predictor.top_k, "explain": state.explain_available, "engine": predictor.engine_name,
+                "tta": settings.tta, "mc_dropout": settings.mc_dropout, "uncertainty": predictor.hedged,
                 "limits": {"max_body_bytes": settings.max_body_bytes, "max_images": settings.max_images,
                            "max_pixels": settings.max_pixels, "max_request_pixels": settings.max_request_pixels,
                            "formats": list(settings.formats), "timeout_s": settings.timeout_s}}  # fmt: skip
@@ -306,6 +310,7 @@ def build_app(predictor: Predictor, settings: ServeSettings) -> Any:
         # The answer schema of `imgclf predict --json` and the Python API (imgclf.tasks.Answer), plus the upload's
         # facts: one schema for CLI, API and REST.
         preds = [{"index": i, "name": u.name, **r.answer.to_dict(), "confidence": r.confidence,
+                  **({} if r.uncertainty is None else {"uncertainty": r.uncertainty}),
                   "width": u.width, "height": u.height, "sha256": u.sha256, "latency_ms": latency_ms}
                  for i, (r, u) in enumerate(zip(results, uploads))]  # fmt: skip
         return {"model": predictor.version, "request_id": request_id, "latency_ms": latency_ms,

@@ -14,6 +14,7 @@ from imgclf import engine as E
 from imgclf import monitor
 from imgclf.api import Classifier
 from imgclf.errors import BundleError
+from imgclf.models import EnsembleNet, HedgedNet
 from imgclf.tasks import REJECTION_SCORES, Answer, needs_features, rejection_scores, with_reasons
 
 
@@ -28,6 +29,7 @@ class ImageResult:
     class_index: int
     confidence: float
     features: tuple[float, ...] | None = None
+    uncertainty: float | None = None  # members' / views' / passes' mutual information (nats), hedged models only
 
     @property
     def label(self) -> str | None:
@@ -57,7 +59,9 @@ class Predictor:
     features of the same pass with the bundle's fitted statistics), computed by
     :func:`imgclf.tasks.rejection_scores` exactly as predict and ``imgclf robustness`` do (higher means more
     in-distribution), else ``msp``; an image is ``unknown``, with the reason, when rejection is on and its score
-    is below ``rejection["threshold"]``.
+    is below ``rejection["threshold"]``. For an ensemble bundle, or a classifier wrapped by
+    :func:`imgclf.api.hedge` (``--tta`` / ``--mc-dropout``), each answer also carries its ``uncertainty`` (the
+    members' / views' / passes' mutual information), from the same pass as its probabilities.
 
     >>> # p = Predictor(imgclf.load("runs/x/bundle")); p([p.preprocess(img)])[0].label
     """
@@ -66,9 +70,14 @@ class Predictor:
         if clf.model_ is None or clf.meta_ is None:
             raise BundleError("the server needs a loaded bundle: use imgclf.load(bundle_dir)")
         self.model, self.meta = clf.model_.eval(), clf.meta_
-        # explanations hook the layers of a plain model: the adapted copy's own network when adapting
-        self.explain_model = self.model.model if getattr(clf, "adapt_", None) else self.model
+        # explanations hook the layers of a plain model: the adapted copy's own network when adapting, the
+        # underlying model (original view, dropout off) behind test-time augmentation / MC dropout
+        hedged_net = isinstance(self.model, HedgedNet)
+        self.explain_model = self.model.model if getattr(clf, "adapt_", None) or hedged_net else self.model
         self.engine = getattr(clf, "engine_", None)  # an imgclf.export engine (torch-fast, onnxruntime) if loaded
+        #: an ensemble or a TTA / MC-dropout wrapper: each answer carries the members' disagreement, computed in
+        #: the same pass as its probabilities (the same dropout draws)
+        self.hedged = self.engine is None and isinstance(self.model, EnsembleNet | HedgedNet)
         self.engine_name = getattr(self.engine, "name", "torch")
         self.device = next(self.model.parameters()).device
         self.transform = D.build_eval_transform(self.meta.preprocessing)
@@ -112,7 +121,18 @@ class Predictor:
         batch = D.Batch(x, torch.zeros(len(x), dtype=torch.long), torch.arange(len(x)))
         want = self.has_features or self.needs_features
         runner = None if self.engine is None else (self.engine.predict_outputs if want else self.engine.predict_logits)
+        disagreement: list[torch.Tensor] = []  # this call's own: nothing here is shared between batches
+
+        def hedged(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            with torch.inference_mode():
+                logits, mi, feats = self.model.hedged_outputs(x)
+            disagreement.append(mi.float().cpu())
+            return logits, feats
+
+        if self.hedged:
+            runner = hedged
         out = E.predict_logits(self.model, [batch], self.device, runner=runner, features=want)
+        unc = torch.cat(disagreement).tolist() if disagreement else [None] * len(x)
         logits = out.logits  # (B, C)
         probs = self.task.probabilities(logits, self.meta.temperature)  # (B, C)
         # the score is reported (and logged for drift) even without a threshold; only a rule makes ``unknown``
@@ -126,5 +146,5 @@ class Predictor:
             projected = monitor.project_features(self.reference, out.features)  # (B, k)
         best = probs.argmax(axis=1)
         return [ImageResult(answer, int(best[i]), float(probs[i, best[i]]),
-                            None if projected is None else tuple(float(f"{v:.5g}") for v in projected[i]))
+                            None if projected is None else tuple(float(f"{v:.5g}") for v in projected[i]), unc[i])
                 for i, answer in enumerate(answers)]  # fmt: skip

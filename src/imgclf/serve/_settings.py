@@ -46,6 +46,10 @@ class ServeSettings:
     - ``engine``: torch, torch-fast or onnxruntime (the bundle's exported ``model.onnx``), as ``imgclf.load``.
     - ``adapt``: ``"bn"`` or ``"tent"`` answers through a test-time-adapted copy of the model (opt-in; see
       :meth:`imgclf.Classifier.adapted`).
+    - ``tta`` (``"flip"`` / ``"flip+crop"``) and ``mc_dropout`` (T passes): answer with the probabilities averaged
+      over test-time views / dropout passes, as ``imgclf predict --tta / --mc-dropout`` does (one code path:
+      :func:`imgclf.api.hedge`); each prediction then carries its ``uncertainty`` (mutual information, nats).
+      A model without dropout fails at start-up with ``mc_dropout``.
     - ``drift_window``: predictions per drift window for the ``/metrics`` gauges (needs the bundle's
       ``extra["monitor"]`` reference).
 
@@ -85,6 +89,8 @@ class ServeSettings:
     device: str = "cpu"
     engine: str = "torch"
     adapt: str | None = None
+    tta: str | None = None
+    mc_dropout: int = 0
 
     def __post_init__(self) -> None:
         positive = ("max_batch", "queue_size", "max_body_mb", "max_images", "max_pixels", "max_request_pixels",
@@ -94,6 +100,10 @@ class ServeSettings:
             value = getattr(self, name)
             if not (value > 0 and math.isfinite(value)):
                 raise ConfigError(f"serve setting {name}={value} must be a positive number")
+        if isinstance(self.mc_dropout, bool) or not isinstance(self.mc_dropout, int) or self.mc_dropout < 0:
+            raise ConfigError(f"--mc-dropout {self.mc_dropout!r} must be a number of passes >= 1 (0: off)")
+        if self.adapt and (self.tta or self.mc_dropout):
+            raise ConfigError("--adapt cannot be combined with --tta / --mc-dropout: serve one or the other")
         if self.max_wait_ms < 0 or self.log_backups < 0 or not self.drain_delay_s >= 0:
             raise ConfigError("serve settings max_wait_ms, log_backups and drain_delay_s must not be negative")
         object.__setattr__(self, "formats", D.image_formats(self.formats))

@@ -11,6 +11,7 @@ from imgclf.tasks._multilabel import MultiLabelTask
 from imgclf.tasks._registry import TASK_KINDS, make_task, task_from_dict
 from imgclf.tasks._rejection import (
     DEFAULT_ACCEPTANCE,
+    ENSEMBLE_SCORES,
     FEATURE_SCORES,
     FIT_IMAGES,
     LOGIT_SCORES,
@@ -32,6 +33,7 @@ __all__ = [
     "HierarchicalTask",
     "MultiLabelTask",
     "DEFAULT_ACCEPTANCE",
+    "ENSEMBLE_SCORES",
     "FEATURE_SCORES",
     "FIT_IMAGES",
     "LOGIT_SCORES",

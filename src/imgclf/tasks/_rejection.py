@@ -23,7 +23,9 @@ from imgclf.tasks._base import Answer
 
 LOGIT_SCORES = ("msp", "max_logit", "energy")  # computable from logits alone
 FEATURE_SCORES = ("mahalanobis", "knn", "vim")  # also need the pooled features and fitted statistics
-REJECTION_SCORES = LOGIT_SCORES + FEATURE_SCORES
+#: Ensemble bundles only: the members' disagreement, from the pooled features and the members' stored heads.
+ENSEMBLE_SCORES = ("disagreement",)
+REJECTION_SCORES = LOGIT_SCORES + FEATURE_SCORES + ENSEMBLE_SCORES
 DEFAULT_ACCEPTANCE = 0.95
 #: The most training images a feature rule's statistics are fitted on (a seeded sample of the training split).
 FIT_IMAGES = 2000
@@ -35,6 +37,7 @@ _SCORE_DOCS = {
     "mahalanobis": "minus the Mahalanobis distance to the closest class mean (shared covariance)",
     "knn": "minus the cosine-space distance to the k-th nearest training feature",
     "vim": "ViM: energy minus the scaled norm of the feature outside the training features' principal space",
+    "disagreement": "minus the mutual information between an ensemble's members' probabilities (nats)",
 }
 
 
@@ -59,7 +62,7 @@ def needs_features(name: str | None) -> bool:
     >>> needs_features("msp"), needs_features("knn"), needs_features(None)
     (False, True, False)
     """
-    return name is not None and _known(name) in FEATURE_SCORES
+    return name is not None and _known(name) in FEATURE_SCORES + ENSEMBLE_SCORES
 
 
 def default_knn_k(n_train: int) -> int:
@@ -83,6 +86,10 @@ def fit_rejection_stats(features: Any, logits: Any, labels: Any, score: str, *, 
     """
     if not needs_features(score):
         return {}
+    if score in ENSEMBLE_SCORES:
+        raise ConfigError("the disagreement rule's statistics are the ensemble's member heads, not fitted on "
+                          "features: store it with `imgclf robustness ENSEMBLE DATA --rule disagreement` or "
+                          "`imgclf ensemble ... --rule disagreement`")  # fmt: skip
     z = M.as_2d(features, "features").float().cpu()
     if score == "mahalanobis":
         maha = M.Mahalanobis().fit(z, labels)
@@ -118,7 +125,8 @@ def ood_score(name: str, logits: Any, temperature: float = 1.0, *, features: Any
               stats: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:  # fmt: skip
     """The score ``(N,)`` of ``name`` (higher = more in-distribution): msp at ``temperature`` (calibrated),
     max_logit or energy at T = 1 from logits ``(N, K)``; mahalanobis, knn, vim from the pooled ``features``
-    ``(N, D)`` of the same pass with the ``stats`` of :func:`fit_rejection_stats`.
+    ``(N, D)`` of the same pass with the ``stats`` of :func:`fit_rejection_stats`; disagreement (ensembles) from
+    the ensemble's pooled features with its members' heads (``imgclf.models.ensemble_head_stats``).
 
     >>> ood_score("msp", torch.tensor([[4.0, 0.0]])).round(decimals=3).tolist()
     [0.982]
@@ -139,6 +147,8 @@ def ood_score(name: str, logits: Any, temperature: float = 1.0, *, features: Any
         maha.means_ = _stat(stats, "means", name).double()
         maha.precision_ = _stat(stats, "precision", name).double()
         return maha.score(f)
+    if name == "disagreement":
+        return -_member_disagreement(f, stats)
     if name == "knn":
         knn = M.KNNScorer(k=int(_stat(stats, "k", name)))
         knn.bank_ = _stat(stats, "bank", name).float()
@@ -147,6 +157,22 @@ def ood_score(name: str, logits: Any, temperature: float = 1.0, *, features: Any
     if f.shape[1] != origin.shape[0]:
         raise DataError(f"ViM was fitted on {origin.shape[0]}-dim features but got {f.shape[1]}-dim ones.")
     return M.energy(z).float().cpu() - float(_stat(stats, "alpha", name)) * ((f - origin) @ residual).norm(dim=1)
+
+
+def _member_disagreement(features: torch.Tensor, stats: Mapping[str, torch.Tensor] | None) -> torch.Tensor:
+    """Mutual information ``(N,)`` of the ensemble members' softmax outputs, each member's logits recomputed from
+    its slice of the pooled ``features`` ``(N, sum D_k)`` with its stored head (``weight``, ``bias``, ``widths``)."""
+    # imported here: only ensemble bundles get this far, and `import imgclf.tasks` stays free of the model zoo
+    from imgclf.models import mutual_information
+
+    weight, bias = _stat(stats, "weight", "disagreement").float(), _stat(stats, "bias", "disagreement").float()
+    widths = [int(w) for w in _stat(stats, "widths", "disagreement").tolist()]
+    if features.shape[1] != sum(widths):
+        raise DataError(f"the disagreement rule was stored for {sum(widths)}-dim ensemble features, got "
+                        f"{features.shape[1]}-dim ones: re-run `imgclf robustness` on this bundle")  # fmt: skip
+    chunks, heads = torch.split(features, widths, dim=1), torch.split(weight, widths, dim=1)
+    stack = torch.stack([f @ w.T + b for f, w, b in zip(chunks, heads, bias)])  # (K, N, C)
+    return mutual_information(stack, "softmax")
 
 
 def rejection_scores(rule: dict[str, Any], logits: Any, temperature: Any = None, *, features: Any = None,

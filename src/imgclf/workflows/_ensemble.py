@@ -21,11 +21,13 @@ from rich.console import Console
 from imgclf import engine as E
 from imgclf.bundle import Bundle, BundleMeta, load_bundle, read_meta, save_bundle, split_samples, training_source
 from imgclf.errors import ConfigError
-from imgclf.models import EnsembleNet, mutual_information
-from imgclf.tasks import fit_rejection
+from imgclf.models import EnsembleNet, ensemble_head_stats, mutual_information
+from imgclf.tasks import DEFAULT_ACCEPTANCE, fit_rejection
 from imgclf.utils import atomic_write_text
 
 DISAGREEMENT_FILE = "disagreement.csv"
+#: The rejection rules ``imgclf ensemble --rule`` can store: calibrated top probability, or the members' disagreement.
+ENSEMBLE_RULES = ("msp", "disagreement")
 
 
 @dataclass(frozen=True)
@@ -88,15 +90,23 @@ def _write_disagreement(path: Path, names: list[str], mi: np.ndarray, probs: np.
 
 
 def build_ensemble(bundles: list[str | Path], out: str | Path, *, data: str | None = None, split: str = "val",
-                   batch_size: int = 64, console: Console | None = None) -> EnsembleResult:  # fmt: skip
+                   batch_size: int = 64, rule: str = "msp", target_acceptance: float = DEFAULT_ACCEPTANCE,
+                   console: Console | None = None) -> EnsembleResult:  # fmt: skip
     """Average the probabilities of ``bundles`` in one bundle written to ``out``; calibrate it, fit its rejection
     rule and measure per-image disagreement on ``split`` (default val) of ``data`` (default: the first member's
     training data).
+
+    ``rule``: the stored rejection rule, ``"msp"`` or ``"disagreement"`` (minus the members' mutual information;
+    the members' heads go to ``rejection.safetensors``), its threshold accepting ``target_acceptance`` of the
+    split's images; predict, evaluate and serve then answer ``unknown`` below it.
 
     >>> # res = build_ensemble(["runs/a/bundle", "runs/b/bundle", "runs/c/bundle"], "runs/ens")
     >>> # res.ensemble["nll"] < min(r["nll"] for r in res.members.values())
     """
     console = console or Console(stderr=True)
+    if rule not in ENSEMBLE_RULES:
+        raise ConfigError(f"--rule {rule!r}: an ensemble stores one of {', '.join(ENSEMBLE_RULES)} (other rules: "
+                          "`imgclf robustness ENSEMBLE DATA --rule NAME`)")  # fmt: skip
     if len(bundles) < 2:
         raise ConfigError(f"an ensemble needs at least 2 bundles, got {len(bundles)}")
     paths = [Path(b) for b in bundles]
@@ -131,8 +141,15 @@ def build_ensemble(bundles: list[str | Path], out: str | Path, *, data: str | No
             from sklearn.metrics import roc_auc_score
 
             auroc = float(roc_auc_score(wrong.astype(np.int64), mi))
-    rejection = (fit_rejection(logits, temperature=temperature, ood_source=f"none ({split_name} images only)")
-                 if task.supports_rejection else None)  # fmt: skip
+    rejection, head_stats = None, {}
+    if task.supports_rejection:
+        if rule == "disagreement":
+            head_stats = ensemble_head_stats(net)
+        rejection = fit_rejection(logits, score=rule, temperature=temperature, features=out_f.features,
+                                  stats=head_stats, target_acceptance=target_acceptance,
+                                  ood_source=f"none ({split_name} images only)")  # fmt: skip
+    elif rule != "msp":
+        raise ConfigError(f"--rule {rule}: a {first.task.get('kind')} model has no rejection rule")
     info = {"members": [str(p.resolve()) for p in paths], "split": split_name, "rows": rows,
             "disagreement": {"score": "mutual_information", "mean": float(mi.mean()) if len(mi) else 0.0,
                              "auroc_errors": auroc,
@@ -148,7 +165,7 @@ def build_ensemble(bundles: list[str | Path], out: str | Path, *, data: str | No
     )  # fmt: skip
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    save_bundle(out, net, meta)
+    save_bundle(out, net, meta, rejection_stats=head_stats)
     names = [samples.describe(int(i)) for i in out_f.indices]
     _write_disagreement(out / DISAGREEMENT_FILE, names, mi, probs, labels, first.classes)
     return EnsembleResult(out, rows, split_name, auroc, info["disagreement"]["mean"])

@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import math
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from imgclf import engine as E
 from imgclf.api import train_run
 from imgclf.config import RunConfig, from_dict, to_dict, update
 from imgclf.errors import ConfigError, MissingDependencyError
+from imgclf.evaluation import SEARCH_FILE
 from imgclf.utils import atomic_write_text
 
 STUDY_FILE = "study.journal"
@@ -187,6 +189,22 @@ class PruningCallback(E.Callback):
         if self.trial.should_prune():
             self.pruned = True
             state.stop, state.stop_reason = True, f"pruned by the tuner after epoch {state.epoch}"
+
+
+class _SearchRecord(E.Callback):
+    """Writes the search's figures and plot paths into the retrained run's directory (``search.json``) as the
+    run starts, so its report (built at the end of training, or later by ``imgclf report``) shows the study."""
+
+    name = "tune_search_record"
+
+    def __init__(self, run_dir: Path, facts: dict[str, Any], plots: dict[str, str]) -> None:
+        self.run_dir, self.facts, self.plots = run_dir, facts, plots
+
+    def on_fit_start(self, state: E.TrainState) -> None:
+        if self.run_dir.is_dir():
+            plots = {k: os.path.relpath(v, self.run_dir) for k, v in self.plots.items()}
+            atomic_write_text(self.run_dir / SEARCH_FILE,
+                              json.dumps({"facts": self.facts, "plots": plots}, indent=2) + "\n")  # fmt: skip
 
 
 def _write_trial_data(splits: D.Splits, out: Path) -> Path:
@@ -367,7 +385,14 @@ def _finish_tune(study: Any, state: dict[str, Any], base: RunConfig, cfg: RunCon
             run_dir, bundle_dir = out / "best", out / "best" / "bundle"
         else:
             _drop_partial(out / "best")
-            res = train_run(final, console=console)
+            default = state.get("default", {}).get("value")
+            facts = {"study": str(out), "trials": len(done), "completed": len(complete),
+                     "pruned": len(done) - len(complete), "best validation accuracy": float(best.value),
+                     "default configuration's validation accuracy": default,
+                     "epochs saved by pruning": f"{1 - epochs_run / (len(done) * epochs):.0%}" if epochs else "n/a",
+                     "best parameters": ", ".join(f"{k}={v}" for k, v in best.params.items())}  # fmt: skip
+            record = _SearchRecord(out / "best", facts, plots)
+            res = train_run(final, console=console, callbacks=[record])
             run_dir, bundle_dir = res.run_dir, res.bundle_dir
     result = TuneResult(out=out, best_params=dict(best.params), best_value=float(best.value),
                         default_value=state.get("default", {}).get("value"), trials=len(done),

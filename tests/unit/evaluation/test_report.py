@@ -55,8 +55,11 @@ def _parse(path: Path) -> Page:
 
 
 @pytest.fixture
-def full_data(image_tree: dict) -> ReportData:
+def full_data(image_tree: dict, tmp_path: Path) -> ReportData:
     rng = np.random.default_rng(0)
+    study_plot = tmp_path / "study" / "history.png"  # what `imgclf tune` leaves in its folder
+    study_plot.parent.mkdir()
+    Image.new("RGB", (320, 200), (40, 90, 160)).save(study_plot)
     names = ["cat", "dog", "<b>fox</b>"]
     y = rng.integers(0, 3, 400)
     logits = rng.normal(size=(400, 3)) * 3
@@ -82,6 +85,8 @@ def full_data(image_tree: dict) -> ReportData:
         confidence=confidence_histogram(raw, y),
         groups=group_metrics(raw, y, [f"site{i % 3}" for i in range(400)]),
         errors=errors,
+        search={"facts": {"trials": 20, "best validation accuracy": 0.9731},
+                "plots": {"history": study_plot, "importances": tmp_path / "gone.png"}},  # a missing plot is skipped
     )
 
 

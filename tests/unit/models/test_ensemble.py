@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 
 import pytest
 import torch
@@ -99,3 +100,65 @@ def test_ensemble_builds_from_member_records() -> None:
     assert isinstance(net, EnsembleNet) and len(net.members) == 2 and isinstance(net.members[1], nn.Module)
     with pytest.raises(ModelError, match="no arguments"):
         create_model("resnet18", 3, members=[])
+
+
+class _Paused(nn.Module):
+    """A dropout model whose first pass in thread "A" waits until thread "B" has started a pass (or 1 s), and
+    whose passes in "B" wait until "A" has finished: the interleaving that races an unguarded MC-dropout switch."""
+
+    num_classes, num_features = 2, 4
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.drop, self.fc = nn.Dropout(0.5), nn.Linear(4, 2)
+        self.a_inside, self.b_inside, self.a_done = threading.Event(), threading.Event(), threading.Event()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        name = threading.current_thread().name
+        if name == "A" and not self.a_inside.is_set():
+            self.a_inside.set()
+            self.b_inside.wait(timeout=1.0)  # unguarded, B switches the layers while A is here
+        elif name == "B":
+            self.b_inside.set()
+            self.a_done.wait(timeout=5.0)  # ... and restores what it saw (dropout on) after A has finished
+        return self.fc(self.drop(x))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        return x if pre_logits else self.fc(x)
+
+
+def test_concurrent_mc_dropout_passes_never_leave_dropout_switched_on() -> None:
+    base = _Paused().eval()
+    nets = [HedgedNet(base, mc_dropout=3), HedgedNet(base, mc_dropout=3)]  # two wrappers, one model
+    x = torch.randn(2, 4)
+    a = threading.Thread(target=lambda: nets[0].member_logits(x), name="A")
+    b = threading.Thread(target=lambda: nets[1].member_logits(x), name="B")
+    a.start()
+    assert base.a_inside.wait(timeout=10)
+    b.start()
+    a.join()
+    base.a_done.set()
+    b.join()
+    assert not base.drop.training  # dropout is off again for every other user of the model
+    with torch.no_grad():
+        torch.testing.assert_close(base(x), base(x))
+
+
+def test_disagreement_score_from_features_and_stored_heads_is_the_members_mutual_information() -> None:
+    from imgclf.models import ensemble_head_stats
+    from imgclf.tasks import ood_score
+
+    torch.manual_seed(0)
+    net = EnsembleNet([create_model("test_cnn", 3), create_model("lenet5", 3)]).eval()
+    x = _x(6)
+    with torch.no_grad():
+        logits, mi, feats = net.hedged_outputs(x)
+        torch.testing.assert_close(mi, mutual_information(torch.stack([m(x) for m in net.members])))
+    torch.testing.assert_close(logits, net(x))
+    stats = ensemble_head_stats(net)
+    torch.testing.assert_close(ood_score("disagreement", logits, features=feats, stats=stats), -mi)
+    with pytest.raises(ModelError, match="needs an ensemble"):
+        ensemble_head_stats(create_model("test_cnn", 3))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from imgclf.bundle import load_arrays, save_arrays
-from imgclf.errors import BundleError, DataError
+from imgclf.errors import BundleError, ConfigError, DataError
 from imgclf.metrics import energy
 from imgclf.robustness import ood_metrics
 from imgclf.tasks import (
@@ -74,8 +74,10 @@ def test_feature_rules_separate_shifted_features_that_logits_cannot_tell_apart(r
 
 
 def test_the_default_rule_and_the_feature_flag() -> None:
-    assert set(REJECTION_SCORES) == {"msp", "max_logit", "energy", "mahalanobis", "knn", "vim"}
-    assert [needs_features(r) for r in ("msp", "energy", "vim")] == [False, False, True]
+    assert set(REJECTION_SCORES) == {"msp", "max_logit", "energy", "mahalanobis", "knn", "vim", "disagreement"}
+    assert [needs_features(r) for r in ("msp", "energy", "vim", "disagreement")] == [False, False, True, True]
+    with pytest.raises(ConfigError, match="ensemble"):  # its statistics are the members' heads, not fitted
+        fit_rejection_stats(torch.zeros(4, 2), torch.zeros(4, 2), torch.zeros(4), "disagreement")
     assert fit_rejection_stats(torch.zeros(4, 2), torch.zeros(4, 2), torch.zeros(4), "energy") == {}
     with pytest.raises(DataError, match="features"):
         ood_score("knn", torch.zeros(2, 3))
