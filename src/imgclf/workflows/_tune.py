@@ -332,7 +332,9 @@ def tune(cfg: RunConfig | None, *, trials: int = 20, timeout_min: float | None =
 
     def objective(trial: Any) -> float:
         params = _suggest(trial, space)
-        run_cfg = update(_with_params(base, params), {"train": {"name": f"trial-{trial.number:03d}"}})
+        # the same files as the default run, which audited them: no near-duplicate search per trial
+        run_cfg = update(_with_params(base, params), {"train": {"name": f"trial-{trial.number:03d}"},
+                                                      "data": {"near_duplicates": False}})  # fmt: skip
         cb = PruningCallback(trial)
         res = train_run(run_cfg, console=Console(quiet=True), callbacks=[cb])
         trial.set_user_attr("epochs_run", int(res.metrics.get("epochs_run", cb.epochs)))
