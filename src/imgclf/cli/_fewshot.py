@@ -13,7 +13,8 @@ from imgclf.cli._common import console, friendly_errors
 @friendly_errors
 def fewshot(
     model: Path = typer.Argument(..., help="A bundle whose backbone embeds the images (RUN_DIR/bundle)."),
-    support: str = typer.Argument(..., help="Support images: SUPPORT/CLASS/IMAGE files (1-5 per class is enough) or a CSV."),
+    support: str = typer.Argument(..., help="Support images: SUPPORT/CLASS/IMAGE files (1-5 per class is "
+                                  "enough) or a CSV."),
     out: Path = typer.Option(None, "--out", help="Write the prototype bundle here."),
     extend: Path = typer.Option(None, "--extend", help="Add SUPPORT's classes to this bundle's (same backbone)."),
     n_episodes: int = typer.Option(0, "--episodes", help="Instead of a bundle: evaluate N random episodes."),
