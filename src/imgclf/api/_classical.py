@@ -99,7 +99,7 @@ def train_classical(cfg: RunConfig, console: Console | None = None) -> FitResult
     D.record_data(run_dir, splits, resume=False)
     write_run_files(run_dir, cfg, torch.device("cpu"), E.DistInfo())
     _summarise_data(splits, console)
-    audit = _audit(splits, console)
+    audit = _audit(splits, console, near_duplicates=cfg.data.near_duplicates)
     if "bovw" in model.spec.features:
         console.print("bag of words: dense descriptors of the training images, k-means vocabulary")
         desc = _pass(_Descriptors(model.descriptors), splits.train, pre, cfg)
