@@ -50,7 +50,18 @@ class SimCLR(nn.Module):
     def after_step(self, progress: float) -> None: ...
 
 
-class BYOL(nn.Module):
+class _MomentumTeacher(nn.Module):
+    """BYOL and DINO: after each step the teacher's backbone and projection move towards the student's."""
+
+    @torch.no_grad()
+    def after_step(self, progress: float) -> None:
+        m = momentum_at(self.base_momentum, progress)
+        update = _lightly("models.utils").update_momentum
+        update(self.backbone, self.teacher_backbone, m)
+        update(self.projection, self.teacher_projection, m)
+
+
+class BYOL(_MomentumTeacher):
     """BYOL: online backbone + projection + prediction heads, a momentum teacher, negative cosine similarity
     (lightly ``BYOLProjectionHead`` / ``BYOLPredictionHead`` / ``NegativeCosineSimilarity``), symmetrised."""
 
@@ -79,15 +90,8 @@ class BYOL(nn.Module):
         ta, tb = self._teacher(a), self._teacher(b)
         return 0.5 * (self.criterion(pa, tb) + self.criterion(pb, ta))
 
-    @torch.no_grad()
-    def after_step(self, progress: float) -> None:
-        m = momentum_at(self.base_momentum, progress)
-        update = _lightly("models.utils").update_momentum
-        update(self.backbone, self.teacher_backbone, m)
-        update(self.projection, self.teacher_projection, m)
 
-
-class DINO(nn.Module):
+class DINO(_MomentumTeacher):
     """DINO (two global views, no multi-crop): student and momentum-teacher ``DINOProjectionHead`` and
     ``DINOLoss`` (its centre is a buffer of this module, so checkpoints carry it)."""
 
@@ -118,13 +122,6 @@ class DINO(nn.Module):
         with torch.no_grad():
             teacher = [self.teacher_projection(self.teacher_backbone(v)) for v in (a, b)]
         return self.criterion(teacher, student, epoch=self.epoch)
-
-    @torch.no_grad()
-    def after_step(self, progress: float) -> None:
-        m = momentum_at(self.base_momentum, progress)
-        update = _lightly("models.utils").update_momentum
-        update(self.backbone, self.teacher_backbone, m)
-        update(self.projection, self.teacher_projection, m)
 
 
 def momentum_at(base: float, progress: float) -> float:
