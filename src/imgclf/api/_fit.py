@@ -80,19 +80,35 @@ def _preprocessing(cfg: RunConfig, model: torch.nn.Module, splits: D.Splits, con
     return base.with_size(size, cfg.data.crop_pct)
 
 
-def _loaders(cfg: RunConfig, splits: D.Splits, pre: DataConfig, info: E.DistInfo, device: torch.device):
+def _loaders(cfg: RunConfig, splits: D.Splits, pre: DataConfig, info: E.DistInfo, device: torch.device,
+             console: Console):  # fmt: skip
     hflip = cfg.data.augment != "none"
-    train_tf = D.build_train_transform(pre, cfg.data.augment, hflip=hflip)
-    eval_tf = D.build_eval_transform(pre)
     sampler = D.ResumableSampler(
         splits.train.labels, seed=cfg.train.seed, balanced=cfg.data.sampler == "balanced",
         rank=info.rank, world_size=info.world_size,
     )  # fmt: skip
+    has_val = splits.val is not None and len(splits.val) > 0
+    val_sampler = D.ResumableSampler(splits.val.labels, seed=0, shuffle=False) if has_val else None
+    if cfg.data.cache == "memory":
+        if cfg.train.dp_epsilon:
+            raise ConfigError("data.cache=memory cannot combine with DP-SGD (--dp-epsilon): its Poisson sampling "
+                              "needs the file loader; set data.cache=none")  # fmt: skip
+        def memory(samples: D.SampleList, order: D.ResumableSampler, augment: str, what: str) -> D.MemoryLoader:
+            images, labels, indices = D.decode_to_memory(samples, pre, workers=cfg.data.workers, console=console,
+                                                         what=what)  # fmt: skip
+            return D.MemoryLoader(images, labels, indices, order, cfg.data.batch_size, mean=pre.mean, std=pre.std,
+                                  augment=augment, hflip=hflip, drop_last=what == "training images",
+                                  seed=cfg.train.seed)  # fmt: skip
+
+        train = memory(splits.train, sampler, cfg.data.augment, "training images")
+        val = memory(splits.val, val_sampler, "none", "validation images") if val_sampler is not None else None
+        return train, sampler, val
+    train_tf = D.build_train_transform(pre, cfg.data.augment, hflip=hflip)
+    eval_tf = D.build_eval_transform(pre)
     kw = {"workers": cfg.data.workers, "device_type": device.type}
     train = D.make_loader(D.IndexedDataset(splits.train, train_tf), sampler, cfg.data.batch_size, **kw)
     val = None
-    if splits.val is not None and len(splits.val):
-        val_sampler = D.ResumableSampler(splits.val.labels, seed=0, shuffle=False)
+    if has_val:
         val = D.make_loader(D.IndexedDataset(splits.val, eval_tf), val_sampler, cfg.data.batch_size, **kw)
     return train, sampler, val
 
@@ -171,8 +187,8 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
                             f"{tuple(splits.classes)}; distillation needs the same classes")  # fmt: skip
         loss_fn = X.DistillationObjective(loss_fn, cfg.train.distill_temperature, cfg.train.distill_alpha)
     scale = cfg.optim.backbone_lr_scale if cfg.model.weights else 1.0
-    optimizer = build_optimizer(backbone, head, cfg.optim, backbone_lr_scale=scale)
-    train_loader, sampler, val_loader = _loaders(cfg, splits, pre, info, device)
+    optimizer = build_optimizer(backbone, head, cfg.optim, backbone_lr_scale=scale, batch_size=cfg.data.batch_size)
+    train_loader, sampler, val_loader = _loaders(cfg, splits, pre, info, device, console)
     steps = max(1, len(train_loader) // cfg.train.accumulate)
     scheduler = build_scheduler(optimizer, cfg.optim, steps, cfg.train.epochs)
     amp = E.resolve_amp(cfg.train.amp, device)
@@ -189,6 +205,8 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
         dist=info, task=task,
     )  # fmt: skip
     extra_callbacks, callbacks = list(callbacks), [E.GracefulStop(), *callbacks_frozen]
+    if hasattr(model, "init_from_data") and cfg.model.weights is None and cfg.model.init is None:
+        callbacks.insert(0, E.DataInit())  # before anything copies the weights
     mix = D.mixup_cutmix(num_classes, cfg.data.mixup, cfg.data.cutmix)
     if mix is not None:
         callbacks.append(E.BatchMix(mix))

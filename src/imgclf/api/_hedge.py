@@ -20,9 +20,9 @@ from imgclf.models import EnsembleNet, HedgedNet, mutual_information
 def hedge(clf: Classifier, *, tta: str | None = None, mc_dropout: int = 0) -> Classifier:
     """``clf`` with its model wrapped for test-time augmentation and/or MC dropout (unchanged when neither is on).
 
-    ``tta``: ``"flip"`` or ``"flip+crop"``; ``mc_dropout``: T stochastic passes with only the dropout layers on
-    (a model without dropout raises ModelError). Probabilities are averaged, the original image included; the
-    bundle's calibration is applied on top (refit with ``clf.calibrate()`` for the hedged model).
+    ``tta``: ``"flip"``, ``"flip+crop"`` or ``"flip+shift"``; ``mc_dropout``: T stochastic passes with only the
+    dropout layers on (a model without dropout raises ModelError). Probabilities are averaged, the original image
+    included; the bundle's calibration is applied on top (refit with ``clf.calibrate()`` for the hedged model).
 
     >>> # clf = hedge(imgclf.load("runs/x/bundle"), tta="flip"); clf.predict(["a.jpg"])
     """

@@ -9,7 +9,8 @@ import typer
 from imgclf.api import Classifier, Prediction, hedge, uncertainty
 from imgclf.models import EnsembleNet, HedgedNet
 
-TTA = typer.Option(None, "--tta", help="Test-time augmentation: flip, or flip+crop (adds 4 corner crops); averages "
+TTA = typer.Option(None, "--tta", help="Test-time augmentation: flip, flip+crop (adds 4 corner crops) or flip+shift "
+                   "(adds 1/32-side shifts, for small images); averages "
                    "probabilities over the views, the original image included.")  # fmt: skip
 MC_DROPOUT = typer.Option(0, "--mc-dropout", help="MC dropout: average T stochastic passes with only the dropout "
                           "layers on (the model must have dropout).")  # fmt: skip

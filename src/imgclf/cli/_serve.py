@@ -40,7 +40,7 @@ def serve(
                                    "rejection threshold)."),
     adapt: str = typer.Option(None, "--adapt", help="Test-time adaptation on a copy of the model (opt-in): bn or "
                               "tent, learning from each batch of requests; the bundle is never changed."),
-    tta: str = typer.Option(None, "--tta", help="Test-time augmentation: flip, or flip+crop; averages "
+    tta: str = typer.Option(None, "--tta", help="Test-time augmentation: flip, flip+crop or flip+shift; averages "
                             "probabilities over the views (the original included), as predict --tta does; each "
                             "answer carries its uncertainty."),
     mc_dropout: int = typer.Option(0, "--mc-dropout", help="MC dropout: average T stochastic passes with only the "

@@ -9,12 +9,14 @@ bundle share one shape.
 from imgclf.config._hierarchy import Hierarchy, load_hierarchy
 from imgclf.config._io import from_dict, load_config, parse_set, to_dict, to_yaml, update
 from imgclf.config._policy import auto_augment, auto_ema, auto_lr, auto_warmup_epochs
+from imgclf.config._recipes import RECIPES, recipe
 from imgclf.config._resolve import resolve_auto, steps_per_epoch
 from imgclf.config._schema import (
     AUGMENT_PRESETS,
     AUTO,
     IMAGENET_MEAN,
     IMAGENET_STD,
+    MEMORY_AUGMENTS,
     DataConfig,
     DataSourceConfig,
     ModelConfig,
@@ -25,7 +27,10 @@ from imgclf.config._schema import (
 from imgclf.utils import publish
 
 __all__ = [
+    "RECIPES",
+    "recipe",
     "AUGMENT_PRESETS",
+    "MEMORY_AUGMENTS",
     "AUTO",
     "IMAGENET_MEAN",
     "IMAGENET_STD",

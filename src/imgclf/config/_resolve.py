@@ -6,7 +6,7 @@ import math
 from dataclasses import replace
 
 from imgclf.config._policy import auto_augment, auto_ema, auto_lr, auto_warmup_epochs
-from imgclf.config._schema import AUTO, RunConfig
+from imgclf.config._schema import AUTO, MEMORY_AUGMENTS, RunConfig
 from imgclf.errors import ConfigError
 
 
@@ -38,6 +38,8 @@ def resolve_auto(cfg: RunConfig, *, train_size: int, num_classes: int, world_siz
             raise ConfigError("data.augment=auto needs data.img_size resolved first (set --img-size)")
         preset = auto_augment(img_size=data.img_size, train_size=train_size, num_classes=num_classes,
                               epochs=train.epochs, pretrained=pretrained)  # fmt: skip
+        if data.cache == "memory" and preset not in MEMORY_AUGMENTS:
+            preset = "shift"  # the crops of "small"/"standard" as whole-batch translations of stored tensors
         data = replace(data, augment=preset)
     if optim.lr == AUTO:
         global_batch = data.batch_size * max(1, world_size) * train.accumulate

@@ -9,9 +9,10 @@ from imgclf.errors import ConfigError
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-AUGMENT_PRESETS = ("none", "flip", "light", "small", "standard", "strong")
+AUGMENT_PRESETS = ("none", "flip", "shift", "light", "small", "standard", "strong")
 AUTO = "auto"  # a default resolved from the data and the run's length (config.resolve_auto), recorded resolved
 AUGMENT_CHOICES = (AUTO, *AUGMENT_PRESETS)
+MEMORY_AUGMENTS = ("none", "flip", "shift")  # what data.cache=memory can do on stored tensors
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
 
 
@@ -96,6 +97,7 @@ class DataSourceConfig:
     task: str | None = None
     hierarchy: str | None = None
     near_duplicates: bool = True
+    cache: str = "none"  # "memory": decode every image once, augment whole batches of stored tensors
 
     def __post_init__(self) -> None:
         _positive("data", "img_size", self.img_size)
@@ -108,6 +110,11 @@ class DataSourceConfig:
             raise ConfigError(f"data.folds={self.folds}, data.fold={self.fold}: need folds >= 2 and 0 <= fold < folds")
         _choice("data", "augment", self.augment, AUGMENT_CHOICES)
         _choice("data", "sampler", self.sampler, ("shuffle", "balanced"))
+        _choice("data", "cache", self.cache, ("none", "memory"))
+        if self.cache == "memory" and self.augment not in (AUTO, *MEMORY_AUGMENTS):
+            raise ConfigError(f"data.augment={self.augment} needs per-image transforms; data.cache=memory augments "
+                              f"whole batches of stored tensors and supports {', '.join(MEMORY_AUGMENTS)}. "
+                              "Set data.cache=none for crops and colour changes")  # fmt: skip
         if self.task is not None:
             _choice("data", "task", self.task, ("single", "multilabel"))
         for key in ("val_fraction", "test_fraction"):
@@ -145,7 +152,10 @@ class OptimConfig:
     """Optimizer and learning-rate schedule.
 
     ``lr="auto"`` and ``warmup_epochs="auto"`` are resolved from the run (config.resolve_auto). ``lr``/``weight_decay``
-    of ``None`` pick the fixed per-optimizer defaults (lr 1e-3 AdamW / 0.05 SGD: the defaults before "auto").
+    of ``None`` pick the fixed per-optimizer defaults (lr 1e-3 AdamW / 0.05 SGD / 0.24 Muon: the defaults before
+    "auto"). ``muon`` orthogonalises the backbone's weight updates and trains the rest with Nesterov SGD (see
+    ``optim.build_optimizer``); its ``weight_decay`` (default 2e-6) is the shrink per image of the batch at the peak
+    rate, for biases and the classifier only. ``schedule=linear`` decays linearly to zero after the warm-up.
     """
 
     optimizer: str = "adamw"
@@ -159,8 +169,8 @@ class OptimConfig:
     step_gamma: float = 0.1
 
     def __post_init__(self) -> None:
-        _choice("optim", "optimizer", self.optimizer, ("adamw", "sgd"))
-        _choice("optim", "schedule", self.schedule, ("cosine", "step", "constant"))
+        _choice("optim", "optimizer", self.optimizer, ("adamw", "sgd", "muon"))
+        _choice("optim", "schedule", self.schedule, ("cosine", "linear", "step", "constant"))
         _auto_or("optim", "lr", self.lr, _positive)
         _positive("optim", "weight_decay", self.weight_decay, allow_zero=True)
         _auto_or("optim", "warmup_epochs", self.warmup_epochs, lambda s, k, v: _positive(s, k, v, allow_zero=True))
@@ -173,7 +183,7 @@ class OptimConfig:
         """The learning rate as a number (an unresolved ``"auto"`` counts as batch 64, from scratch)."""
         if isinstance(self.lr, str):
             return auto_lr(self.optimizer, batch_size=64, pretrained=False)
-        return self.lr if self.lr is not None else (1e-3 if self.optimizer == "adamw" else 0.05)
+        return self.lr if self.lr is not None else {"adamw": 1e-3, "sgd": 0.05, "muon": 0.24}[self.optimizer]
 
     @property
     def resolved_warmup_epochs(self) -> float:
@@ -184,7 +194,7 @@ class OptimConfig:
     def resolved_weight_decay(self) -> float:
         if self.weight_decay is not None:
             return self.weight_decay
-        return 0.05 if self.optimizer == "adamw" else 5e-4
+        return {"adamw": 0.05, "sgd": 5e-4, "muon": 2e-6}[self.optimizer]
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from imgclf.data._loader import (
     imbalance_ratio,
     make_loader,
 )
+from imgclf.data._memory import MemoryLoader, decode_to_memory
 from imgclf.data._pixels import denormalize, normalize
 from imgclf.data._sampler import ResumableSampler
 from imgclf.data._samples import SampleList, Splits
@@ -42,7 +43,13 @@ from imgclf.data._scan import list_images
 from imgclf.data._sources import load_source
 from imgclf.data._split import kfold, write_split
 from imgclf.data._synthetic import make_synthetic_dataset
-from imgclf.data._transforms import AUGMENT_PRESETS, build_eval_transform, build_train_transform, mixup_cutmix
+from imgclf.data._transforms import (
+    AUGMENT_PRESETS,
+    build_eval_transform,
+    build_train_transform,
+    mixup_cutmix,
+    shift_pixels,
+)
 from imgclf.utils import publish
 
 __all__ = [
@@ -58,6 +65,7 @@ __all__ = [
     "ImageInfo",
     "IndexedDataset",
     "InputImages",
+    "MemoryLoader",
     "ResumableSampler",
     "SampleList",
     "Splits",
@@ -70,6 +78,7 @@ __all__ = [
     "default_workers",
     "denormalize",
     "describe_all",
+    "decode_to_memory",
     "expand_inputs",
     "image_formats",
     "imbalance_ratio",
@@ -87,6 +96,7 @@ __all__ = [
     "to_pil",
     "to_rgb",
     "probe_image",
+    "shift_pixels",
     "write_split",
 ]
 

@@ -19,6 +19,15 @@ def _to_tensor(cfg: DataConfig) -> list[v2.Transform]:
     return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(cfg.mean), list(cfg.std))]
 
 
+def shift_pixels(size: int) -> int:
+    """How far ``shift`` augmentation translates an image of ``size`` px: 1/16 of it, at least 1 (2 px at 32).
+
+    >>> shift_pixels(32), shift_pixels(224)
+    (2, 14)
+    """
+    return max(1, round(size / 16))
+
+
 def build_eval_transform(cfg: DataConfig) -> v2.Compose:
     """Resize the shorter side to ``cfg.resize_size``, center-crop ``cfg.input_size``, scale to [0, 1], normalise.
 
@@ -37,6 +46,7 @@ def build_train_transform(cfg: DataConfig, preset: str, *, hflip: bool = True) -
     """The training transform of an augmentation ``preset``; output matches :func:`build_eval_transform`'s.
 
     ``none``: the eval transform. ``flip``: the eval transform + horizontal flip (short runs on small images).
+    ``shift``: flip + a random translation by up to :func:`shift_pixels` (reflect-padded; the speedrun recipe's).
     ``light``: RandomResizedCrop(scale 0.6-1) + horizontal flip. ``small``: RandomResizedCrop(scale 0.35-1) + flip
     (small images, where a quarter of the area leaves too few pixels). ``standard``: RandomResizedCrop(scale 0.25-1)
     + flip + mild ColorJitter. ``strong``: standard + TrivialAugmentWide, and RandomErasing(p=0.25) after
@@ -54,9 +64,13 @@ def build_train_transform(cfg: DataConfig, preset: str, *, hflip: bool = True) -
     if preset == "none":
         return build_eval_transform(cfg)
     interpolation = _INTERPOLATION[cfg.interpolation]
-    if preset == "flip":
+    if preset in ("flip", "shift"):
         eval_steps = list(build_eval_transform(cfg).transforms)
-        return v2.Compose([*eval_steps[:2], *([v2.RandomHorizontalFlip()] if hflip else []), *eval_steps[2:]])
+        extra: list[v2.Transform] = [v2.RandomHorizontalFlip()] if hflip else []
+        if preset == "shift":
+            pad = shift_pixels(cfg.input_size)
+            extra.insert(0, v2.RandomCrop(cfg.input_size, padding=pad, padding_mode="reflect"))
+        return v2.Compose([*eval_steps[:2], *extra, *eval_steps[2:]])
     scale = {"light": (0.6, 1.0), "small": (0.35, 1.0)}.get(preset, (0.25, 1.0))
     steps: list[v2.Transform] = [v2.RandomResizedCrop(cfg.input_size, scale=scale, interpolation=interpolation,
                                                       antialias=True)]  # fmt: skip

@@ -4,6 +4,7 @@ from imgclf.engine._callbacks import Callback
 from imgclf.engine._callbacks_builtin import (
     BatchMix,
     Checkpointer,
+    DataInit,
     EarlyStopping,
     FrozenNorms,
     GracefulStop,
@@ -42,6 +43,7 @@ from imgclf.utils import publish
 __all__ = [
     "Callback",
     "BatchMix",
+    "DataInit",
     "Checkpointer",
     "EarlyStopping",
     "FrozenNorms",

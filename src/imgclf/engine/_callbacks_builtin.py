@@ -289,3 +289,32 @@ class FrozenNorms(Callback):
         for layer in self.layers:
             layer.eval()
         return images, targets
+
+
+class DataInit(Callback):
+    """Before a fresh run's first step, a model with ``init_from_data(images)`` sets layers from ``n_images``
+    training images (speednet's whitening filters); every rank then takes rank 0's weights. Resumed runs skip it:
+    their checkpoint holds the result. Put it first, before callbacks that copy the weights (EMA)."""
+
+    name = "data_init"
+
+    def __init__(self, n_images: int = 5000) -> None:
+        self.n_images = n_images
+
+    @torch.no_grad()
+    def on_fit_start(self, state: TrainState) -> None:
+        init = getattr(state.raw_model, "init_from_data", None)
+        if init is None or state.step > 0 or state.batch_in_epoch > 0:
+            return
+        images, seen = [], 0
+        for batch in state.train_loader:  # epoch 0's order and augmentation
+            images.append(batch.images)
+            seen += batch.images.shape[0]
+            if seen >= self.n_images:
+                break
+        if not seen:
+            return
+        init(torch.cat(images)[: self.n_images].to(state.device))
+        if state.dist.enabled and torch.distributed.is_initialized():
+            for p in state.raw_model.parameters():
+                torch.distributed.broadcast(p.data, src=0)

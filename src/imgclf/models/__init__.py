@@ -10,7 +10,7 @@ attribution methods read. Builtins are registered on import.
 32
 """
 
-from imgclf.models import _classics, _clip, _fewshot_nets, _tiny  # noqa: F401  (importing registers the builtins)
+from imgclf.models import _classics, _clip, _fewshot_nets, _speednet, _tiny  # noqa: F401  (importing registers the builtins)
 from imgclf.models._adapters import TorchvisionAdapter
 from imgclf.models._classical import ClassicalNet, is_classical
 from imgclf.models._ensemble import (

@@ -24,7 +24,7 @@ from imgclf.models._classics import HALF_CONFIG
 from imgclf.models._registry import register_model
 
 ACTIVATIONS = ("softmax", "sigmoid")
-TTA_MODES = ("flip", "flip+crop")
+TTA_MODES = ("flip", "flip+crop", "flip+shift")
 _EPS = 1e-7
 
 
@@ -196,8 +196,9 @@ def _mc_lock(model: nn.Module) -> threading.Lock:
 class HedgedNet(nn.Module):
     """Test-time augmentation and/or MC dropout around ``model``, averaging probabilities (original view included).
 
-    ``tta``: None, ``"flip"`` (original + horizontal mirror) or ``"flip+crop"`` (adds four corner crops of 7/8
-    size, resized back: 6 views). ``mc_dropout``:
+    ``tta``: None, ``"flip"`` (original + horizontal mirror), ``"flip+crop"`` (adds four corner crops of 7/8
+    size, resized back: 6 views) or ``"flip+shift"`` (adds the image and its mirror moved by 1/32 of the side up-left
+    and down-right, borders reflected: 6 views; for small images, the speedruns' TTA). ``mc_dropout``:
     T > 0 passes per view with only the dropout layers in training mode (a model without dropout raises
     ModelError). Pooled features are the base model's on the original view, so drift and feature rejection
     still work (``forward_features`` packs them after the hedged logits, see there).
@@ -241,6 +242,13 @@ class HedgedNet(nn.Module):
             for top, left in ((0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw)):
                 crop = x[..., top : top + ch, left : left + cw]
                 out.append(F.interpolate(crop, size=(h, w), mode="bilinear", align_corners=False))
+        if self.tta == "flip+shift":
+            h, w = x.shape[-2:]
+            r = max(1, round(min(h, w) / 32))
+            padded = F.pad(x, (r, r, r, r), mode="reflect")
+            for top in (0, 2 * r):
+                moved = padded[..., top : top + h, top : top + w]
+                out += [moved, torch.flip(moved, dims=[3])]
         return out
 
     def member_logits(self, x: torch.Tensor) -> torch.Tensor:

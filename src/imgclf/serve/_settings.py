@@ -46,10 +46,10 @@ class ServeSettings:
     - ``engine``: torch, torch-fast or onnxruntime (the bundle's exported ``model.onnx``), as ``imgclf.load``.
     - ``adapt``: ``"bn"`` or ``"tent"`` answers through a test-time-adapted copy of the model (opt-in; see
       :meth:`imgclf.Classifier.adapted`).
-    - ``tta`` (``"flip"`` / ``"flip+crop"``) and ``mc_dropout`` (T passes): answer with the probabilities averaged
-      over test-time views / dropout passes, as ``imgclf predict --tta / --mc-dropout`` does (one code path:
-      :func:`imgclf.api.hedge`); each prediction then carries its ``uncertainty`` (mutual information, nats).
-      A model without dropout fails at start-up with ``mc_dropout``.
+    - ``tta`` (``"flip"`` / ``"flip+crop"`` / ``"flip+shift"``) and ``mc_dropout`` (T passes): answer with the
+      probabilities averaged over test-time views / dropout passes, as ``imgclf predict --tta / --mc-dropout``
+      does (one code path: :func:`imgclf.api.hedge`); each prediction then carries its ``uncertainty`` (mutual
+      information, nats). A model without dropout fails at start-up with ``mc_dropout``.
     - ``drift_window``: predictions per drift window for the ``/metrics`` gauges (needs the bundle's
       ``extra["monitor"]`` reference).
 
