@@ -33,7 +33,7 @@ def test_precedence_defaults_yaml_set(tmp_path: Path) -> None:
         ("trian.epochs=5", "Did you mean 'train'"),
         ("train.epochs=abc", "wrong type"),
         ("train.epochs=0", "must be > 0"),
-        ("data.augment=heavy", "choose one of auto, none, flip, light, small, standard, strong"),
+        ("data.augment=heavy", "choose one of auto, none, flip, shift, light, small, standard, strong"),
         ("optim.lr=fast", "give a number or 'auto'"),
         ("train.ema=sometimes", "choose true, false or auto"),
         ("optim.optimizer=adam", "choose one of adamw, sgd"),

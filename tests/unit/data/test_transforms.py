@@ -90,6 +90,26 @@ def test_flip_preset_is_the_eval_view_or_its_mirror() -> None:
     assert all(torch.allclose(D.build_train_transform(CFG, "flip", hflip=False)(image), reference) for _ in range(4))
 
 
+def test_shift_preset_translates_the_eval_view_by_at_most_the_shift() -> None:
+    """``shift`` = the eval view moved by up to shift_pixels (borders reflected), mirrored half the time: the same
+    augmentation data.cache=memory applies to stored tensors."""
+    gen = torch.Generator().manual_seed(0)
+    image = Image.fromarray((torch.rand(28, 28, 3, generator=gen) * 255).byte().numpy())
+    reference = D.build_eval_transform(CFG)(image)  # (3, 32, 32)
+    r = D.shift_pixels(32)
+    padded = torch.nn.functional.pad(reference[None], (r, r, r, r), mode="reflect")[0]
+    crops = {(dy, dx): padded[:, dy : dy + 32, dx : dx + 32] for dy in range(2 * r + 1) for dx in range(2 * r + 1)}
+    views = {(*k, m): v.flip(-1) if m else v for k, v in crops.items() for m in (False, True)}
+    seen = set()
+    for seed in range(16):
+        torch.manual_seed(seed)
+        out = D.build_train_transform(CFG, "shift")(image)
+        match = [k for k, v in views.items() if torch.allclose(out, v, atol=1e-5)]
+        assert match, "not a translated (and possibly mirrored) eval view"
+        seen.add(match[0])
+    assert len({k[:2] for k in seen}) >= 4 and {k[2] for k in seen} == {False, True}
+
+
 def test_small_preset_crops_less_than_standard() -> None:
     crop = D.build_train_transform(CFG, "small").transforms[0]
     assert isinstance(crop, v2.RandomResizedCrop) and crop.scale == (0.35, 1.0)
@@ -97,7 +117,7 @@ def test_small_preset_crops_less_than_standard() -> None:
 
 
 def test_unknown_preset_lists_presets() -> None:
-    presets = "none, flip, light, small, standard, strong"
+    presets = "none, flip, shift, light, small, standard, strong"
     with pytest.raises(ConfigError, match=rf"'strnog'.*Did you mean 'strong'.*{presets}"):
         D.build_train_transform(CFG, "strnog")
 

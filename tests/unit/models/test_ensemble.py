@@ -70,6 +70,18 @@ def test_flip_tta_averages_the_original_and_the_mirror() -> None:
                                    base.forward_head(base.forward_features(x), pre_logits=True))  # fmt: skip
 
 
+def test_flip_shift_tta_adds_one_pixel_moves_of_the_image_and_its_mirror() -> None:
+    torch.manual_seed(0)
+    base = create_model("test_cnn", 3).eval()
+    x = torch.rand(2, 3, 32, 32)
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+    moves = [padded[..., :32, :32], padded[..., 2:, 2:]]  # up-left and down-right by 1 px (32 px / 32)
+    views = [x, x.flip(3), moves[0], moves[0].flip(3), moves[1], moves[1].flip(3)]
+    with torch.no_grad():
+        expected = torch.stack([base(v).softmax(-1) for v in views]).mean(0)
+        torch.testing.assert_close(HedgedNet(base, tta="flip+shift").eval()(x).softmax(-1), expected)
+
+
 def test_mc_dropout_turns_on_only_dropout_and_restores_it() -> None:
     torch.manual_seed(0)
     base = create_model("lenet5", 3, drop_rate=0.5).eval()
