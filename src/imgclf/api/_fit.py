@@ -89,10 +89,8 @@ def _loaders(cfg: RunConfig, splits: D.Splits, pre: DataConfig, info: E.DistInfo
     )  # fmt: skip
     has_val = splits.val is not None and len(splits.val) > 0
     val_sampler = D.ResumableSampler(splits.val.labels, seed=0, shuffle=False) if has_val else None
-    if cfg.data.cache == "memory":
-        if cfg.train.dp_epsilon:
-            raise ConfigError("data.cache=memory cannot combine with DP-SGD (--dp-epsilon): its Poisson sampling "
-                              "needs the file loader; set data.cache=none")  # fmt: skip
+    if cfg.data.cache == "memory":  # (DP-SGD refuses it: privacy.check_dp_config)
+
         def memory(samples: D.SampleList, order: D.ResumableSampler, augment: str, what: str) -> D.MemoryLoader:
             images, labels, indices = D.decode_to_memory(samples, pre, workers=cfg.data.workers, console=console,
                                                          what=what)  # fmt: skip
@@ -187,7 +185,8 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
                             f"{tuple(splits.classes)}; distillation needs the same classes")  # fmt: skip
         loss_fn = X.DistillationObjective(loss_fn, cfg.train.distill_temperature, cfg.train.distill_alpha)
     scale = cfg.optim.backbone_lr_scale if cfg.model.weights else 1.0
-    optimizer = build_optimizer(backbone, head, cfg.optim, backbone_lr_scale=scale, batch_size=cfg.data.batch_size)
+    global_batch = cfg.data.batch_size * info.world_size * cfg.train.accumulate  # what one step's mean loss spans
+    optimizer = build_optimizer(backbone, head, cfg.optim, backbone_lr_scale=scale, batch_size=global_batch)
     train_loader, sampler, val_loader = _loaders(cfg, splits, pre, info, device, console)
     steps = max(1, len(train_loader) // cfg.train.accumulate)
     scheduler = build_scheduler(optimizer, cfg.optim, steps, cfg.train.epochs)

@@ -55,6 +55,7 @@ def check_dp_config(cfg: RunConfig, *, world_size: int = 1) -> None:
         ("--adv-train", t.adv_train != "none", "its attack passes would be recorded as per-sample gradients"),
         ("--set train.distill_teacher", t.distill_teacher is not None, "the teacher saw the same private data"),
         ("torchrun (several processes)", world_size > 1, "this DP set-up accounts for one process"),
+        ("--set data.cache=memory", d.cache == "memory", "Poisson sampling needs the file loader"),
     ]
     for flag, clash, why in clashes:
         if clash:

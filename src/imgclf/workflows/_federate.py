@@ -124,7 +124,7 @@ def local_train(model: nn.Module, samples: D.SampleList, cfg: RunConfig, pre: An
     tf = D.build_train_transform(pre, cfg.data.augment, hflip=cfg.data.augment != "none")
     loader = D.make_loader(D.IndexedDataset(samples, tf), sampler, cfg.data.batch_size, workers=0)
     backbone, head = split_parameters(model)
-    optimizer = build_optimizer(backbone, head, cfg.optim)
+    optimizer = build_optimizer(backbone, head, cfg.optim, batch_size=cfg.data.batch_size)
     constant = replace(cfg.optim, schedule="constant", warmup_epochs=0.0)
     scheduler = build_scheduler(optimizer, constant, max(1, len(loader)), epochs)
     loss = task.build_loss(cfg.train, np.asarray(samples.labels))

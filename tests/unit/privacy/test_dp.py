@@ -26,6 +26,7 @@ from imgclf.models import batchnorm_to_groupnorm, create_model  # noqa: E402
     ({"data": {"sampler": "balanced"}}, "sampler=balanced"),
     ({"train": {"grad_clip": 1.0}}, "grad_clip"),
     ({"train": {"accumulate": 2}}, "accumulate"),
+    ({"data": {"cache": "memory"}}, "cache=memory"),
 ])  # fmt: skip
 def test_what_does_not_combine_with_dp_is_refused_in_one_line(override: dict, flag: str) -> None:
     cfg = load_config(None, {**override, "train": {**override.get("train", {}), "dp_epsilon": 8.0}})
