@@ -31,11 +31,13 @@ def _muon(backbone: Sequence[nn.Parameter], head: Sequence[nn.Parameter], cfg: O
     hidden = [p for p in trainable if p.ndim >= 2 and id(p) not in head_ids]
     biases = [p for p in trainable if p.ndim <= 1]
     classifier = [p for p in trainable if p.ndim >= 2 and id(p) in head_ids]
-    groups = [{"params": hidden, "orthogonal": True, "lr": lr * backbone_lr_scale, "momentum": MUON_MOMENTUM}]
+    groups = []
     for params, ratio in ((biases, MUON_BIAS_LR), (classifier, MUON_HEAD_LR)):
         group_lr = ratio * lr * batch_size  # the per-image rate times the images the mean loss averages over
         groups.append({"params": params, "orthogonal": False, "lr": group_lr, "momentum": cfg.momentum,
                        "weight_decay": wd * batch_size / group_lr})  # fmt: skip
+    # last, so the loop's logged "lr" (the last group's) is optim.lr times the schedule, as for AdamW / SGD
+    groups.append({"params": hidden, "orthogonal": True, "lr": lr * backbone_lr_scale, "momentum": MUON_MOMENTUM})
     return Muon([g for g in groups if g["params"]])
 
 

@@ -65,6 +65,7 @@ def test_build_optimizer_muon_groups() -> None:
     assert bias_group["lr"] == pytest.approx(0.053 / 0.24 * 0.2 * 100)  # per image, times the batch
     assert groups[id(fc.weight)]["lr"] == pytest.approx(0.67 / 0.24 * 0.2 * 100)
     assert id(bn.weight) not in groups
+    assert opt.param_groups[-1]["orthogonal"]  # the logged lr is optim.lr's
     # weight decay shrinks by weight_decay * batch per step at the peak rate (default 2e-6 per image)
     assert bias_group["lr"] * bias_group["weight_decay"] == pytest.approx(2e-6 * 100)
 
