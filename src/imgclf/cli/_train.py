@@ -31,8 +31,8 @@ def train(
     seed: int = typer.Option(None, "--seed", help="Random seed; the same seed repeats a run on the same machine."),
     config: Path = typer.Option(None, "--config", "-c", help="YAML config (e.g. a run's config.yaml)."),
     recipe: str = typer.Option(None, "--recipe", help="Start from a named recipe; other flags still win. "
-                               "cifar-speed: time to accuracy on small images (speednet, Muon, batch 2000, 8 "
-                               "epochs, images kept in memory, no validation split); evaluate with --tta flip."),
+                               "cifar-speed: time to accuracy on small images (speednet, Muon, batch 2000, 9 "
+                               "epochs, images kept in memory, no validation split); evaluate with --tta flip+shift."),
     sets: list[str] = typer.Option([], "--set", "-s", help="Override any config key: --set optim.lr=3e-4 "
                                    "--set train.amp=bf16 (sections: data, model, optim, train)."),
     resume: Path = typer.Option(None, "--resume", help="Continue an interrupted run from RUN_DIR exactly."),
@@ -75,7 +75,7 @@ def train(
 
         imgclf train mnist --model lenet5 --epochs 5 -b 256 --dp-epsilon 8      (DP-SGD; epsilon in the bundle)
 
-        imgclf train cifar10_folder --recipe cifar-speed        (CIFAR-10 speedrun: ~91% in ~10 min on 2 cores)
+        imgclf train cifar10_folder --recipe cifar-speed        (a CIFAR-10 speedrun; see benchmarks/README.md)
 
     Multi-GPU / multi-node: torchrun --nproc-per-node 4 -m imgclf train DATA ...
     """
