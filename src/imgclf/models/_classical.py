@@ -56,7 +56,7 @@ class ClassicalSpec:
 
 
 SPECS: dict[str, ClassicalSpec] = {s.name: s for s in (
-    ClassicalSpec("hog-svm", ("hog", "colorhist"), "svm", {"kernel": ("linear", "rbf"), "C": (1.0, 10.0, 100.0)},
+    ClassicalSpec("hog-svm", ("hog", "colorhist"), "svm", {"kernel": ("linear", "rbf"), "C": (1.0, 10.0)},
                   "HOG + colour histogram, SVM (linear or RBF kernel and C chosen on val)", scale=False),
     ClassicalSpec("hog-rf", ("hog",), "rf", {"max_depth": (10, 20, None)},
                   "HOG, random forest (300 trees; depth chosen on val)"),
