@@ -20,16 +20,21 @@ from imgclf.workflows import load_space
 ARGS = ["--model", "lenet5", "--epochs", "1", "--set", "data.max_per_class=40", "--set", "data.workers=0"]
 
 
-def _finished(journal: Path) -> int:
-    """Trials the study's journal records as finished (completed or pruned)."""
+def _trials(journal: Path) -> dict[int, tuple[str, dict, float | None]]:
+    """The study's trials as its journal records them: ``{number: (state, params, value)}``."""
     if not journal.is_file():
-        return 0
+        return {}
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
     study = optuna.load_study(study_name="imgclf-tune", storage=JournalStorage(JournalFileBackend(str(journal))))
-    return sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials)
+    return {t.number: (t.state.name, dict(t.params), t.value) for t in study.trials}
+
+
+def _finished(journal: Path) -> int:
+    """Trials the study's journal records as finished (completed or pruned)."""
+    return sum(state in ("COMPLETE", "PRUNED") for state, _, _ in _trials(journal).values())
 
 
 def test_search_never_reads_test_and_writes_a_bundle(tmp_path: Path) -> None:
@@ -69,11 +74,21 @@ def test_a_killed_search_resumes_and_finishes_the_same_number_of_trials(tmp_path
         time.sleep(0.5)
     proc.send_signal(signal.SIGKILL)  # mid-search: a trial is left RUNNING in the journal
     proc.wait()
+    before = _trials(out / "study.journal")
     assert 2 <= _finished(out / "study.journal") < 4
     r = cli("tune", "--resume", str(out), "--json")
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(r.stdout)
-    assert res["trials"] == 4 and _finished(out / "study.journal") == 4
+    after = _trials(out / "study.journal")
+    done = {n: t for n, t in after.items() if t[0] in ("COMPLETE", "PRUNED")}
+    assert res["trials"] == 4 and len(done) == 4
+    for n, (state, params, value) in before.items():
+        if state in ("COMPLETE", "PRUNED"):  # nothing finished before the kill is lost or run again
+            assert after[n] == (state, params, value)
+        else:  # the trial the kill cut short is marked failed and its parameters run once more, once
+            assert state == "RUNNING" and after[n][0] == "FAIL"
+            assert [t[1] for m, t in done.items() if m not in before].count(params) == 1
+    assert len(list((out / "trials").glob("trial-*"))) == len(after)  # one run folder per trial number
 
 
 def test_space_files_are_checked() -> None:

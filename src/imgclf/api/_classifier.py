@@ -42,11 +42,17 @@ class Prediction(Answer):
 
     path: str = ""
     error: str | None = None
+    #: an ensemble's or hedged model's (``--tta`` / ``--mc-dropout``) disagreement between its members / views /
+    #: dropout passes (mutual information, nats), from the same passes as the probabilities; None otherwise
+    uncertainty: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         if self.error:
             return {"path": self.path, "label": None, "score": None, "topk": [], "error": self.error}
-        return {"path": self.path, **super().to_dict()}
+        out = {"path": self.path, **super().to_dict()}
+        if self.uncertainty is not None:
+            out["uncertainty"] = self.uncertainty
+        return out
 
 
 class Classifier:
@@ -154,14 +160,23 @@ class Classifier:
         return clf
 
     # -- using it -----------------------------------------------------------------------------------------
-    def _outputs(self, inputs: Any, batch_size: int, features: bool = False
+    def hedger(self) -> E.HedgedRunner | None:
+        """A fresh runner that keeps the disagreement of each batch it runs, for an ensemble or a hedged model on
+        the torch engine (else None): probabilities and uncertainty then come from one pass."""
+        model = self._bundle().model
+        if self.engine_ is not None or self.adapt_ or not callable(getattr(model, "hedged_outputs", None)):
+            return None
+        return E.HedgedRunner(model)
+
+    def _outputs(self, inputs: Any, batch_size: int, features: bool = False, runner: E.Runner | None = None,
                  ) -> tuple[D.InputImages, E.InferenceOutput, dict[int, str]]:  # fmt: skip
-        """One inference pass over the inputs; unreadable ones come back as ``{position: reason}``."""
+        """One inference pass over the inputs (through ``runner`` when given); unreadable ones come back as
+        ``{position: reason}``."""
         bundle = self._bundle()
         images = D.InputImages(inputs)
         if not self.adapt_:
             out = E.run_inference(bundle.model, images, bundle.meta.preprocessing, batch_size=batch_size,
-                                  runner=self._runner(features), features=features)  # fmt: skip
+                                  runner=runner or self._runner(features), features=features)  # fmt: skip
             return images, out, images.unreadable(out.indices.tolist())
         # An adapting model learns from each batch: feed it a seeded shuffle in batches of at least 256 (inputs
         # often come sorted by class, which misleads batch statistics); answers go back in input order.
@@ -214,7 +229,10 @@ class Classifier:
         bundle = self._bundle()
         meta, task = bundle.meta, bundle.task
         rule = meta.rejection if task.supports_rejection else None
-        images, out, errors = self._outputs(inputs, batch_size, features=bool(rule) and needs_features(rule["score"]))
+        hedger = self.hedger()
+        images, out, errors = self._outputs(inputs, batch_size, features=bool(rule) and needs_features(rule["score"]),
+                                            runner=hedger)  # fmt: skip
+        unc = hedger.values().tolist() if hedger is not None else [None] * len(out.logits)
         probs = task.probabilities(out.logits, None if raw else meta.temperature)
         ood = None
         if rule and len(out.logits):
@@ -227,8 +245,8 @@ class Classifier:
         if smoothing and len(out.logits):
             answers = self._smoothed(images, answers, smoothing, batch_size)
         by_index: dict[int, Prediction] = {}
-        for i, answer in zip(out.indices.tolist(), answers):
-            by_index[i] = Prediction(**answer.__dict__, path=images.describe(i))
+        for i, answer, u in zip(out.indices.tolist(), answers, unc):
+            by_index[i] = Prediction(**answer.__dict__, path=images.describe(i), uncertainty=u)
         for i, reason in errors.items():
             by_index[i] = Prediction(None, None, path=images.describe(i), error=reason)
         return [by_index[i] for i in range(len(images))]

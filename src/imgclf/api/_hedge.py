@@ -7,14 +7,10 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
-from imgclf import data as D
-from imgclf import engine as E
 from imgclf.api._classifier import Classifier
 from imgclf.errors import ConfigError
-from imgclf.models import EnsembleNet, HedgedNet, mutual_information
+from imgclf.models import HedgedNet
 
 
 def hedge(clf: Classifier, *, tta: str | None = None, mc_dropout: int = 0) -> Classifier:
@@ -37,26 +33,17 @@ def hedge(clf: Classifier, *, tta: str | None = None, mc_dropout: int = 0) -> Cl
     return clf
 
 
-class _Disagreement(nn.Module):
-    """A model's member disagreement as a one-column output ``(B, 1)``, so the inference pass can batch it."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return mutual_information(self.model.member_logits(x), self.model.activation)[:, None]  # (B, 1)
-
-
 def uncertainty(clf: Classifier, inputs: Any, *, batch_size: int = 32) -> np.ndarray:
     """Disagreement ``(N,)`` (mutual information, nats) of the readable inputs between an ensemble's members, or
-    between the TTA views / MC-dropout passes of a :func:`hedge` d classifier; 0 = all agree.
+    between the TTA views / MC-dropout passes of a :func:`hedge` d classifier; 0 = all agree. ``clf.predict``
+    reports the same figure per answer (``Prediction.uncertainty``) from the passes that gave its probabilities;
+    this runs passes of its own (new dropout draws).
 
     >>> # u = uncertainty(hedge(imgclf.load("runs/x/bundle"), mc_dropout=10), ["a.jpg"])
     """
-    bundle = clf._bundle()
-    if not isinstance(bundle.model, EnsembleNet | HedgedNet):
-        raise ConfigError("uncertainty needs an ensemble bundle or a hedged model: pass --tta / --mc-dropout")
-    out = E.run_inference(_Disagreement(bundle.model), D.InputImages(inputs), bundle.meta.preprocessing,
-                          batch_size=batch_size)  # fmt: skip
-    return out.logits[:, 0]
+    hedger = clf.hedger()
+    if hedger is None:
+        raise ConfigError("uncertainty needs an ensemble bundle or a hedged model (pass --tta / --mc-dropout) on the "
+                          "torch engine")  # fmt: skip
+    clf._outputs(inputs, batch_size, runner=hedger)
+    return hedger.values()

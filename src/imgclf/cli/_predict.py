@@ -11,7 +11,7 @@ from rich.text import Text
 
 from imgclf.api import Prediction, load
 from imgclf.cli._common import console, err_console, friendly_errors, short_path
-from imgclf.cli._hedge import MC_DROPOUT, TTA, hedged, with_uncertainty
+from imgclf.cli._hedge import MC_DROPOUT, TTA, hedged
 from imgclf.utils import atomic_write_text
 
 
@@ -52,7 +52,7 @@ def predict(
         clf = clf.adapted(adapt)
     preds = clf.predict(inputs, top_k=top_k, raw=raw, reject=not no_reject, backoff=not no_backoff)
     if as_json:
-        print(json.dumps(with_uncertainty(clf, preds), indent=2))
+        print(json.dumps([p.to_dict() for p in preds], indent=2))
     else:
         console.print(_table(preds, top_k))
     if csv_path is not None:

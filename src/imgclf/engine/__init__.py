@@ -27,6 +27,7 @@ from imgclf.engine._device import (
 from imgclf.engine._elastic import elastic_resume, last_checkpoint
 from imgclf.engine._ema import EMA
 from imgclf.engine._inference import (
+    HedgedRunner,
     InferenceOutput,
     Runner,
     autocast,
@@ -55,6 +56,7 @@ __all__ = [
     "TrainState",
     "StreamChunk",
     "DistInfo",
+    "HedgedRunner",
     "InferenceOutput",
     "Runner",
     "autocast",

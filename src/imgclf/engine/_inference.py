@@ -17,6 +17,7 @@ from torch import nn
 
 from imgclf import data as D
 from imgclf.config import DataConfig
+from imgclf.errors import ModelError
 
 # (B, 3, H, W) -> logits (B, C), e.g. an export engine's predict_logits; or -> (logits, features (B, D) or None),
 # e.g. its predict_outputs (an ONNX file with a features output gives both from one pass)
@@ -49,6 +50,33 @@ def logits_and_features(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor
     """One forward pass giving logits ``(B, C)`` and the pooled pre-logit features ``(B, D)`` it computed."""
     feats = model.forward_features(x)
     return model.forward_head(feats), model.forward_head(feats, pre_logits=True)
+
+
+class HedgedRunner:
+    """A :data:`Runner` for a model with ``hedged_outputs`` (an ensemble, or TTA / MC dropout around a model): each
+    batch's logits and pooled features come from that one call, and its disagreement ``(B,)`` is kept in
+    :attr:`disagreement`, so an image's probabilities and uncertainty share the same views and dropout draws.
+    predict, :func:`imgclf.api.uncertainty` and the server all read both through it.
+
+    >>> # r = HedgedRunner(model); out = predict_logits(model, loader, runner=r); r.values()  # (N,) nats
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        if not callable(getattr(model, "hedged_outputs", None)):
+            raise ModelError(f"{type(model).__name__} has no hedged_outputs: only an ensemble or a model wrapped for "
+                             "--tta / --mc-dropout reports its uncertainty")  # fmt: skip
+        self.model = model
+        self.disagreement: list[torch.Tensor] = []  # one (B,) tensor per batch, in batch order
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.inference_mode():
+            logits, mi, feats = self.model.hedged_outputs(x)  # (B, C), (B,), (B, D)
+        self.disagreement.append(mi.float().cpu())
+        return logits, feats
+
+    def values(self) -> np.ndarray:
+        """Disagreement ``(N,)`` (mutual information, nats) of every image run so far, in run order."""
+        return torch.cat(self.disagreement).numpy() if self.disagreement else np.zeros(0, np.float32)
 
 
 @torch.inference_mode()

@@ -35,6 +35,12 @@ TRUSTED_TYPES = (
 )  # fmt: skip
 BOVW_WORDS = 64
 GRID_SAMPLES = 4000  # the grid is searched on at most this many training images; the best is refit on all
+#: A kernel SVM costs O(n^2) in time and memory: above this many training images only the linear kernel is searched
+#: (the dual LinearSVC fits MNIST's 54,000 HOG vectors in ~30 s on one core; an RBF SVC would take the better part
+#: of an hour and answer slowly).
+KERNEL_MAX_IMAGES = 20_000
+#: The feature definitions' version, stored with the fitted classifier: a bundle fitted on other features is refused.
+FEATURES_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -46,11 +52,12 @@ class ClassicalSpec:
     classifier: str
     grid: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     description: str = ""
+    scale: bool = True  # standardise features before the classifier (off where every group is already unit-norm)
 
 
 SPECS: dict[str, ClassicalSpec] = {s.name: s for s in (
-    ClassicalSpec("hog-svm", ("hog", "colorhist"), "svm", {"kernel": ("linear", "rbf"), "C": (0.1, 1.0, 10.0)},
-                  "HOG + colour histogram, SVM (linear or RBF kernel and C chosen on val)"),
+    ClassicalSpec("hog-svm", ("hog", "colorhist"), "svm", {"kernel": ("linear", "rbf"), "C": (1.0, 10.0)},
+                  "HOG + colour histogram, SVM (linear or RBF kernel and C chosen on val)", scale=False),
     ClassicalSpec("hog-rf", ("hog",), "rf", {"max_depth": (10, 20, None)},
                   "HOG, random forest (300 trees; depth chosen on val)"),
     ClassicalSpec("hog-knn", ("hog",), "knn", {"n_neighbors": (1, 5, 15)},
@@ -80,24 +87,34 @@ def _cell(size: int) -> int:
     return max(4, size // 8)  # 4 px cells at 32 px: 8 x 8 cells
 
 
+def _unit(v: np.ndarray) -> np.ndarray:
+    return (v / max(float(np.linalg.norm(v)), 1e-6)).astype(np.float32)
+
+
 def hog_features(img: np.ndarray) -> np.ndarray:
-    """HOG of the grey image ``(H, W, 3)`` in [0, 1]: 9 orientations, cells of 1/8 side, 2 x 2 blocks (L2-Hys)."""
+    """HOG of the grey image ``(H, W, 3)`` in [0, 1]: 9 orientations, cells of 1/8 side, 2 x 2 blocks (L2), the
+    whole vector scaled to unit length.
+
+    Each group of features is unit-length, so HOG and the colour histogram beside it weigh the same without a
+    fitted scaler: standardising HOG (the former default) blew up the cells that are nearly always empty (the
+    border of a digit) into unit-variance noise, and scored 97.1% on MNIST against 97.8% unscaled (10k images).
+    L2 rather than L2-Hys block norms: the clipping flattens the few strong strokes of a small image (98.5% vs 98.3%
+    on MNIST with 54k images)."""
     from skimage.feature import hog
 
     c = _cell(min(img.shape[:2]))
-    return hog(_gray(img), orientations=9, pixels_per_cell=(c, c), cells_per_block=(2, 2), block_norm="L2-Hys",
-               feature_vector=True).astype(np.float32)  # fmt: skip
+    return _unit(hog(_gray(img), orientations=9, pixels_per_cell=(c, c), cells_per_block=(2, 2), block_norm="L2",
+                     feature_vector=True))  # fmt: skip
 
 
 def colorhist_features(img: np.ndarray, bins: int = 16) -> np.ndarray:
-    """Normalised HSV histograms (hue, saturation, value; ``bins`` each) of ``(H, W, 3)`` in [0, 1]."""
+    """HSV histograms (hue, saturation, value; ``bins`` each) of ``(H, W, 3)`` in [0, 1], as square roots of the
+    frequencies (the Hellinger embedding: dot products compare distributions), scaled to unit length."""
     from skimage.color import rgb2hsv
 
     hsv = rgb2hsv(np.clip(img, 0, 1)).reshape(-1, 3)
     n = hsv.shape[0]
-    return np.concatenate([np.histogram(hsv[:, k], bins=bins, range=(0, 1))[0] / n for k in range(3)]).astype(
-        np.float32
-    )
+    return _unit(np.sqrt(np.concatenate([np.histogram(hsv[:, k], bins=bins, range=(0, 1))[0] / n for k in range(3)])))
 
 
 def dense_descriptors(img: np.ndarray) -> np.ndarray:
@@ -120,7 +137,7 @@ def bovw_histogram(desc: np.ndarray, vocab: np.ndarray) -> np.ndarray:
 _EXTRACTORS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"hog": hog_features, "colorhist": colorhist_features}
 
 
-def _make_classifier(kind: str, params: dict[str, Any], seed: int) -> Any:
+def _make_classifier(kind: str, params: dict[str, Any], seed: int, scale: bool = True) -> Any:
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.neighbors import KNeighborsClassifier
     from sklearn.pipeline import Pipeline
@@ -134,7 +151,7 @@ def _make_classifier(kind: str, params: dict[str, Any], seed: int) -> Any:
             clf = LinearSVC(C=params["C"], dual=True, max_iter=5000, random_state=seed)
         else:
             clf = SVC(kernel="rbf", C=params["C"], gamma="scale", decision_function_shape="ovr", random_state=seed)
-        return Pipeline([("scale", StandardScaler()), ("clf", clf)])
+        return Pipeline([*([("scale", StandardScaler())] if scale else []), ("clf", clf)])
     if kind == "rf":
         return RandomForestClassifier(n_estimators=300, max_depth=params["max_depth"], n_jobs=-1, random_state=seed)
     if kind == "knn":
@@ -177,12 +194,20 @@ class ClassicalNet(nn.Module):
         self.device_anchor = nn.Parameter(torch.zeros(0), requires_grad=False)  # the inference pass reads the device
         self.register_buffer("head_blob", torch.zeros(0, dtype=torch.uint8))  # skops bytes of the classifier
         self.register_buffer("vocab", torch.zeros(0, 0))  # (K, d) bag-of-words vocabulary
+        self.register_buffer("features_version", torch.tensor(FEATURES_VERSION))
         self._estimator: Any = None
         self.num_features = int(self._extract(np.zeros((1, 32, 32, 3), np.float32)).shape[1]) if (
             "bovw" not in self.spec.features) else BOVW_WORDS  # fmt: skip
 
     # -- state -----------------------------------------------------------------------------------------------
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
+        version = int(state_dict.get(prefix + "features_version", 1))  # bundles before the buffer: version 1
+        fitted = state_dict.get(prefix + "head_blob")
+        if fitted is not None and fitted.numel() and version != FEATURES_VERSION:
+            raise BundleError(f"this {self.spec.name} bundle was fitted on features version {version}, and this imgclf "
+                              f"computes version {FEATURES_VERSION}; re-train it with `imgclf train DATA --model "
+                              f"{self.spec.name}`")  # fmt: skip
+        state_dict.setdefault(prefix + "features_version", torch.tensor(FEATURES_VERSION))
         for name in ("head_blob", "vocab"):  # fitted sizes vary: take the saved shapes
             saved = state_dict.get(prefix + name)
             if saved is not None:
@@ -273,6 +298,10 @@ class ClassicalNet(nn.Module):
         keys = list(self.spec.grid)
         settings = [dict(zip(keys, v)) for v in itertools.product(*(self.spec.grid[k] for k in keys))] or [{}]
         x, y = train
+        if len(y) > KERNEL_MAX_IMAGES and any(s.get("kernel", "linear") != "linear" for s in settings):
+            settings = [s for s in settings if s.get("kernel", "linear") == "linear"] or settings
+            log(f"{self.spec.name}: {len(y)} training images, over {KERNEL_MAX_IMAGES:,} for a kernel SVM (its cost "
+                "grows with the square of the images): searching the linear kernel only")
         if len(y) > GRID_SAMPLES and val is not None and len(settings) > 1:  # search on a stratified subsample
             from sklearn.model_selection import train_test_split
 
@@ -281,7 +310,7 @@ class ClassicalNet(nn.Module):
             xs, ys = x, y
         best, best_acc, tried = None, -1.0, []
         for params in settings:
-            est = _make_classifier(self.spec.classifier, params, seed).fit(xs, ys)
+            est = _make_classifier(self.spec.classifier, params, seed, self.spec.scale).fit(xs, ys)
             acc = float((est.predict(val[0]) == val[1]).mean()) if val is not None else float("nan")
             tried.append({"params": params, "val_acc": acc, "fit_images": int(len(ys))})
             log(f"{self.spec.name} {params}: val acc {acc:.4f} (fit on {len(ys)} images)")
@@ -289,7 +318,10 @@ class ClassicalNet(nn.Module):
                 best, best_acc = (params, est), acc
             if val is None:
                 break
-        est = best[1] if len(ys) == len(y) else _make_classifier(self.spec.classifier, best[0], seed).fit(x, y)
+        if len(ys) == len(y):
+            est = best[1]
+        else:
+            est = _make_classifier(self.spec.classifier, best[0], seed, self.spec.scale).fit(x, y)
         self.head_blob = torch.frombuffer(bytearray(dumps(est)), dtype=torch.uint8).clone()
         self._estimator = None
         return {"params": best[0], "val_acc": best_acc, "grid": tried}

@@ -121,18 +121,9 @@ class Predictor:
         batch = D.Batch(x, torch.zeros(len(x), dtype=torch.long), torch.arange(len(x)))
         want = self.has_features or self.needs_features
         runner = None if self.engine is None else (self.engine.predict_outputs if want else self.engine.predict_logits)
-        disagreement: list[torch.Tensor] = []  # this call's own: nothing here is shared between batches
-
-        def hedged(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            with torch.inference_mode():
-                logits, mi, feats = self.model.hedged_outputs(x)
-            disagreement.append(mi.float().cpu())
-            return logits, feats
-
-        if self.hedged:
-            runner = hedged
-        out = E.predict_logits(self.model, [batch], self.device, runner=runner, features=want)
-        unc = torch.cat(disagreement).tolist() if disagreement else [None] * len(x)
+        hedger = E.HedgedRunner(self.model) if self.hedged else None  # this call's own: nothing shared between batches
+        out = E.predict_logits(self.model, [batch], self.device, runner=hedger or runner, features=want)
+        unc = hedger.values().tolist() if hedger is not None else [None] * len(x)
         logits = out.logits  # (B, C)
         probs = self.task.probabilities(logits, self.meta.temperature)  # (B, C)
         # the score is reported (and logged for drift) even without a threshold; only a rule makes ``unknown``

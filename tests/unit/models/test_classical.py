@@ -67,3 +67,13 @@ def test_a_classifier_of_an_untrusted_type_is_refused() -> None:
     net.head_blob = torch.frombuffer(bytearray(dumps(LogisticRegression().fit(feats, y))), dtype=torch.uint8)
     with pytest.raises(BundleError, match="does not write or trust"):
         net(x)
+
+
+def test_a_bundle_fitted_on_other_features_is_refused_with_a_retrain_hint() -> None:
+    net = create_model("hog-knn", 2)
+    x, y = _blobs(20, 0)
+    net.fit_head((net.forward_features(x).numpy(), y), None)
+    old = {k: v.clone() for k, v in net.state_dict().items() if k != "features_version"}  # saved before versioning
+    with pytest.raises(BundleError, match="re-train it with `imgclf train DATA --model hog-knn`"):
+        create_model("hog-knn", 2).load_state_dict(old)
+    create_model("hog-knn", 2).load_state_dict(net.state_dict())  # the same version loads
