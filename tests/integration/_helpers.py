@@ -14,6 +14,8 @@ from pathlib import Path
 
 import httpx
 
+from imgclf.engine import Callback
+
 
 def cli(*args: str, cwd: Path | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
     """``python -m imgclf ARGS`` as a user runs it (offline hub, a wide terminal for tables)."""
@@ -58,3 +60,17 @@ def cli_server(bundle: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+class StopAt(Callback):
+    """Interrupts a run after optimizer step ``step``, as Ctrl-C / SIGTERM do: it saves a checkpoint and raises
+    TrainingInterrupted, ready for ``--resume``."""
+
+    name = "stop_at"
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, state, stats) -> None:
+        if state.step == self.step:
+            state.interrupted = True

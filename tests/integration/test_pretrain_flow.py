@@ -19,7 +19,7 @@ from imgclf.engine import Callback
 from imgclf.errors import BundleError, ConfigError, TrainingInterrupted
 from imgclf.pretrain import PretrainConfig, pretrain
 
-from ._helpers import cli
+from ._helpers import StopAt, cli
 
 pytest.importorskip("lightly")
 
@@ -80,22 +80,11 @@ def test_labelled_folder_logs_knn_accuracy_each_epoch(ssl_run):
     assert "train_acc" not in lines[0]
 
 
-class _StopAt(Callback):
-    name = "stop_at"
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_step_end(self, state, stats) -> None:
-        if state.step == self.step:
-            state.interrupted = True
-
-
 @pytest.mark.parametrize("method", ["byol", pytest.param("dino", marks=pytest.mark.slow)])
 def test_a_run_killed_mid_epoch_and_resumed_ends_with_the_same_weights(images, tmp_path, method):
     whole = pretrain(_cfg(images, method), tmp_path / "whole")
     with pytest.raises(TrainingInterrupted, match="--resume"):
-        pretrain(_cfg(images, method), tmp_path / "cut", callbacks=[_StopAt(8)])  # 6 steps an epoch: in epoch 2
+        pretrain(_cfg(images, method), tmp_path / "cut", callbacks=[StopAt(8)])  # 6 steps an epoch: in epoch 2
     resumed = pretrain(None, resume=tmp_path / "cut")
     a = load_file(str(whole.bundle_dir / "model.safetensors"))
     b = load_file(str(resumed.bundle_dir / "model.safetensors"))

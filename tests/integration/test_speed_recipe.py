@@ -17,7 +17,7 @@ from imgclf.engine import Callback
 from imgclf.errors import ConfigError, TrainingInterrupted
 from imgclf.models import create_model
 
-from ._helpers import cli
+from ._helpers import StopAt, cli
 
 
 @pytest.fixture(scope="module")
@@ -30,17 +30,6 @@ def _cfg(images: Path, out: Path, name: str, epochs: int = 3):
     return update(recipe("cifar-speed"), {"data": {"source": str(images), "batch_size": 32, "workers": 0},
                                           "train": {"epochs": epochs, "out": str(out), "name": name,
                                                     "report": False}})  # fmt: skip
-
-
-class _StopAt(Callback):
-    name = "stop_at"
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_step_end(self, state, stats) -> None:
-        if state.step == self.step:
-            state.interrupted = True
 
 
 class _FirstLayer(Callback):
@@ -86,7 +75,7 @@ def test_whitening_filters_come_from_the_training_images(whole, images: Path) ->
 def test_interrupted_and_resumed_equals_uninterrupted(whole, images: Path, tmp_path: Path) -> None:
     result, _ = whole
     with pytest.raises(TrainingInterrupted, match="--resume"):
-        train_run(_cfg(images, tmp_path, "cut"), callbacks=[_StopAt(6)])  # 5 steps an epoch: mid epoch 2
+        train_run(_cfg(images, tmp_path, "cut"), callbacks=[StopAt(6)])  # 5 steps an epoch: mid epoch 2
     resumed = train_run(None, resume=tmp_path / "cut")
     a = load_file(str(result.bundle_dir / "model.safetensors"))
     b = load_file(str(resumed.bundle_dir / "model.safetensors"))
