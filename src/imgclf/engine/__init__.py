@@ -35,7 +35,7 @@ from imgclf.engine._inference import (
     predict_logits,
     run_inference,
 )
-from imgclf.engine._loop import Trainer
+from imgclf.engine._loop import Trainer, validate
 from imgclf.engine._progress import ProgressBar
 from imgclf.engine._state import TrainState
 from imgclf.engine._stream import StreamChunk, stream_logits
@@ -79,6 +79,7 @@ __all__ = [
     "save_checkpoint",
     "stream_logits",
     "unprefixed",
+    "validate",
 ]
 
 publish(__name__, globals(), __all__)

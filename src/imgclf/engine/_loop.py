@@ -42,7 +42,7 @@ class Trainer:
                 self._call("on_interrupt")
                 s.stop, s.stop_reason = True, "interrupted"
                 break
-            metrics = {"epoch": s.epoch + 1, **train_metrics, **self.validate()}
+            metrics = {"epoch": s.epoch + 1, **train_metrics, **validate(s)}
             s.epoch, s.batch_in_epoch, s.epoch_totals = s.epoch + 1, 0, {}
             s.history.append(metrics)
             self._call("on_epoch_end", metrics)
@@ -93,6 +93,8 @@ class Trainer:
                 self._optimizer_step()
                 stats = {"loss": loss.item(), "acc": batch_correct / labels.shape[0], "images": labels.shape[0]}
                 self._call("on_step_end", stats)
+                if s.stop:  # a callback stopped the run mid-epoch (e.g. the tuner's pruner)
+                    break
             if s.interrupted and s.batch_in_epoch % s.accumulate == 0:
                 break
         elapsed = max(before + time.perf_counter() - start, 1e-9)
@@ -103,6 +105,7 @@ class Trainer:
             "images_per_s": seen / elapsed,
             "epoch_time_s": elapsed,  # both parts of an epoch resumed mid-way, without the time in between
             **({"resumed_mid_epoch": True} if resumed else {}),
+            **({"stopped_mid_epoch": True} if s.stop and s.batch_in_epoch < n_batches else {}),
         }
 
     def _optimizer_step(self) -> None:
@@ -120,31 +123,32 @@ class Trainer:
         s.scheduler.step()
         s.step += 1
 
-    @torch.no_grad()
-    def validate(self) -> dict[str, float]:
-        """The task's plain loss and batch score of the eval model on the validation loader (every rank, full set)."""
-        s = self.state
-        if s.val_loader is None:
-            return {}
-        model = s.model_for_eval()
-        was_training = model.training
-        model.eval()
-        total_loss, correct, seen = 0.0, 0, 0
-        for batch in s.val_loader:
-            if batch.images.shape[0] == 0:
-                continue
-            images = batch.images.to(s.device)
-            if s.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            labels = batch.labels.to(s.device)
-            ctx = autocast(s.device, s.amp_dtype) if s.amp_dtype else nullcontext()
-            with ctx:
-                logits = model(images).float()
-            total_loss += s.task.eval_loss(logits, labels)
-            correct += s.task.batch_score(logits, labels)
-            seen += labels.shape[0]
-        model.train(was_training)
-        if seen == 0:
-            return {}
-        val_loss = total_loss / seen
-        return {"val_loss": val_loss if math.isfinite(val_loss) else float("inf"), "val_acc": correct / seen}
+
+@torch.no_grad()
+def validate(s: TrainState) -> dict[str, float]:
+    """The task's plain loss and batch score of ``s``'s eval model on its validation loader (every rank, full set):
+    what the loop logs after each epoch, and what a callback may ask for mid-epoch (the tuner's pruner does)."""
+    if s.val_loader is None:
+        return {}
+    model = s.model_for_eval()
+    was_training = model.training
+    model.eval()
+    total_loss, correct, seen = 0.0, 0, 0
+    for batch in s.val_loader:
+        if batch.images.shape[0] == 0:
+            continue
+        images = batch.images.to(s.device)
+        if s.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        labels = batch.labels.to(s.device)
+        ctx = autocast(s.device, s.amp_dtype) if s.amp_dtype else nullcontext()
+        with ctx:
+            logits = model(images).float()
+        total_loss += s.task.eval_loss(logits, labels)
+        correct += s.task.batch_score(logits, labels)
+        seen += labels.shape[0]
+    model.train(was_training)
+    if seen == 0:
+        return {}
+    val_loss = total_loss / seen
+    return {"val_loss": val_loss if math.isfinite(val_loss) else float("inf"), "val_acc": correct / seen}

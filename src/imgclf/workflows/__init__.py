@@ -16,11 +16,12 @@ from imgclf.workflows._ensemble import DISAGREEMENT_FILE, EnsembleResult, build_
 from imgclf.workflows._federate import FederateResult, federate, local_train, partition
 from imgclf.workflows._privacy_audit import PrivacyAudit, audit_bundle
 from imgclf.workflows._repeat import RepeatResult, train_repeated
-from imgclf.workflows._tune import DEFAULT_SPACE, PruningCallback, TuneResult, load_space, tune
+from imgclf.workflows._tune import DEFAULT_SPACE, PruningCallback, TuneResult, checks_per_epoch, load_space, tune
 
 __all__ = [
     "DEFAULT_SPACE",
     "PruningCallback",
+    "checks_per_epoch",
     "TuneResult",
     "load_space",
     "tune",

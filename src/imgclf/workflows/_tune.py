@@ -66,7 +66,7 @@ class TuneResult:
     trials: int
     completed: int
     pruned: int
-    epochs_run: int
+    epochs_run: float
     epochs_budget: int
     run_dir: Path | None
     bundle_dir: Path | None
@@ -157,12 +157,22 @@ def _sampler(name: str, space: dict[str, dict[str, Any]], seed: int) -> Any:
     raise ConfigError(f"--sampler {name!r} is not one of {', '.join(SAMPLERS)}")
 
 
+def checks_per_epoch(epochs: int) -> int:
+    """How often a trial reports its validation accuracy per epoch: at least four times per trial, so that a pruner
+    can stop a short trial (1-3 epochs) before its first epoch ends; once per epoch from 4 epochs on.
+
+    >>> checks_per_epoch(2), checks_per_epoch(10)
+    (2, 1)
+    """
+    return max(1, math.ceil(4 / max(1, epochs)))
+
+
 def _pruner(name: str, epochs: int) -> Any:
     optuna = _optuna()
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, epochs))
+    if name == "hyperband":  # resources in validation checks, not epochs (see checks_per_epoch)
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, epochs) * checks_per_epoch(epochs))
     if name == "none":
         return optuna.pruners.NopPruner()
     raise ConfigError(f"--pruner {name!r} is not one of {', '.join(PRUNERS)}")
@@ -170,25 +180,46 @@ def _pruner(name: str, epochs: int) -> Any:
 
 # -- trials --------------------------------------------------------------------------------------------------
 class PruningCallback(E.Callback):
-    """Reports each epoch's validation accuracy to an Optuna trial; stops the run when the pruner says so."""
+    """Reports the validation accuracy to an Optuna trial ``checks`` times per epoch (at the end of each epoch and,
+    for ``checks > 1``, at evenly spaced optimizer steps within it, validating there); stops the run, mid-epoch if
+    need be, when the pruner says so. ``epochs_run`` is the training done, in (fractional) epochs."""
 
     name = "optuna_pruning"
 
-    def __init__(self, trial: Any, metric: str = "val_acc") -> None:
+    def __init__(self, trial: Any, checks: int = 1, metric: str = "val_acc") -> None:
         self.trial = trial
+        self.checks = max(1, int(checks))
         self.metric = metric
         self.pruned = False
-        self.epochs = 0
+        self.epochs_run = 0.0
+        self._next = 1  # the next mid-epoch check of this epoch (1 .. checks - 1)
+
+    def on_epoch_start(self, state: E.TrainState) -> None:
+        self._next = 1
+
+    def on_step_end(self, state: E.TrainState, stats: dict[str, float]) -> None:
+        n = len(state.train_loader)
+        self.epochs_run = state.epoch + state.batch_in_epoch / max(n, 1)
+        if self._next >= self.checks or state.batch_in_epoch < self._next * n / self.checks:
+            return
+        step = state.epoch * self.checks + self._next
+        self._next += 1
+        self._report(state, E.validate(state), step)
 
     def on_epoch_end(self, state: E.TrainState, metrics: dict[str, Any]) -> None:
-        self.epochs = state.epoch
+        if self.pruned:  # stopped mid-epoch: already reported
+            return
+        self.epochs_run = float(state.epoch)
+        self._report(state, metrics, state.epoch * self.checks)
+
+    def _report(self, state: E.TrainState, metrics: dict[str, Any], step: int) -> None:
         value = metrics.get(self.metric)
         if value is None or not math.isfinite(float(value)):
             return
-        self.trial.report(float(value), step=state.epoch)
+        self.trial.report(float(value), step=step)
         if self.trial.should_prune():
             self.pruned = True
-            state.stop, state.stop_reason = True, f"pruned by the tuner after epoch {state.epoch}"
+            state.stop, state.stop_reason = True, f"pruned by the tuner after {self.epochs_run:.2g} epochs"
 
 
 class _SearchRecord(E.Callback):
@@ -335,9 +366,9 @@ def tune(cfg: RunConfig | None, *, trials: int = 20, timeout_min: float | None =
         # the same files as the default run, which audited them: no near-duplicate search per trial
         run_cfg = update(_with_params(base, params), {"train": {"name": f"trial-{trial.number:03d}"},
                                                       "data": {"near_duplicates": False}})  # fmt: skip
-        cb = PruningCallback(trial)
+        cb = PruningCallback(trial, checks=checks_per_epoch(epochs))
         res = train_run(run_cfg, console=Console(quiet=True), callbacks=[cb])
-        trial.set_user_attr("epochs_run", int(res.metrics.get("epochs_run", cb.epochs)))
+        trial.set_user_attr("epochs_run", cb.epochs_run)
         trial.set_user_attr("fingerprint", (res.bundle.meta.data if res.bundle else {}).get("fingerprint", ""))
         if cb.pruned:
             raise optuna.TrialPruned()
@@ -376,7 +407,7 @@ def _finish_tune(study: Any, state: dict[str, Any], base: RunConfig, cfg: RunCon
     if not complete:
         raise ConfigError(f"no trial in {out} completed (all pruned or failed); raise --trials or use --pruner none")
     best = study.best_trial
-    epochs_run = sum(int(t.user_attrs.get("epochs_run", epochs)) for t in done)
+    epochs_run = sum(float(t.user_attrs.get("epochs_run", epochs)) for t in done)
     plots = _plots(study, out)
     run_dir = bundle_dir = None
     if retrain:
