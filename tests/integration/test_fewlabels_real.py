@@ -1,9 +1,11 @@
 """Few-shot and zero-shot on real MNIST: a Conv-4 trained on digits 0-4 meets digits 5-9 only as few-shot
 episodes; a tiny open_clip model trained on captioned digits classifies test digits from held-out prompts.
 
-Figures measured while building this (2 shared CPU cores): 5-way 5-shot 86.3% (95% CI 85.8-86.8), 1-shot 68.5%
-(67.4-69.6) over 300 episodes with 1000 training images per class and 3 epochs, below the issue's 90% / 70%
-targets (a strict xfail test records the gap: see docs/tutorials/fewer-labels.md for what was tried).
+Figures measured while building this (one core): 5-way 5-shot 85.6% (95% CI 85.1-86.1), 1-shot 70.7%
+(69.6-71.8) over 300 episodes with 1000 training images per class, 6 epochs, no label smoothing: the 1-shot target
+(70%) is met, the 5-shot one (90%) is not (a strict xfail test records the gap: see
+docs/tutorials/fewer-labels.md for what was tried). The tiny CLIP (ModifiedResNet image tower, ~90 s to train)
+reaches 97.8% zero-shot with held-out prompts, the ensemble equal to every single prompt.
 """
 
 from __future__ import annotations
@@ -39,8 +41,10 @@ def _manifest(path: Path, root: Path, digits: range | list[int], n: int, names: 
 def base_04(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> imgclf.Classifier:
     out = tmp_path_factory.mktemp("fewshot")
     data = _manifest(out / "base.csv", mnist_dir / "train", range(5), 1000)
-    return imgclf.fit(str(data), model="conv4", epochs=3, batch_size=128, out=str(out), name="base",
-                      sets=["train.report=false"])  # fmt: skip
+    # no label smoothing (it flattens the features around the training classes: +1-2 points 1-shot on novel
+    # digits, measured on training images of 5-9), 6 epochs; the near-duplicate audit is skipped for speed
+    return imgclf.fit(str(data), model="conv4", epochs=6, batch_size=128, out=str(out), name="base",
+                      sets=["train.report=false", "train.label_smoothing=0", "data.near_duplicates=false"])  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -52,16 +56,21 @@ def novel_episodes(base_04: imgclf.Classifier, mnist_dir: Path, tmp_path_factory
 
 def test_fewshot_episodes_on_unseen_digits(novel_episodes: dict) -> None:
     five, one = novel_episodes[5], novel_episodes[1]
-    # measured 86.3% (85.8-86.8) and 68.5% (67.4-69.6): below the issue's 90% / 70% (see the xfail below)
-    assert five.accuracy >= 0.84 and one.accuracy >= 0.66, (five.to_dict(), one.to_dict())
+    # measured 85.6% (85.1-86.1) and 70.7% (69.6-71.8); the 5-shot figure is below the issue's 90% (xfail below)
+    assert five.accuracy >= 0.84 and one.accuracy >= 0.68, (five.to_dict(), one.to_dict())
     assert five.ci_low > one.ci_high  # more shots help, beyond the noise
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 targets not reached: a conv4 trained on five digits gives ~86-87% "
-                   "5-shot and 68-71% 1-shot on 5-9 (augmentation, longer training, centring and other feature "
-                   "variants measured; docs/tutorials/fewer-labels.md)")  # fmt: skip
-def test_fewshot_episodes_meet_the_issue_targets(novel_episodes: dict) -> None:
-    assert novel_episodes[5].accuracy >= 0.90 and novel_episodes[1].accuracy >= 0.70
+def test_fewshot_one_shot_meets_the_issue_target(novel_episodes: dict) -> None:
+    # measured 70.7% (69.6-71.8): met, with a thin margin (label smoothing off was worth about +2 points here)
+    assert novel_episodes[1].accuracy >= 0.70, novel_episodes[1].to_dict()
+
+
+@pytest.mark.xfail(strict=True, reason="issue 12 target not reached: a conv4 trained on five digits gives ~85-88% "
+                   "5-shot on 5-9 (more data, longer training, augmentation, mixup/cutmix, wider or less pooled "
+                   "conv4, centring on the support or base mean measured; docs/tutorials/fewer-labels.md)")  # fmt: skip
+def test_fewshot_five_shot_meets_the_issue_target(novel_episodes: dict) -> None:
+    assert novel_episodes[5].accuracy >= 0.90, novel_episodes[5].to_dict()
 
 
 def test_prototype_bundle_on_unseen_digits_exports_with_parity(base_04: imgclf.Classifier, mnist_dir: Path,
@@ -99,8 +108,8 @@ def test_extending_with_a_new_digit_keeps_the_old_digits_accuracy(base_04: imgcl
     """A 4-class (5-8) prototype bundle gains digit 9 from 5 images; accuracy on 1000 test images of 5-8 moves
     by at most 1 point on average over three draws of the support images (and 9s are recognised).
 
-    Measured (drop on 5-8 / recall of 9, mean of the 3 draws): guard 0 (plain nearest prototype) 2.5 points / 84%;
-    guard 0.5 (default) 0.27 / 62%; 0.7: 0.17 / 49%; 0.9: 0.07 / 36%."""
+    Measured (drop on 5-8 / recall of 9, mean of the 3 draws): guard 0 (plain nearest prototype) 2.3 points / 89%;
+    guard 0.5 (default) 0.6 / 72%; 0.7: 0.3 / 60%; 0.9: 0.2 / 47%."""
     backbone = load_bundle(base_04.result_.bundle_dir)
     test = _manifest(tmp_path / "test.csv", mnist_dir / "test", range(5, 10), 250)
     drops, recalls = [], []
@@ -158,18 +167,14 @@ def zero_shot(tiny_clip: Path, mnist_dir: Path, tmp_path_factory: pytest.TempPat
 
 def test_tiny_clip_zero_shot_with_held_out_prompts(zero_shot: dict) -> None:
     accs = zero_shot["accs"]
-    # measured here: ensemble 77.1%, single held-out templates 76.7-77.3% (on 1000 other test digits 81.4%, and
-    # 80.2% with training templates): the text tower reads unseen prompts as well as trained ones; the tiny image
-    # tower is what falls short of 90%
-    assert accs["ensemble"] >= 0.72, accs
+    # measured here (ModifiedResNet tower, 600 steps, ~90 s on one core): ensemble 97.8%, each held-out template
+    # alone 97.8%; on 1000 training digits the run never used, 98.6-98.7%
+    assert accs["ensemble"] >= 0.93, accs
     assert accs["ensemble"] >= max(v for k, v in accs.items() if k != "ensemble") - 0.02, accs
     exp = export_bundle(zero_shot["bundle"], data=str(zero_shot["test"]))
     assert exp.parity.top1_agreement == 1.0
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 targets not reached: the tiny CLIP trained for 400 steps (about 19 "
-                   "minutes on the loaded 2-core machine) reaches 77-81%, the ensemble within 0.4 points of the "
-                   "best single template; see docs/tutorials/fewer-labels.md")  # fmt: skip
 def test_tiny_clip_zero_shot_meets_the_issue_targets(zero_shot: dict) -> None:
     accs = zero_shot["accs"]
     assert accs["ensemble"] >= 0.90 and accs["ensemble"] >= max(v for k, v in accs.items() if k != "ensemble")

@@ -3,7 +3,7 @@
 With ``center=True`` embeddings are first centred on the support set's mean (the "CL2N" few-shot trick: a
 backbone puts every image in one cone of feature space, and the cosine between raw embeddings partly measures that
 shared direction). It is off by default because it did not help where measured: on the MNIST digits-0-4 ``conv4``
-backbone it cost about 2 points on digits 5-9 (docs/tutorials/fewer-labels.md); compare both with ``episodes``.
+backbone it cost 1-2 points on digits 5-9 (docs/tutorials/fewer-labels.md); compare both with ``episodes``.
 
 The head is written into the model's own linear classifier (one row per prototype, one scale, and the bias
 ``-row . mean``), so the result is an ordinary bundle: predict, evaluate, calibrate, explain, export and serve need

@@ -119,3 +119,30 @@ def test_zeroshot_and_prototype_heads_on_the_clip_tower_export_with_parity(
     np.testing.assert_array_equal(out.logits.argmax(1), (q @ protos.T).argmax(1))
     exp = export_bundle(fs.path, data=str(images))
     assert exp.parity.top1_agreement == 1.0 and exp.parity.max_abs_logit_diff < 1e-3
+
+
+def test_a_conv_image_tower_rebuilds_from_its_config_and_exports(images: Path, tmp_path: Path) -> None:
+    """open_clip's ModifiedResNet tower (``layers`` given as a list) goes through the same path as a ViT: the
+    bundle rebuilds it from the saved config, its logits are CLIP's similarities, and ONNX agrees."""
+    from safetensors.torch import save_file
+
+    cfg = {**CFG, "vision_cfg": {"image_size": 32, "layers": [1, 1, 1, 1], "width": 8, "head_width": 16}}
+    torch.manual_seed(1)
+    model = open_clip.CLIP(**cfg)
+    clip = tmp_path / "rn"
+    clip.mkdir()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(clip / "open_clip_model.safetensors"))
+    (clip / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg, "preprocess_cfg": PRE}))
+    zeroshot_bundle(str(clip), ["red", "green", "blue", "yellow"], tmp_path / "zs", templates=["a {} shape."])
+    loaded = load_bundle(tmp_path / "zs")
+    assert loaded.meta.arch_args["vision_cfg"]["layers"] == [1, 1, 1, 1]
+    x, _ = sample_tensors(load_source(images, val_fraction=0.0, test_fraction=0.0).train, loaded.meta.preprocessing,
+                          limit=8)  # fmt: skip
+    with torch.no_grad():
+        model.eval()
+        text = model.encode_text(open_clip.SimpleTokenizer(context_length=12)(
+            [f"a {c} shape." for c in ("red", "green", "blue", "yellow")]), normalize=True)  # fmt: skip
+        expected = model.logit_scale.exp() * model.encode_image(x, normalize=True) @ text.T  # (8, 4)
+        torch.testing.assert_close(loaded.model(x), expected, rtol=1e-4, atol=1e-4)
+    exp = export_bundle(tmp_path / "zs", data=str(images))
+    assert exp.parity.top1_agreement == 1.0 and exp.parity.max_abs_logit_diff < 1e-3
