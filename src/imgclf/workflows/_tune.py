@@ -204,7 +204,8 @@ class PruningCallback(E.Callback):
     def on_step_end(self, state: E.TrainState, stats: dict[str, float]) -> None:
         n = len(state.train_loader)
         self.epochs_run = state.epoch + state.batch_in_epoch / max(n, 1)
-        if self._next >= self.checks or state.batch_in_epoch < self._next * n / self.checks:
+        due = self._next < self.checks and self._next * n / self.checks <= state.batch_in_epoch < n
+        if not due:  # not yet, or the epoch's last step (the epoch's end reports)
             return
         step = state.epoch * self.checks + self._next
         self._next += 1
