@@ -72,12 +72,29 @@ class TorchEngine(Engine):
         return logits.float().cpu().numpy(), feats.float().cpu().numpy()  # (B, C), (B, D)
 
 
+def _split_norm_act(model: nn.Module) -> nn.Module:
+    """timm's fused ``BatchNormAct2d`` (BatchNorm, dropout, activation in one module, as in MobileNetV3 and
+    EfficientNet) as ``Sequential(BatchNorm2d, drop, act)``, the same computation in eval, so that fx sees a plain
+    ``BatchNorm2d`` after each convolution and can fold it. In place; returns ``model``."""
+    from timm.layers import BatchNormAct2d
+
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is BatchNormAct2d:
+                bn = nn.BatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
+                                    child.track_running_stats)  # fmt: skip
+                bn.load_state_dict(child.state_dict(), strict=False)  # weight, bias, running stats
+                setattr(parent, name, nn.Sequential(bn, child.drop, child.act).train(child.training))
+    return model
+
+
 def _fold_batchnorm(model: nn.Module) -> nn.Module:
-    """Conv+BN folded into one conv via torch.fx (eval only); the model unchanged when it cannot be traced."""
+    """Conv+BN folded into one conv via torch.fx (eval only; timm's norm+act layers split first, see
+    :func:`_split_norm_act`); the model unchanged when it cannot be traced."""
     from torch.fx.experimental.optimization import fuse
 
     try:
-        return fuse(model, inplace=True)
+        return fuse(_split_norm_act(model), inplace=True)
     except Exception as exc:  # fx tracing fails on data-dependent control flow in many forms
         log.info("torch-fast: conv-bn folding skipped, model not traceable (%s)", exc)
         return model

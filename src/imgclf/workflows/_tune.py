@@ -413,30 +413,26 @@ def _finish_tune(study: Any, state: dict[str, Any], base: RunConfig, cfg: RunCon
         raise ConfigError(f"no trial in {out} completed (all pruned or failed); raise --trials or use --pruner none")
     best = study.best_trial
     epochs_run = sum(float(t.user_attrs.get("epochs_run", epochs)) for t in done)
-    plots = _plots(study, out)
-    run_dir = bundle_dir = None
+    result = TuneResult(out=out, best_params=dict(best.params), best_value=float(best.value),
+                        default_value=state.get("default", {}).get("value"), trials=len(done),
+                        completed=len(complete), pruned=len(done) - len(complete), epochs_run=epochs_run,
+                        epochs_budget=len(done) * epochs, run_dir=None, bundle_dir=None, plots=_plots(study, out),
+                        data_fingerprint=_fingerprint(state))  # fmt: skip
     if retrain:
         console.print(f"[bold]retraining the best configuration[/bold] {best.params}")
         final = update(_with_params(cfg, best.params), {"train": {"name": "best"}})
         final = update(final, {"train": {"out": str(out)}})
         if (out / "best" / "bundle" / "imgclf.json").is_file():
-            run_dir, bundle_dir = out / "best", out / "best" / "bundle"
+            result = replace(result, run_dir=out / "best", bundle_dir=out / "best" / "bundle")
         else:
             _drop_partial(out / "best")
-            default = state.get("default", {}).get("value")
-            facts = {"study": str(out), "trials": len(done), "completed": len(complete),
-                     "pruned": len(done) - len(complete), "best validation accuracy": float(best.value),
-                     "default configuration's validation accuracy": default,
-                     "epochs saved by pruning": f"{1 - epochs_run / (len(done) * epochs):.0%}" if epochs else "n/a",
+            facts = {"study": str(out), "trials": result.trials, "completed": result.completed,
+                     "pruned": result.pruned, "best validation accuracy": result.best_value,
+                     "default configuration's validation accuracy": result.default_value,
+                     "epochs saved by pruning": f"{result.epochs_saved:.0%}" if epochs else "n/a",
                      "best parameters": ", ".join(f"{k}={v}" for k, v in best.params.items())}  # fmt: skip
-            record = _SearchRecord(out / "best", facts, plots)
-            res = train_run(final, console=console, callbacks=[record])
-            run_dir, bundle_dir = res.run_dir, res.bundle_dir
-    result = TuneResult(out=out, best_params=dict(best.params), best_value=float(best.value),
-                        default_value=state.get("default", {}).get("value"), trials=len(done),
-                        completed=len(complete), pruned=len(done) - len(complete), epochs_run=epochs_run,
-                        epochs_budget=len(done) * epochs, run_dir=run_dir, bundle_dir=bundle_dir, plots=plots,
-                        data_fingerprint=_fingerprint(state))  # fmt: skip
+            res = train_run(final, console=console, callbacks=[_SearchRecord(out / "best", facts, result.plots)])
+            result = replace(result, run_dir=res.run_dir, bundle_dir=res.bundle_dir)
     atomic_write_text(out / "result.json", json.dumps(result.to_dict(), indent=2) + "\n")
     return result
 
