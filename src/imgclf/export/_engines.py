@@ -83,14 +83,15 @@ def _split_norm_act(model: nn.Module) -> nn.Module:
             if type(child) is BatchNormAct2d:
                 bn = nn.BatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
                                     child.track_running_stats)  # fmt: skip
-                bn.load_state_dict(child.state_dict(), strict=False)  # weight, bias, running stats
+                own = {k: v for k, v in child.state_dict().items() if "." not in k}  # not drop's / act's
+                bn.load_state_dict(own)  # weight, bias, running stats: all of them, or an error
                 setattr(parent, name, nn.Sequential(bn, child.drop, child.act).train(child.training))
     return model
 
 
 def _fold_batchnorm(model: nn.Module) -> nn.Module:
     """Conv+BN folded into one conv via torch.fx (eval only; timm's norm+act layers split first, see
-    :func:`_split_norm_act`); the model unchanged when it cannot be traced."""
+    :func:`_split_norm_act`); when it cannot be traced, the model computes as before (unfolded, norm+act split)."""
     from torch.fx.experimental.optimization import fuse
 
     try:
