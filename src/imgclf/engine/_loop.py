@@ -59,6 +59,7 @@ class Trainer:
         total_loss, correct, seen = t.get("loss", 0.0), t.get("correct", 0), int(t.get("seen", 0))
         before, start = t.get("seconds", 0.0), time.perf_counter()
         n_batches = len(s.train_loader)
+        lr = s.optimizer.param_groups[-1]["lr"]  # the last group (the head's): the rate of this epoch's last step
         for batch in s.train_loader:
             s.skipped_images += batch.skipped
             if batch.images.shape[0] == 0:
@@ -90,6 +91,7 @@ class Trainer:
             s.epoch_totals = {"loss": total_loss, "correct": correct, "seen": seen,
                               "seconds": before + time.perf_counter() - start}  # fmt: skip
             if s.batch_in_epoch % s.accumulate == 0 or s.batch_in_epoch == n_batches:
+                lr = s.optimizer.param_groups[-1]["lr"]
                 self._optimizer_step()
                 stats = {"loss": loss.item(), "acc": batch_correct / labels.shape[0], "images": labels.shape[0]}
                 self._call("on_step_end", stats)
@@ -101,7 +103,7 @@ class Trainer:
         return {
             "train_loss": total_loss / max(seen, 1),
             "train_acc": correct / max(seen, 1),
-            "lr": s.optimizer.param_groups[-1]["lr"],
+            "lr": lr,  # not the scheduler's next value (0 after a linear schedule's last step)
             "images_per_s": seen / elapsed,
             "epoch_time_s": elapsed,  # both parts of an epoch resumed mid-way, without the time in between
             **({"resumed_mid_epoch": True} if resumed else {}),
