@@ -123,7 +123,7 @@ def run_imgclf(root: Path, size: int, args: argparse.Namespace, seed: int, env: 
 
 def _pick(config_yaml: str) -> dict[str, str]:
     """The auto-resolved keys of a run's config.yaml, for the printout."""
-    keys = ("augment", "lr", "warmup_epochs", "ema", "ema_decay")
+    keys = ("batch_size", "augment", "lr", "warmup_epochs", "ema", "ema_decay")
     found = {}
     for line in config_yaml.splitlines():
         key, _, value = line.strip().partition(": ")

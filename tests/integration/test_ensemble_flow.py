@@ -23,9 +23,10 @@ def members(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]
     tmp = tmp_path_factory.mktemp("ens")
     src = D.make_synthetic_dataset(tmp / "imgs", per_class=40, size=32, layout="flat", seed=3)
     bundles = []
-    for seed in (0, 1, 2):
+    for seed in (0, 1, 2):  # batch 64 (2 steps an epoch, not auto's 16): weak members that disagree on noise
         clf = imgclf.fit(src, model="test_cnn", epochs=2, img_size=32, seed=seed, out=str(tmp / "runs"),
-                         name=f"m{seed}", sets=["data.workers=0", "optim.lr=3e-3", "train.report=false"])  # fmt: skip
+                         name=f"m{seed}", sets=["data.workers=0", "optim.lr=3e-3", "train.report=false",
+                                                "data.batch_size=64"])  # fmt: skip
         bundles.append(clf.result_.bundle_dir)
     return src, bundles
 

@@ -17,7 +17,8 @@ def train(
                                "mnist, fashion-mnist, cifar10, cifar100). Not needed with --resume."),
     model: str = typer.Option(None, "--model", "-m", help="Architecture (see `imgclf models`). Default resnet18."),
     epochs: int = typer.Option(None, "--epochs", "-e", help="Number of epochs (default 10)."),
-    batch_size: int = typer.Option(None, "--batch-size", "-b", help="Images per batch and process (default 64)."),
+    batch_size: int = typer.Option(None, "--batch-size", "-b", help="Images per batch and process (default 64, "
+                                   "halved down to 16 so that a small dataset gets 16 batches an epoch)."),
     img_size: int = typer.Option(None, "--img-size", help="Input size in pixels (default: the model's, or the "
                                  "images' own size when they are much smaller)."),
     weights: str = typer.Option(None, "--weights", help="'pretrained' (timm/torchvision, needs the network), a "

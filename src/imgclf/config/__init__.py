@@ -8,7 +8,7 @@ bundle share one shape.
 
 from imgclf.config._hierarchy import Hierarchy, load_hierarchy
 from imgclf.config._io import from_dict, load_config, parse_set, to_dict, to_yaml, update
-from imgclf.config._policy import auto_augment, auto_ema, auto_lr, auto_warmup_epochs
+from imgclf.config._policy import auto_augment, auto_batch_size, auto_ema, auto_lr, auto_warmup_epochs
 from imgclf.config._recipes import RECIPES, recipe
 from imgclf.config._resolve import resolve_auto, steps_per_epoch
 from imgclf.config._schema import (
@@ -42,6 +42,7 @@ __all__ = [
     "RunConfig",
     "TrainConfig",
     "auto_augment",
+    "auto_batch_size",
     "auto_ema",
     "auto_lr",
     "auto_warmup_epochs",

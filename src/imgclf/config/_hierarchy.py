@@ -102,6 +102,7 @@ class Hierarchy:
     0), so ``lca_height(a, b)`` is 0 for ``a == b``, 1 for siblings, and grows with how far apart the classes
     are in the tree (the mistake severity of Bertinetto et al. 2020).
 
+    >>> import numpy as np
     >>> h = Hierarchy.from_dict({"children": {"animal": ["cat", "dog"], "vehicle": ["car"]},
     ...                          "leaves": ["car", "cat", "dog"]})
     >>> h.root, h.ancestors("cat"), h.depth, h.lca_height("cat", "dog"), h.lca_height("cat", "car")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from imgclf.config._policy import auto_augment, auto_ema, auto_lr, auto_warmup_epochs
+from imgclf.config._policy import auto_augment, auto_batch_size, auto_ema, auto_lr, auto_warmup_epochs
 from imgclf.config._schema import AUTO, MEMORY_AUGMENTS, RunConfig
 from imgclf.errors import ConfigError
 
@@ -21,17 +21,20 @@ def steps_per_epoch(train_size: int, batch_size: int, *, world_size: int = 1, ac
 
 
 def resolve_auto(cfg: RunConfig, *, train_size: int, num_classes: int, world_size: int = 1) -> RunConfig:
-    """``cfg`` with ``data.augment``, ``optim.lr``, ``optim.warmup_epochs``, ``train.ema`` and ``train.ema_decay``
-    resolved where they are ``"auto"``; explicit values are kept as given, so a config written by a run (resolved)
-    resolves to itself. Needs ``data.img_size`` resolved first; ``train_size`` is the training split's size.
+    """``cfg`` with ``data.batch_size``, ``data.augment``, ``optim.lr``, ``optim.warmup_epochs``, ``train.ema`` and
+    ``train.ema_decay`` resolved where they are ``"auto"``; explicit values are kept as given, so a config written by
+    a run (resolved) resolves to itself. Needs ``data.img_size`` resolved first; ``train_size`` is the training
+    split's size.
 
     >>> from imgclf.config import RunConfig, update
     >>> cfg = update(RunConfig(), {"data": {"img_size": 32}, "train": {"epochs": 5}})
     >>> r = resolve_auto(cfg, train_size=2700, num_classes=10)
-    >>> r.data.augment, r.optim.lr, r.optim.warmup_epochs, r.train.ema
-    ('none', 0.002, 1.0, False)
+    >>> r.data.batch_size, r.data.augment, r.optim.lr, r.optim.warmup_epochs, r.train.ema
+    (64, 'none', 0.002, 1.0, False)
     """
     data, optim, train = cfg.data, cfg.optim, cfg.train
+    if data.batch_size == AUTO:  # first: the learning rate and the step count depend on it
+        data = replace(data, batch_size=auto_batch_size(train_size, world_size=world_size))
     pretrained = cfg.model.weights is not None or cfg.model.init is not None
     if data.augment == AUTO:
         if data.img_size is None:

@@ -82,7 +82,7 @@ class DataSourceConfig:
     source: str = ""
     img_size: int | None = None
     crop_pct: float | None = None
-    batch_size: int = 64
+    batch_size: int | str = AUTO  # "auto": 64, smaller for small datasets (config.auto_batch_size)
     workers: int | None = None
     augment: str = AUTO
     mixup: float = 0.0
@@ -101,7 +101,7 @@ class DataSourceConfig:
 
     def __post_init__(self) -> None:
         _positive("data", "img_size", self.img_size)
-        _positive("data", "batch_size", self.batch_size)
+        _auto_or("data", "batch_size", self.batch_size, _positive)
         _positive("data", "workers", self.workers, allow_zero=True)
         _positive("data", "mixup", self.mixup, allow_zero=True)
         _positive("data", "cutmix", self.cutmix, allow_zero=True)

@@ -19,7 +19,9 @@ The thresholds were chosen from planted copies and clean pairs of MNIST, CIFAR-1
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,7 +121,7 @@ def _candidates(prints: list[Fingerprint], max_bits: int, block: int) -> Iterato
 
 
 def find_matches(
-    prints: list[Fingerprint], *, max_bits: int = 8, block: int = 512, chunk: int = 2048
+    prints: list[Fingerprint], *, max_bits: int = 8, block: int = 512, chunk: int = 1024
 ) -> Iterator[Match]:
     """Every candidate pair (see the module docstring) that is a confirmed copy or a look-alike, in blocks.
 
@@ -131,10 +133,15 @@ def find_matches(
     sigs = np.stack([p.signature for p in prints]) if prints else np.zeros((0, 32, 32), np.uint8)
     short = np.array([p.short_side for p in prints])
     ent = np.array([p.entropy for p in prints])
-    for i_all, j_all, bits_all, mir_all in _candidates(prints, max_bits, block):
-        for s in range(0, len(i_all), chunk):
-            i, j, bits, mir = (x[s : s + chunk] for x in (i_all, j_all, bits_all, mir_all))
-            yield from _confirm(sigs, short, ent, i, j, bits, mir)
+    chunks = (
+        tuple(x[s : s + chunk] for x in block_)
+        for block_ in _candidates(prints, max_bits, block)
+        for s in range(0, len(block_[0]), chunk)
+    )  # fmt: skip
+    # numpy releases the GIL in the alignment search: chunks are confirmed on every core, yielded in order
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        for matches in pool.map(lambda c: list(_confirm(sigs, short, ent, *c)), chunks):
+            yield from matches
 
 
 def _confirm(

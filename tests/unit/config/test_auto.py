@@ -8,6 +8,7 @@ from imgclf.config import (
     AUTO,
     RunConfig,
     auto_augment,
+    auto_batch_size,
     auto_ema,
     auto_lr,
     auto_warmup_epochs,
@@ -28,8 +29,8 @@ def _resolved(changes: dict, train_size: int = 2700, num_classes: int = 10, worl
 
 def test_defaults_are_auto_until_resolved() -> None:
     cfg = RunConfig()
-    assert (cfg.data.augment, cfg.optim.lr, cfg.optim.warmup_epochs, cfg.train.ema, cfg.train.ema_decay) == (
-        AUTO, AUTO, AUTO, AUTO, AUTO)  # fmt: skip
+    assert (cfg.data.batch_size, cfg.data.augment, cfg.optim.lr, cfg.optim.warmup_epochs, cfg.train.ema,
+            cfg.train.ema_decay) == (AUTO, AUTO, AUTO, AUTO, AUTO, AUTO)  # fmt: skip
 
 
 def test_short_run_on_small_images_gets_no_augmentation_a_higher_lr_and_no_ema() -> None:
@@ -38,12 +39,30 @@ def test_short_run_on_small_images_gets_no_augmentation_a_higher_lr_and_no_ema()
     assert r.optim.lr == pytest.approx(2e-3)
     assert r.optim.warmup_epochs == pytest.approx(1.0)
     assert r.train.ema is False  # 215 optimizer steps: an average only lags the weights
+    assert r.data.batch_size == 64  # 2,700 images: 43 batches an epoch
     written = {line.strip() for line in to_yaml(r).splitlines()}  # what config.yaml records is what ran
-    assert {"augment: none", "lr: 0.002", "warmup_epochs: 1.0", "ema: false"} <= written
+    assert {"batch_size: 64", "augment: none", "lr: 0.002", "warmup_epochs: 1.0", "ema: false"} <= written
+
+
+@pytest.mark.parametrize(("train_size", "world_size", "batch"),
+                         [(50000, 1, 64), (1024, 1, 64), (1000, 1, 32), (220, 1, 16), (30, 1, 16), (2700, 4, 32)])
+def test_batch_size_shrinks_so_a_small_dataset_gets_sixteen_batches_an_epoch(train_size: int, world_size: int,
+                                                                              batch: int) -> None:  # fmt: skip
+    assert auto_batch_size(train_size, world_size=world_size) == batch  # per process: 2,700 / 4 ranks = 675 images
+
+
+def test_a_tiny_dataset_trains_in_more_smaller_steps_at_a_matching_lr() -> None:
+    photos = _resolved({"data": {"img_size": 128}, "train": {"epochs": 5}}, train_size=220, num_classes=2)
+    assert photos.data.batch_size == 16  # 13 steps an epoch, not 4 (ants/bees: ~10 points in 5 epochs)
+    assert photos.optim.lr == pytest.approx(1e-3)  # AdamW's rate follows the batch's square root
+    assert photos.train.ema_decay == pytest.approx(1 - 10 / (14 * 5), abs=1e-6)  # counted in the smaller steps
+    kept = _resolved({"data": {"img_size": 128, "batch_size": 64}, "train": {"epochs": 5}}, train_size=220)
+    assert kept.data.batch_size == 64 and kept.optim.lr == pytest.approx(2e-3)  # an explicit batch is kept
 
 
 def test_resolution_is_idempotent_and_keeps_explicit_old_values() -> None:
-    old = {"data": {"img_size": 32, "augment": "standard"}, "train": {"epochs": 5, "ema": True, "ema_decay": 0.999},
+    old = {"data": {"img_size": 32, "augment": "standard", "batch_size": 64},
+           "train": {"epochs": 5, "ema": True, "ema_decay": 0.999},
            "optim": {"lr": None, "warmup_epochs": 1.0}}  # the defaults before 'auto', written out
     r = _resolved(old)
     assert r == update(RunConfig(), old)  # nothing resolved away: the old run is reproduced exactly
@@ -92,7 +111,8 @@ def test_lr_scales_with_the_global_batch_and_warm_up_with_the_run() -> None:
     assert auto_lr("adamw", batch_size=64, pretrained=True) == pytest.approx(1e-3)
     assert auto_lr("sgd", batch_size=32, pretrained=False) == pytest.approx(0.025)
     assert auto_lr("adamw", batch_size=10**6, pretrained=False) == pytest.approx(8e-3)  # clipped at 4x
-    two_ranks = _resolved(SMALL_SHORT, world_size=4)  # 4 x 64 images per step
+    two_ranks = _resolved({"data": {"img_size": 32, "batch_size": 64}, "train": {"epochs": 5}},
+                          world_size=4)  # 4 x 64 images per step
     assert two_ranks.optim.lr == pytest.approx(4e-3)
     assert [auto_warmup_epochs(e) for e in (1, 5, 10, 25, 200)] == [0.2, 1.0, 2.0, 5.0, 5.0]
 
