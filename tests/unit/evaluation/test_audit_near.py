@@ -84,3 +84,15 @@ def test_look_alike_digits_are_not_leakage_but_a_copy_among_them_is(tmp_path: Pa
     assert any("look alike but are not confirmed" in w for w in r.warnings)
     assert r.tiers == {"exact": 0, "confirmed near": 1, "look-alike": r.n_look_alikes}
     assert r.settings["low_entropy_max_peak"] < r.settings["max_peak"]  # the thresholds used are reported
+
+
+def test_confirming_in_small_chunks_on_threads_finds_the_same_matches_in_the_same_order() -> None:
+    from imgclf.evaluation._near_duplicates import _candidates, _confirm
+
+    images = [_stroke(k) for k in range(40)] + [_jpeg(_stroke(k), 40) for k in (3, 17)]  # look-alikes and copies
+    prints = [fingerprint(im) for im in images]
+    sigs = np.stack([p.signature for p in prints])
+    short, ent = np.array([p.short_side for p in prints]), np.array([p.entropy for p in prints])
+    serial = [m for c in _candidates(prints, 8, 512) for m in _confirm(sigs, short, ent, *c)]  # one chunk, no pool
+    assert len(serial) > 20 and {m.tier for m in serial} == {"confirmed", "look-alike"}
+    assert list(find_matches(prints, chunk=3)) == serial  # dozens of chunks, confirmed on a thread pool
