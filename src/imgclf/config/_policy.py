@@ -14,7 +14,7 @@ import math
 EMA_MIN_STEPS = 1000
 EMA_MAX_DECAY = 0.9998
 
-# Batch size: an epoch of a small dataset gets at least this many batches (smaller batches, down to MIN_BATCH);
+# Batch size: a small dataset's epoch holds at least this many full batches (smaller batches, down to MIN_BATCH);
 # 245 ants/bees photos at batch 64 were 4 optimizer steps an epoch, and batch 16 gained ~10 points in 5 epochs.
 MIN_BATCHES_PER_EPOCH = 16
 MAX_BATCH, MIN_BATCH = 64, 16
@@ -27,8 +27,9 @@ SMALL_IMAGE = 48  # px: random-resized crops with a quarter of the area leave to
 
 
 def auto_batch_size(train_size: int, *, world_size: int = 1) -> int:
-    """Images per batch and process: :data:`MAX_BATCH`, halved (down to :data:`MIN_BATCH`) while one epoch of
-    ``train_size`` images would be fewer than :data:`MIN_BATCHES_PER_EPOCH` batches per process.
+    """Images per batch and process: :data:`MAX_BATCH`, halved (down to :data:`MIN_BATCH`) while a process's share
+    of ``train_size`` images is less than :data:`MIN_BATCHES_PER_EPOCH` full batches (1,000 images at 64 would be
+    15.6, so 32).
 
     >>> auto_batch_size(50000), auto_batch_size(1000), auto_batch_size(220)
     (64, 32, 16)

@@ -53,7 +53,7 @@ def test_batch_size_shrinks_so_a_small_dataset_gets_sixteen_batches_an_epoch(tra
 
 def test_a_tiny_dataset_trains_in_more_smaller_steps_at_a_matching_lr() -> None:
     photos = _resolved({"data": {"img_size": 128}, "train": {"epochs": 5}}, train_size=220, num_classes=2)
-    assert photos.data.batch_size == 16  # 13 steps an epoch, not 4 (ants/bees: ~10 points in 5 epochs)
+    assert photos.data.batch_size == 16  # 14 steps an epoch, not 4 (ants/bees: ~10 points in 5 epochs)
     assert photos.optim.lr == pytest.approx(1e-3)  # AdamW's rate follows the batch's square root
     assert photos.train.ema_decay == pytest.approx(1 - 10 / (14 * 5), abs=1e-6)  # counted in the smaller steps
     kept = _resolved({"data": {"img_size": 128, "batch_size": 64}, "train": {"epochs": 5}}, train_size=220)
