@@ -54,6 +54,9 @@ BENCH_CACHE = Path.home() / ".cache" / "imgclf" / "bench"
 TARGETS = {"resnet18": 4.0, "mobilenetv3_large_100": 3.0}  # batch throughput vs tuned eager fp32
 LATENCY_TARGET = 3.0
 AGREEMENT_TARGET = 0.99
+#: part of the cached models' key: the training defaults they were trained under (rename when a default that
+#: changes the weights changes; "autobatch": data.batch_size=auto, 16 for the 245 ants/bees photos, not 64)
+DEFAULTS_TAG = "autobatch"
 
 
 def cpu_name() -> str:
@@ -87,7 +90,7 @@ def hymenoptera() -> Path:
 
 def trained_bundle(name: str, data: Path, size: int, epochs: int) -> Path:
     """A ``name`` model trained ``epochs`` epochs on ``data`` at ``size`` px with imgclf's defaults; cached."""
-    out = BENCH_CACHE / f"{name}-{data.name}-{size}px-{epochs}ep"
+    out = BENCH_CACHE / f"{name}-{data.name}-{size}px-{epochs}ep-{DEFAULTS_TAG}"
     bundle = out / "run" / "bundle"
     if not (bundle / "imgclf.json").is_file():
         print(f"training {name} on {data} ({epochs} epochs, {size} px) once; cached in {out}", flush=True)
