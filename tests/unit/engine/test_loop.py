@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tests.integration._helpers import StopAt
 from torch import nn
 
 from imgclf import engine as E
@@ -137,13 +138,7 @@ def test_early_stopping_stops(tmp_path: Path) -> None:
 
 def test_interrupt_saves_resumable_checkpoint(tmp_path: Path) -> None:
     state, callbacks = make_state(tmp_path, epochs=3)
-
-    class Interrupt(E.Callback):
-        def on_step_end(self, state, stats):
-            if state.step == 5:
-                state.interrupted = True
-
-    E.Trainer(state, [Interrupt(), *callbacks]).fit()
+    E.Trainer(state, [StopAt(5), *callbacks]).fit()
     assert state.stop_reason == "interrupted"
     _, meta = E.load_checkpoint(tmp_path / "ckpt" / "last.safetensors")
     assert meta["step"] == 5 and meta["epoch"] == 0 and meta["batch_in_epoch"] == 5

@@ -11,6 +11,7 @@ pytest.importorskip("opacus")
 
 from opacus.accountants import RDPAccountant  # noqa: E402
 from opacus.accountants.analysis import rdp as rdp_analysis  # noqa: E402
+from tests.integration._helpers import StopAt  # noqa: E402
 
 from imgclf import data as D  # noqa: E402
 from imgclf import privacy as P  # noqa: E402
@@ -158,14 +159,9 @@ def test_a_mid_epoch_resume_takes_the_same_poisson_batches_and_ends_with_the_sam
         return load_config(None, {"data": {"source": str(imgs), "workers": 0, "batch_size": 16, "img_size": 32},
                                   "model": {"name": "test_cnn"}, "train": train})
 
-    class Interrupt(E.Callback):  # what Ctrl-C / SIGTERM does (GracefulStop): stop after this step, save, exit
-        def on_step_end(self, state, stats) -> None:
-            if state.step == 3:
-                state.interrupted = True
-
     ref = train_run(cfg("ref"))
     with pytest.raises(TrainingInterrupted):
-        train_run(cfg("cut"), callbacks=[Interrupt()])
+        train_run(cfg("cut"), callbacks=[StopAt(3)])  # as Ctrl-C / SIGTERM do: stop after step 3, save, exit
     _, meta = E.load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.safetensors")
     assert meta["epoch"] == 0 and meta["batch_in_epoch"] >= 3  # cut in the middle of the first epoch
     resumed = train_run(cfg("cut"), resume=tmp_path / "cut")
