@@ -39,7 +39,8 @@ def _weights(clf: imgclf.Classifier) -> dict[str, torch.Tensor]:
     return load_file(clf.result_.bundle_dir / "model.safetensors")
 
 
-def test_bf16_autocast_is_really_active_and_accumulation_halves_the_steps(src: Path, tmp_path: Path) -> None:
+def test_bf16_autocast_is_really_active_and_accumulation_halves_the_steps(src: Path, tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture) -> None:
     """bf16 changes the arithmetic (so the weights), where two fp32 runs (amp auto = off on CPU) are identical;
     accumulate=2 makes one optimizer step per two batches; mixing, augmentation and clipping run along, no NaN."""
     mixing = ["train.channels_last=true", "train.grad_clip=1.0", "data.mixup=0.2", "data.cutmix=1.0",
@@ -52,6 +53,10 @@ def test_bf16_autocast_is_really_active_and_accumulation_halves_the_steps(src: P
     diff = max(float((a[k] - c[k]).abs().max()) for k in a if a[k].is_floating_point())
     assert 0 < diff < 0.5, diff  # bf16 rounding, not a different training
     assert all(m["train_loss"] == m["train_loss"] for m in _history(bf16.result_.run_dir))  # finite, not NaN
+
+    # the warning a CPU without bf16 instructions gets (bf16 is emulated there: several times slower than fp32)
+    warned = "bf16 is emulated here" in " ".join(capsys.readouterr().out.split())  # rich wraps lines
+    assert warned == (not E.cpu_supports_bf16())
 
     acc = _fit(src, tmp_path, "accumulate", ["train.accumulate=2", "train.amp=bf16", *mixing], epochs=2)
     _, meta = E.load_checkpoint(acc.result_.run_dir / "checkpoints" / "last.safetensors")

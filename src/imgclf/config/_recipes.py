@@ -15,7 +15,7 @@ from imgclf.utils import closest
 # decay without warm-up, label smoothing 0.2, images decoded once and augmented a batch at a time (alternating
 # flips, 2 px translations), bf16 autocast, every training image used (no validation split, as speedruns do), and
 # 9 epochs (90.87% on CIFAR-10 JPEGs with --tta flip+shift, above the yardstick's 90.76%; benchmarks/README.md).
-# Evaluate with --tta flip+shift.
+# Evaluate with --tta flip+shift. bf16 needs a CPU with bf16 instructions (the run warns otherwise: use train.amp=off).
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     "cifar-speed": {
         "data": {"img_size": 32, "batch_size": 1000, "cache": "memory", "augment": "shift", "val_fraction": 0.0,
