@@ -38,8 +38,9 @@ def ssl_run(images, tmp_path_factory) -> Path:
 
 
 def _cfg(images: Path, method: str, epochs: int = 2) -> PretrainConfig:
+    local = 2 if method == "dino" else 0  # DINO with its multi-crop: packed views of two sizes resume exactly too
     return PretrainConfig(str(images), method=method, model="test_cnn", epochs=epochs, batch_size=8, img_size=32,
-                          workers=0, lr=3e-3)  # fmt: skip
+                          workers=0, lr=3e-3, local_views=local)  # fmt: skip
 
 
 def test_cli_pretrains_loose_images_and_the_bundle_embeds(images, tmp_path):
@@ -72,6 +73,10 @@ def test_cli_refuses_a_model_it_cannot_pretrain_in_one_line(images, tmp_path):
     assert res.exit_code == 2
     assert "ensemble" in res.output and len(res.output.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
+    res = CliRunner().invoke(app, ["pretrain", str(images), "--method", "simclr", "--local-views", "4", "--out",
+                                   str(tmp_path / "r")])  # fmt: skip
+    assert res.exit_code == 2 and "--method dino" in res.output and len(res.output.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
 
 
 def test_labelled_folder_logs_knn_accuracy_each_epoch(ssl_run):
@@ -80,7 +85,7 @@ def test_labelled_folder_logs_knn_accuracy_each_epoch(ssl_run):
     assert "train_acc" not in lines[0]
 
 
-@pytest.mark.parametrize("method", ["byol", pytest.param("dino", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("method", ["byol", "dino"])  # dino with two local crops (see _cfg)
 def test_a_run_killed_mid_epoch_and_resumed_ends_with_the_same_weights(images, tmp_path, method):
     whole = pretrain(_cfg(images, method), tmp_path / "whole")
     with pytest.raises(TrainingInterrupted, match="--resume"):

@@ -9,7 +9,7 @@ from imgclf.pretrain._callbacks import COLLAPSE_RATIO, CollapseCheck, MethodStep
 from imgclf.pretrain._config import METHODS, PretrainConfig
 from imgclf.pretrain._methods import BYOL, DINO, SimCLR, build_method, momentum_at
 from imgclf.pretrain._run import PretrainResult, check_config, load_pretrain_config, pretrain
-from imgclf.pretrain._views import SeededViews, view_transform
+from imgclf.pretrain._views import SeededViews, local_crop_size, view_transform
 from imgclf.utils import publish
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "check_config",
     "embedding_std",
     "knn_accuracy",
+    "local_crop_size",
     "load_pretrain_config",
     "momentum_at",
     "pretrain",

@@ -22,7 +22,9 @@ class PretrainConfig:
     (1e-2 at batch 128, as measured on CIFAR-10).
     ``temperature``: NT-Xent's (SimCLR); ``momentum``: the teacher's EMA start (BYOL, DINO; cosine to 1).
     ``out_dim``: the projection head's output size (DINO's prototype count). ``check_images``: how many
-    images the per-epoch collapse check embeds (train bank and validation queries each).
+    images the per-epoch collapse check embeds (train bank and validation queries each). ``local_views``: DINO's
+    multi-crop, this many small crops per image (:func:`local_crop_size` px, 5-40% of the image) besides its two
+    global ones; the student sees every crop, the teacher the global ones (0: two global crops only).
 
     >>> PretrainConfig(source="photos/", method="simclr", model="resnet20_cifar").method
     'simclr'
@@ -41,6 +43,7 @@ class PretrainConfig:
     temperature: float = 0.2
     momentum: float = 0.99
     out_dim: int = 128
+    local_views: int = 0
     val_fraction: float = 0.1
     workers: int | None = None
     check_images: int = 1000
@@ -54,6 +57,11 @@ class PretrainConfig:
         for key in ("epochs", "batch_size", "out_dim", "knn_k"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"pretrain {key}={getattr(self, key)} must be at least 1")
+        if self.local_views < 0:
+            raise ConfigError(f"--local-views {self.local_views} must be 0 or more")
+        if self.local_views and self.method != "dino":
+            raise ConfigError(f"--local-views is DINO's multi-crop; {self.method} trains on two views of each image: "
+                              "drop --local-views or use --method dino")  # fmt: skip
         if self.batch_size < 2:
             raise ConfigError(f"--batch-size {self.batch_size}: {self.method} compares views across a batch and "
                               "its heads use BatchNorm; use at least 2 (64-512 is typical)")  # fmt: skip

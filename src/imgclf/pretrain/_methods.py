@@ -2,7 +2,7 @@
 
 Each module holds everything its method learns or tracks (student, momentum teacher, DINO's centre) as
 parameters and buffers, so a checkpoint of its ``state_dict`` resumes it exactly. ``views`` are stacked:
-``(B, V, 3, H, W)``, two views per image.
+``(B, V, 3, H, W)``, two views per image (DINO with local crops: flattened, see :meth:`DINO.crops`).
 """
 
 from __future__ import annotations
@@ -92,12 +92,14 @@ class BYOL(_MomentumTeacher):
 
 
 class DINO(_MomentumTeacher):
-    """DINO (two global views, no multi-crop): student and momentum-teacher ``DINOProjectionHead`` and
-    ``DINOLoss`` (its centre is a buffer of this module, so checkpoints carry it)."""
+    """DINO: student and momentum-teacher ``DINOProjectionHead`` and ``DINOLoss`` (its centre is a buffer of this
+    module, so checkpoints carry it). With ``local_views`` (multi-crop) the student also sees that many small
+    ``local_size`` crops of each image and learns to match, from each, the teacher's view of the global crops."""
 
     def __init__(self, backbone: nn.Module, num_features: int, *, out_dim: int = 128, momentum: float = 0.99,
-                 epochs: int = 10):  # fmt: skip
+                 epochs: int = 10, local_views: int = 0, global_size: int = 0, local_size: int = 0):  # fmt: skip
         super().__init__()
+        self.local_views, self.global_size, self.local_size = local_views, global_size, local_size
         heads, loss = _lightly("models.modules.heads"), _lightly("loss")
         hidden = max(256, 4 * num_features)
         self.backbone = backbone
@@ -116,11 +118,24 @@ class DINO(_MomentumTeacher):
         self.base_momentum = momentum
         self.epoch = 0  # set by the training callback each epoch: DINOLoss warms its teacher temperature by epoch
 
+    def crops(self, views: torch.Tensor) -> list[torch.Tensor]:
+        """The two global crops, then the local ones, each ``(B, 3, S, S)``, from a batch of stacked views
+        ``(B, 2, 3, S, S)`` or of flattened multi-crop views ``(B, L)`` (:class:`imgclf.pretrain.SeededViews`)."""
+        if views.ndim == 5:
+            return [views[:, i] for i in range(views.shape[1])]
+        b, g, s, n = views.shape[0], self.global_size, self.local_size, self.local_views
+        if views.shape[1] != 3 * (2 * g * g + n * s * s):
+            raise ValueError(f"DINO expected 2 global {g}-px and {n} local {s}-px crops per image, got "
+                             f"{views.shape[1]} values")  # fmt: skip
+        glob = views[:, : 6 * g * g].reshape(b, 2, 3, g, g)
+        loc = views[:, 6 * g * g :].reshape(b, n, 3, s, s)
+        return [glob[:, 0], glob[:, 1], *(loc[:, i] for i in range(n))]
+
     def forward(self, views: torch.Tensor) -> torch.Tensor:
-        a, b = _pair(views)
-        student = [self.projection(self.backbone(v)) for v in (a, b)]  # 2 x (B, out_dim)
+        crops = self.crops(views)
+        student = [self.projection(self.backbone(v)) for v in crops]  # V x (B, out_dim): global, then local
         with torch.no_grad():
-            teacher = [self.teacher_projection(self.teacher_backbone(v)) for v in (a, b)]
+            teacher = [self.teacher_projection(self.teacher_backbone(v)) for v in crops[:2]]  # global crops only
         return self.criterion(teacher, student, epoch=self.epoch)
 
 
@@ -135,10 +150,13 @@ def momentum_at(base: float, progress: float) -> float:
 
 
 def build_method(method: str, backbone: nn.Module, num_features: int, *, out_dim: int, temperature: float,
-                 momentum: float, epochs: int) -> nn.Module:  # fmt: skip
-    """The method's training module around ``backbone`` (a ``num_classes=0`` model: images -> pooled features)."""
+                 momentum: float, epochs: int, local_views: int = 0, global_size: int = 0,
+                 local_size: int = 0) -> nn.Module:  # fmt: skip
+    """The method's training module around ``backbone`` (a ``num_classes=0`` model: images -> pooled features);
+    ``local_views`` / ``global_size`` / ``local_size``: DINO's multi-crop (see :class:`DINO`)."""
     if method == "simclr":
         return SimCLR(backbone, num_features, out_dim=out_dim, temperature=temperature)
     if method == "byol":
         return BYOL(backbone, num_features, out_dim=out_dim, momentum=momentum)
-    return DINO(backbone, num_features, out_dim=out_dim, momentum=momentum, epochs=epochs)
+    return DINO(backbone, num_features, out_dim=out_dim, momentum=momentum, epochs=epochs, local_views=local_views,
+                global_size=global_size, local_size=local_size)  # fmt: skip

@@ -31,7 +31,7 @@ from imgclf.optim import build_optimizer, build_scheduler
 from imgclf.pretrain._callbacks import CollapseCheck, MethodSteps
 from imgclf.pretrain._config import PretrainConfig
 from imgclf.pretrain._methods import build_method
-from imgclf.pretrain._views import view_transform
+from imgclf.pretrain._views import local_crop_size, view_transform
 from imgclf.utils import atomic_write_text, seed_everything
 
 CONFIG_FILE = "config.yaml"
@@ -165,7 +165,9 @@ def pretrain(cfg: PretrainConfig | None, out: str | Path | None = None, *, resum
     pre = base.with_size(cfg.img_size) if cfg.img_size and cfg.img_size != base.input_size else base
     cfg = replace(cfg, img_size=pre.input_size)
     module = build_method(cfg.method, backbone, int(backbone.num_features), out_dim=cfg.out_dim,
-                          temperature=cfg.temperature, momentum=cfg.momentum, epochs=cfg.epochs).to(device)  # fmt: skip
+                          temperature=cfg.temperature, momentum=cfg.momentum, epochs=cfg.epochs,
+                          local_views=cfg.local_views, global_size=pre.input_size,
+                          local_size=local_crop_size(pre.input_size)).to(device)  # fmt: skip
     run_dir.mkdir(parents=True, exist_ok=True)
     if resume is None:
         _write_run_files(run_dir, cfg, device)
@@ -177,7 +179,8 @@ def pretrain(cfg: PretrainConfig | None, out: str | Path | None = None, *, resum
                             warmup_epochs=cfg.warmup_epochs)  # fmt: skip
     optimizer = build_optimizer(trainable, [], optim_cfg)
     sampler = D.ResumableSampler(train.labels, seed=cfg.seed)
-    loader = D.make_loader(D.IndexedDataset(train, view_transform(cfg.method, pre)), sampler, cfg.batch_size,
+    views = view_transform(cfg.method, pre, cfg.local_views)
+    loader = D.make_loader(D.IndexedDataset(train, views), sampler, cfg.batch_size,
                            workers=cfg.workers, device_type=device.type, drop_last=True)  # fmt: skip
     scheduler = build_scheduler(optimizer, optim_cfg, max(1, len(loader)), cfg.epochs)
     state = E.TrainState(model=module, raw_model=module, optimizer=optimizer, scheduler=scheduler,

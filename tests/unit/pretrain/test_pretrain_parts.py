@@ -14,9 +14,11 @@ from imgclf.models import create_model
 from imgclf.pretrain import (
     CollapseCheck,
     PretrainConfig,
+    build_method,
     check_config,
     embedding_std,
     knn_accuracy,
+    local_crop_size,
     momentum_at,
     view_transform,
 )
@@ -64,6 +66,40 @@ def test_views_are_two_normalised_crops_fixed_by_the_torch_seed(method):
     assert torch.equal(a, b)  # same item seed, same views: what exact resume relies on
     assert not torch.equal(a[0], a[1])  # two different augmentations
     assert np.array_equal(np.random.get_state()[1], np_before)  # the global NumPy state is left alone
+
+
+def test_dino_multicrop_views_pack_global_and_local_crops_and_the_student_sees_them_all():
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8))
+    pre = DataConfig(input_size=32, resize_size=32)
+    tf = view_transform("dino", pre, local_views=3)
+    torch.manual_seed(7)
+    packed = tf(image)
+    torch.manual_seed(7)
+    assert torch.equal(packed, tf(image))  # seeded: exact resume holds with multi-crop too
+    g, s = 32, local_crop_size(32)
+    assert s == 14 and packed.shape == (3 * (2 * g * g + 3 * s * s),)
+    module = build_method("dino", create_model("test_cnn", 0), 32, out_dim=16, temperature=0.1, momentum=0.99,
+                          epochs=2, local_views=3, global_size=g, local_size=s)  # fmt: skip
+    batch = torch.stack([packed, packed.flip(0)])  # (2, L): what the loader's collate makes of packed views
+    crops = module.crops(batch)
+    assert [tuple(c.shape) for c in crops] == [(2, 3, g, g)] * 2 + [(2, 3, s, s)] * 3
+    assert torch.equal(crops[0][0].reshape(-1), packed[: 3 * g * g])  # global crops first, in order
+    # the loss uses the local crops: change only them and it changes; every student crop gets a gradient path
+    loss = module(batch)
+    other = torch.cat([batch[:, : 6 * g * g], torch.randn(2, 9 * s * s)], dim=1)
+    assert torch.isfinite(loss) and not torch.allclose(loss, module(other))
+    loss.backward()
+    assert all(p.grad is not None for p in module.backbone.parameters())
+    with pytest.raises(ValueError, match="2 global 32-px and 3 local 14-px"):
+        module.crops(batch[:, :-1])
+
+
+def test_local_views_are_dino_only_and_refused_in_one_line():
+    with pytest.raises(ConfigError, match="multi-crop") as info:
+        PretrainConfig(source="x", method="simclr", local_views=2)
+    assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="0 or more"):
+        PretrainConfig(source="x", method="dino", local_views=-1)
 
 
 def test_embedding_std_is_near_zero_for_collapsed_and_near_one_over_sqrt_dim_for_spread_embeddings():
