@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from safetensors.torch import load_file
 
 import imgclf
 from imgclf.bundle import read_meta
@@ -44,5 +45,12 @@ def test_same_config_same_seed_gives_the_same_weights_as_before_the_task_layer(v
     training["train"].update(out=str(tmp_path), name="again")
     cfg = from_dict(RunConfig, training)
     clf = imgclf.Classifier(cfg).fit()
-    assert sha256_file(clf.result_.bundle_dir / "model.safetensors") == json.loads(
-        (FIXTURES / "v1_predictions.json").read_text())["weights_sha256"]
+    before = load_file(str(FIXTURES / "bundle_v1" / "model.safetensors"))
+    assert sha256_file(FIXTURES / "bundle_v1" / "model.safetensors") == json.loads(
+        (FIXTURES / "v1_predictions.json").read_text())["weights_sha256"]  # the fixture is the v1 code's own run
+    now = load_file(str(clf.result_.bundle_dir / "model.safetensors"))
+    assert now.keys() == before.keys()
+    # equal up to float rounding: the bytes differ between CPUs (AVX-512 vs AVX2 kernels sum in other orders:
+    # 1e-7 apart on a Zen 3 host); a changed default, schedule or data order moves the weights by 1e-2 or more
+    worst = max(float((now[k].double() - before[k].double()).abs().max()) for k in now)
+    assert worst < 1e-5, worst
