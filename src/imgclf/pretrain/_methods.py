@@ -13,6 +13,7 @@ import math
 import torch
 from torch import nn
 
+from imgclf.pretrain._views import local_crop_size
 from imgclf.utils import optional_import
 
 
@@ -93,13 +94,14 @@ class BYOL(_MomentumTeacher):
 
 class DINO(_MomentumTeacher):
     """DINO: student and momentum-teacher ``DINOProjectionHead`` and ``DINOLoss`` (its centre is a buffer of this
-    module, so checkpoints carry it). With ``local_views`` (multi-crop) the student also sees that many small
-    ``local_size`` crops of each image and learns to match, from each, the teacher's view of the global crops."""
+    module, so checkpoints carry it). With ``local_views`` (multi-crop) the student also sees that many small crops
+    of each image (:func:`imgclf.pretrain.local_crop_size` of the ``global_size``-px views) and learns to match,
+    from each, the teacher's view of the global crops."""
 
     def __init__(self, backbone: nn.Module, num_features: int, *, out_dim: int = 128, momentum: float = 0.99,
-                 epochs: int = 10, local_views: int = 0, global_size: int = 0, local_size: int = 0):  # fmt: skip
+                 epochs: int = 10, local_views: int = 0, global_size: int = 0):  # fmt: skip
         super().__init__()
-        self.local_views, self.global_size, self.local_size = local_views, global_size, local_size
+        self.local_views, self.global_size = local_views, global_size
         heads, loss = _lightly("models.modules.heads"), _lightly("loss")
         hidden = max(256, 4 * num_features)
         self.backbone = backbone
@@ -123,7 +125,7 @@ class DINO(_MomentumTeacher):
         ``(B, 2, 3, S, S)`` or of flattened multi-crop views ``(B, L)`` (:class:`imgclf.pretrain.SeededViews`)."""
         if views.ndim == 5:
             return [views[:, i] for i in range(views.shape[1])]
-        b, g, s, n = views.shape[0], self.global_size, self.local_size, self.local_views
+        b, g, s, n = views.shape[0], self.global_size, local_crop_size(self.global_size), self.local_views
         if views.shape[1] != 3 * (2 * g * g + n * s * s):
             raise ValueError(f"DINO expected 2 global {g}-px and {n} local {s}-px crops per image, got "
                              f"{views.shape[1]} values")  # fmt: skip
@@ -150,13 +152,12 @@ def momentum_at(base: float, progress: float) -> float:
 
 
 def build_method(method: str, backbone: nn.Module, num_features: int, *, out_dim: int, temperature: float,
-                 momentum: float, epochs: int, local_views: int = 0, global_size: int = 0,
-                 local_size: int = 0) -> nn.Module:  # fmt: skip
+                 momentum: float, epochs: int, local_views: int = 0, global_size: int = 0) -> nn.Module:  # fmt: skip
     """The method's training module around ``backbone`` (a ``num_classes=0`` model: images -> pooled features);
-    ``local_views`` / ``global_size`` / ``local_size``: DINO's multi-crop (see :class:`DINO`)."""
+    ``local_views`` / ``global_size``: DINO's multi-crop (see :class:`DINO`)."""
     if method == "simclr":
         return SimCLR(backbone, num_features, out_dim=out_dim, temperature=temperature)
     if method == "byol":
         return BYOL(backbone, num_features, out_dim=out_dim, momentum=momentum)
     return DINO(backbone, num_features, out_dim=out_dim, momentum=momentum, epochs=epochs, local_views=local_views,
-                global_size=global_size, local_size=local_size)  # fmt: skip
+                global_size=global_size)  # fmt: skip

@@ -31,7 +31,7 @@ from imgclf.optim import build_optimizer, build_scheduler
 from imgclf.pretrain._callbacks import CollapseCheck, MethodSteps
 from imgclf.pretrain._config import PretrainConfig
 from imgclf.pretrain._methods import build_method
-from imgclf.pretrain._views import local_crop_size, view_transform
+from imgclf.pretrain._views import view_transform
 from imgclf.utils import atomic_write_text, seed_everything
 
 CONFIG_FILE = "config.yaml"
@@ -166,8 +166,7 @@ def pretrain(cfg: PretrainConfig | None, out: str | Path | None = None, *, resum
     cfg = replace(cfg, img_size=pre.input_size)
     module = build_method(cfg.method, backbone, int(backbone.num_features), out_dim=cfg.out_dim,
                           temperature=cfg.temperature, momentum=cfg.momentum, epochs=cfg.epochs,
-                          local_views=cfg.local_views, global_size=pre.input_size,
-                          local_size=local_crop_size(pre.input_size)).to(device)  # fmt: skip
+                          local_views=cfg.local_views, global_size=pre.input_size).to(device)  # fmt: skip
     run_dir.mkdir(parents=True, exist_ok=True)
     if resume is None:
         _write_run_files(run_dir, cfg, device)

@@ -79,7 +79,7 @@ def test_dino_multicrop_views_pack_global_and_local_crops_and_the_student_sees_t
     g, s = 32, local_crop_size(32)
     assert s == 14 and packed.shape == (3 * (2 * g * g + 3 * s * s),)
     module = build_method("dino", create_model("test_cnn", 0), 32, out_dim=16, temperature=0.1, momentum=0.99,
-                          epochs=2, local_views=3, global_size=g, local_size=s)  # fmt: skip
+                          epochs=2, local_views=3, global_size=g)  # fmt: skip
     batch = torch.stack([packed, packed.flip(0)])  # (2, L): what the loader's collate makes of packed views
     crops = module.crops(batch)
     assert [tuple(c.shape) for c in crops] == [(2, 3, g, g)] * 2 + [(2, 3, s, s)] * 3
