@@ -1,7 +1,7 @@
 """CIFAR-10 time to accuracy: ``imgclf train --recipe cifar-speed`` against the airbench94 CPU yardstick, in turns.
 
-    .venv/bin/python benchmarks/speedrun.py [--runs 1] [--seed 0] [--subset N] [--epochs E] [--skip-anchor]
-        [--json FILE]
+    .venv/bin/python benchmarks/speedrun.py [--runs 1] [--seed 0] [--precision auto|bf16|fp32] [--subset N]
+        [--epochs E] [--skip-anchor] [--json FILE]
 
 Both start from the same JPEG folder (the shared CIFAR-10: 50,000 training and 10,000 test images), in fresh
 processes, one after the other (the order alternating between runs), in the same environment (the same
@@ -15,6 +15,11 @@ processes, one after the other (the order alternating between runs), in the same
   before the first step (listing files, the exact-copy audit, decoding into memory, the whitening init),
   ``train_s`` the loop's own epoch times; after each epoch a callback scores the test set (untimed: it is not in
   the epoch time). The bundle is then scored without TTA, with ``flip`` and with ``flip+shift``.
+
+Both train at the same ``--precision``: ``bf16`` (the anchor's own bf16 autocast; the recipe's ``train.amp=bf16``)
+or ``fp32`` (the anchor with its low-precision dtype set to fp32, which turns its autocast off; the recipe with
+``train.amp=off``). ``auto`` (default) is bf16 on a CPU with bf16 instructions, else fp32: there bf16 is emulated
+and several times slower, so neither side would run in it.
 
 It prints the accuracy curve over training time of each and the time each needs to reach the anchor's final
 accuracy: training seconds, and from the JPEG folder (``pack_s`` / ``setup_s`` added). ``--subset N`` (N training
@@ -41,7 +46,19 @@ ANCHOR = SHARED / "benchmarks"
 ROW = re.compile(r"^\|\s+(\d+)\s+\|\s+([\d.]+)\s+\|\s+([\d.]+)\s+\|\s+([\d.]+)\s+\|\s+([\d.]+)\s+\|")
 
 
-def child(data: Path, seed: int, epochs: int | None, out: str) -> dict:
+# The anchor at fp32: its module with LOWP (the bf16 it stands in for fp16 with) set to fp32, run as its __main__ does.
+ANCHOR_FP32 = """
+import sys, torch
+sys.path.insert(0, {path!r})
+import airbench94_cpu as anchor
+anchor.LOWP = torch.float32  # autocast to fp32 is refused by torch, which turns it off: the whole net runs in fp32
+acc, tta, seconds = anchor.main(sys.argv[1], int(sys.argv[2]))
+print('airbench94-cpu acc_no_tta=%.4f' % acc, flush=True)
+print('airbench94-cpu acc=%.4f train_s=%.1f' % (tta, seconds), flush=True)
+"""
+
+
+def child(data: Path, seed: int, epochs: int | None, out: str, precision: str) -> dict:
     """One imgclf run in this process: timings, the per-epoch test accuracy, the final one with and without TTA."""
     start = time.perf_counter()
     import torch
@@ -51,7 +68,8 @@ def child(data: Path, seed: int, epochs: int | None, out: str) -> dict:
     from imgclf.api import hedge, load, train_run
     from imgclf.config import recipe, update
 
-    changes = {"data": {"source": str(data)}, "train": {"seed": seed, "out": out, "report": False}}
+    amp = {"bf16": "bf16", "fp32": "off"}[precision]
+    changes = {"data": {"source": str(data)}, "train": {"seed": seed, "out": out, "report": False, "amp": amp}}
     if epochs:
         changes["train"]["epochs"] = epochs
     cfg = update(recipe("cifar-speed"), changes)
@@ -61,7 +79,7 @@ def child(data: Path, seed: int, epochs: int | None, out: str) -> dict:
     def score(model: torch.nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
         was = model.training
         model.eval()
-        with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
+        with torch.no_grad(), torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16"):
             correct = sum(int((model(x).float().argmax(1) == y).sum()) for x, y in batches)
         model.train(was)
         return correct / sum(len(y) for _, y in batches)
@@ -99,9 +117,10 @@ def _preprocessing(cfg):  # noqa: ANN001, ANN202
     return model_data_config(create_model(cfg.model.name, 10)).with_size(cfg.data.img_size)
 
 
-def run_imgclf(data: Path, seed: int, epochs: int | None, env: dict[str, str], log: Path) -> dict:
+def run_imgclf(data: Path, seed: int, epochs: int | None, env: dict[str, str], log: Path, precision: str) -> dict:
     with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, __file__, "--child", str(data), "--seed", str(seed), "--out", out]
+        cmd = [sys.executable, __file__, "--child", str(data), "--seed", str(seed), "--out", out, "--precision",
+               precision]  # fmt: skip
         cmd += ["--epochs", str(epochs)] if epochs else []
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     log.write_text(proc.stdout + proc.stderr)
@@ -110,15 +129,17 @@ def run_imgclf(data: Path, seed: int, epochs: int | None, env: dict[str, str], l
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run_anchor(data: Path, seed: int, epochs: int | None, env: dict[str, str], log: Path) -> dict:
+def run_anchor(data: Path, seed: int, epochs: int | None, env: dict[str, str], log: Path, precision: str) -> dict:
     with tempfile.TemporaryDirectory() as tensors:
         start = time.perf_counter()
         subprocess.run([sys.executable, str(ANCHOR / "cifar_to_tensors.py"), str(data), tensors], env=env, check=True,
                        capture_output=True)  # fmt: skip
         pack = time.perf_counter() - start
         run_env = {**env, "AIRBENCH_EPOCH_EVAL": "1", **({"AIRBENCH_EPOCHS": str(epochs)} if epochs else {})}
-        proc = subprocess.run([sys.executable, str(ANCHOR / "airbench94_cpu.py"), tensors, str(seed)], env=run_env,
-                              capture_output=True, text=True)  # fmt: skip
+        fp32 = ["-c", ANCHOR_FP32.format(path=str(ANCHOR))]
+        script = fp32 if precision == "fp32" else [str(ANCHOR / "airbench94_cpu.py")]
+        proc = subprocess.run([sys.executable, *script, tensors, str(seed)], env=run_env, capture_output=True,
+                              text=True)  # fmt: skip
     log.write_text(proc.stdout + proc.stderr)
     final = re.search(r"airbench94-cpu acc=([\d.]+) train_s=([\d.]+)", proc.stdout)
     if proc.returncode or final is None:
@@ -141,13 +162,20 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--subset", type=int, default=None, help="training images per class (smoke runs)")
     parser.add_argument("--epochs", type=float, default=None, help="override both runs' epochs (smoke runs)")
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                        help="both runs' precision; auto: bf16 where the CPU has bf16 instructions, else fp32")
     parser.add_argument("--skip-anchor", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.precision == "auto":
+        from imgclf.utils import cpu_supports_bf16
+
+        args.precision = "bf16" if cpu_supports_bf16() else "fp32"
     if args.child is not None:
-        print(json.dumps(child(args.child, args.seed, int(args.epochs) if args.epochs else None, args.out)))
+        epochs = int(args.epochs) if args.epochs else None
+        print(json.dumps(child(args.child, args.seed, epochs, args.out, args.precision)))
         return
     data = shared_dataset("cifar10", SHARED / "datasets")
     work = Path(tempfile.mkdtemp(prefix="speedrun-"))
@@ -156,7 +184,7 @@ def main() -> None:
     import imgclf  # noqa: F401  (sets OMP_WAIT_POLICY in os.environ, which both children inherit)
 
     env = dict(os.environ)
-    print(f"data {data}; OMP_WAIT_POLICY={env.get('OMP_WAIT_POLICY')}, OMP_NUM_THREADS="
+    print(f"data {data}; precision {args.precision}; OMP_WAIT_POLICY={env.get('OMP_WAIT_POLICY')}, OMP_NUM_THREADS="
           f"{env.get('OMP_NUM_THREADS', '(torch default)')}; logs in {work}", flush=True)  # fmt: skip
     results: dict[str, list[dict]] = {"anchor": [], "imgclf": []}
     for r in range(args.runs):
@@ -165,7 +193,7 @@ def main() -> None:
             if who == "anchor" and args.skip_anchor:
                 continue
             run = run_anchor if who == "anchor" else run_imgclf
-            out = run(data, args.seed + r, args.epochs, env, work / f"{who}-{r}.log")
+            out = run(data, args.seed + r, args.epochs, env, work / f"{who}-{r}.log", args.precision)
             results[who].append(out)
             print(f"run {r} {who}: {json.dumps(out)}", flush=True)
     report(results)

@@ -97,7 +97,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     from imgclf.data import make_synthetic_dataset
-    from imgclf.engine import cpu_supports_bf16
+    from imgclf.utils import cpu_supports_bf16
 
     loops = {"bare": (BARE, 0), "imgclf": (IMGCLF, 0), "bare_fast": (BARE, 1), "imgclf_fast": (IMGCLF, 1)}
     rates: dict[str, list[float]] = {k: [] for k in loops}

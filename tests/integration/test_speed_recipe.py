@@ -97,3 +97,13 @@ def test_recipe_errors_name_the_fix() -> None:
         recipe("cifar-sped")
     r = cli("train", "digits", "--recipe", "cifar-speed", "--config", "x.yaml")
     assert r.returncode != 0 and "not both" in r.stderr + r.stdout
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_recipe_asks_for_bf16_only_where_the_cpu_has_it(native: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Emulated bf16 is ~7x slower than fp32 (Zen 3): there the recipe falls back to ``auto`` (fp32 on a CPU)."""
+    from imgclf.config import _recipes
+
+    monkeypatch.setattr(_recipes, "cpu_supports_bf16", lambda: native)
+    assert recipe("cifar-speed").train.amp == ("bf16" if native else "auto")
+    assert update(recipe("cifar-speed"), {"train": {"amp": "bf16"}}).train.amp == "bf16"  # asked for: kept

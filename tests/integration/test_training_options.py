@@ -15,6 +15,7 @@ from imgclf import engine as E
 from imgclf.bundle import BundleMeta, load_bundle, save_bundle
 from imgclf.config import DataConfig
 from imgclf.models import create_model, split_parameters
+from imgclf.utils import cpu_supports_bf16
 
 BASE = ["data.workers=0", "train.report=false", "data.batch_size=8"]
 
@@ -56,7 +57,7 @@ def test_bf16_autocast_is_really_active_and_accumulation_halves_the_steps(src: P
 
     # the warning a CPU without bf16 instructions gets (bf16 is emulated there: several times slower than fp32)
     warned = "bf16 is emulated here" in " ".join(capsys.readouterr().out.split())  # rich wraps lines
-    assert warned == (not E.cpu_supports_bf16())
+    assert warned == (not cpu_supports_bf16())
 
     acc = _fit(src, tmp_path, "accumulate", ["train.accumulate=2", "train.amp=bf16", *mixing], epochs=2)
     _, meta = E.load_checkpoint(acc.result_.run_dir / "checkpoints" / "last.safetensors")

@@ -27,7 +27,7 @@ from imgclf.errors import ConfigError, DataError, TrainingInterrupted
 from imgclf.models import create_model, freeze_backbone, model_data_config, size_args, split_parameters
 from imgclf.optim import build_optimizer, build_scheduler
 from imgclf.tasks import FIT_IMAGES, Task, fit_rejection, fit_rejection_stats, make_task, needs_features
-from imgclf.utils import seed_everything
+from imgclf.utils import cpu_supports_bf16, seed_everything
 
 
 @dataclass(frozen=True)
@@ -191,7 +191,7 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
     steps = max(1, len(train_loader) // cfg.train.accumulate)
     scheduler = build_scheduler(optimizer, cfg.optim, steps, cfg.train.epochs)
     amp = E.resolve_amp(cfg.train.amp, device)
-    if amp == torch.bfloat16 and device.type == "cpu" and not E.cpu_supports_bf16() and info.is_main:
+    if amp == torch.bfloat16 and device.type == "cpu" and not cpu_supports_bf16() and info.is_main:
         console.print("[yellow]train.amp=bf16 on a CPU without bf16 instructions (AVX512-BF16 or AMX): bf16 is "
                       "emulated here and trains several times slower than fp32 (7x for a ResNet-18 on a Zen 3). "
                       "Add --set train.amp=off[/yellow]", highlight=False)  # fmt: skip

@@ -22,12 +22,6 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-def cpu_supports_bf16() -> bool:
-    """Whether this CPU has native bf16 matrix instructions (AVX512-BF16 or AMX), where bf16 autocast pays off."""
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
-
-
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     """Autocast dtype for ``train.amp``: ``auto`` = bf16/fp16 on CUDA, off on CPU; ``bf16`` on CPU needs support."""
     if amp == "off":

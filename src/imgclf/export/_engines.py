@@ -15,12 +15,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from imgclf.engine import cpu_supports_bf16
 from imgclf.errors import ConfigError
 from imgclf.export._onnx_io import check_external_data, load_onnx, onnx_precision
 from imgclf.export._parity import check_images
 from imgclf.export._runtime import ort_session
-from imgclf.utils import closest
+from imgclf.utils import closest, cpu_supports_bf16
 
 log = logging.getLogger(__name__)
 

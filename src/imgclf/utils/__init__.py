@@ -6,7 +6,7 @@ from imgclf.utils._imports import optional_import
 from imgclf.utils._public import publish
 from imgclf.utils._seed import seed_everything
 from imgclf.utils._suggest import closest
-from imgclf.utils._torch import eval_mode, model_device
+from imgclf.utils._torch import cpu_supports_bf16, eval_mode, fast_bf16, model_device
 
 __all__ = [
     "atomic_write_bytes",
@@ -19,6 +19,8 @@ __all__ = [
     "closest",
     "eval_mode",
     "model_device",
+    "cpu_supports_bf16",
+    "fast_bf16",
     "save_figure",
 ]
 

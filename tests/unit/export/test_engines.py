@@ -14,9 +14,9 @@ import pytest
 import torch
 from torch import nn
 
-from imgclf.engine import cpu_supports_bf16
 from imgclf.errors import ConfigError, DataError
 from imgclf.export import ENGINES, load_engine, physical_cores
+from imgclf.utils import cpu_supports_bf16
 
 from .conftest import stripes
 
