@@ -1,10 +1,10 @@
 """Few-shot and zero-shot on real MNIST: a Conv-4 trained on digits 0-4 meets digits 5-9 only as few-shot
 episodes; a tiny open_clip model trained on captioned digits classifies test digits from held-out prompts.
 
-Figures measured while building this (one core): 5-way 5-shot 85.6% (95% CI 85.1-86.1), 1-shot 70.7%
-(69.6-71.8) over 300 episodes with 1000 training images per class, 6 epochs, no label smoothing: the 1-shot target
-(70%) is met, the 5-shot one (90%) is not (a strict xfail test records the gap: see
-docs/tutorials/fewer-labels.md for what was tried). The tiny CLIP (ModifiedResNet image tower, ~90 s to train)
+Figures measured while building this: 5-way 5-shot 85.3-85.6%, 1-shot 69.7-70.7% over 300 episodes with 1000
+training images per class, 6 epochs, no label smoothing; whitened by the backbone's own training images
+(``--base``) 89.6% (95% CI 89.1-90.1) and 74.3%: the 1-shot target (70%) is met with a margin, the 5-shot one
+(90%) is missed by ~0.4 points (an xfail test records it: see docs/tutorials/fewer-labels.md for what was tried). The tiny CLIP (ModifiedResNet image tower, ~90 s to train)
 reaches 97.8% zero-shot with held-out prompts, the ensemble equal to every single prompt.
 """
 
@@ -38,39 +38,56 @@ def _manifest(path: Path, root: Path, digits: range | list[int], n: int, names: 
 
 
 @pytest.fixture(scope="module")
-def base_04(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> imgclf.Classifier:
+def base_data(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """1000 training images of each of the digits 0-4: the backbone's training set (and --base)."""
+    return _manifest(tmp_path_factory.mktemp("base") / "base.csv", mnist_dir / "train", range(5), 1000)
+
+
+@pytest.fixture(scope="module")
+def base_04(base_data: Path, tmp_path_factory: pytest.TempPathFactory) -> imgclf.Classifier:
     out = tmp_path_factory.mktemp("fewshot")
-    data = _manifest(out / "base.csv", mnist_dir / "train", range(5), 1000)
     # no label smoothing (it flattens the features around the training classes: +1-2 points 1-shot on novel
     # digits, measured on training images of 5-9), 6 epochs; the near-duplicate audit is skipped for speed
-    return imgclf.fit(str(data), model="conv4", epochs=6, batch_size=128, out=str(out), name="base",
+    return imgclf.fit(str(base_data), model="conv4", epochs=6, batch_size=128, out=str(out), name="base",
                       sets=["train.report=false", "train.label_smoothing=0", "data.near_duplicates=false"])  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def novel_episodes(base_04: imgclf.Classifier, mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def novel_episodes(base_04: imgclf.Classifier, base_data: Path, mnist_dir: Path,
+                   tmp_path_factory: pytest.TempPathFactory) -> dict:  # fmt: skip
+    """Episodes on 200 test images of each of 5-9, plain and whitened by the backbone's training images."""
     bundle = load_bundle(base_04.result_.bundle_dir)
     novel = _manifest(tmp_path_factory.mktemp("novel") / "novel.csv", mnist_dir / "test", range(5, 10), 200)
-    return {shots: episodes(bundle, novel, n_episodes=300, ways=5, shots=shots, queries=15) for shots in (5, 1)}
+    return {(shots, base is not None): episodes(bundle, novel, n_episodes=300, ways=5, shots=shots, queries=15,
+                                                base=base)
+            for shots in (5, 1) for base in (None, base_data)}  # fmt: skip
 
 
 def test_fewshot_episodes_on_unseen_digits(novel_episodes: dict) -> None:
-    five, one = novel_episodes[5], novel_episodes[1]
-    # measured 85.6% (85.1-86.1) and 70.7% (69.6-71.8); the 5-shot figure is below the issue's 90% (xfail below)
+    five, one = novel_episodes[5, False], novel_episodes[1, False]
+    # measured 85.3-85.6% and 69.7-70.7% (CIs about +-0.5 and +-1.1)
     assert five.accuracy >= 0.84 and one.accuracy >= 0.68, (five.to_dict(), one.to_dict())
     assert five.ci_low > one.ci_high  # more shots help, beyond the noise
 
 
+def test_whitening_by_the_base_classes_helps_on_new_digits(novel_episodes: dict) -> None:
+    """--base: centred and whitened by the within-class spread of digits 0-4, prototypes of 5-9 are several points
+    better (measured 85.3 -> 89.6% 5-shot, 69.7 -> 74.3% 1-shot, on the same episode draws)."""
+    for shots in (5, 1):
+        plain, white = novel_episodes[shots, False], novel_episodes[shots, True]
+        assert white.accuracy >= plain.accuracy + 0.025, (shots, plain.to_dict(), white.to_dict())
+
+
 def test_fewshot_one_shot_meets_the_issue_target(novel_episodes: dict) -> None:
-    # measured 70.7% (69.6-71.8): met, with a thin margin (label smoothing off was worth about +2 points here)
-    assert novel_episodes[1].accuracy >= 0.70, novel_episodes[1].to_dict()
+    # measured 74.3% whitened (69.7-70.7% plain): met; whitening gives it a margin beyond the interval
+    assert novel_episodes[1, True].ci_low >= 0.70, novel_episodes[1, True].to_dict()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 target not reached: a conv4 trained on five digits gives ~85-88% "
-                   "5-shot on 5-9 (more data, longer training, augmentation, mixup/cutmix, wider or less pooled "
-                   "conv4, centring on the support or base mean measured; docs/tutorials/fewer-labels.md)")  # fmt: skip
+@pytest.mark.xfail(strict=False, reason="issue 12 target missed by ~0.4 points: a conv4 trained on five digits, "
+                   "whitened by them, gives 88.6-89.6% 5-shot on test images of 5-9 (measured on several training "
+                   "recipes; plain prototypes 83-86%), so some hosts may reach 90%; docs/tutorials/fewer-labels.md")
 def test_fewshot_five_shot_meets_the_issue_target(novel_episodes: dict) -> None:
-    assert novel_episodes[5].accuracy >= 0.90, novel_episodes[5].to_dict()
+    assert novel_episodes[5, True].accuracy >= 0.90, novel_episodes[5, True].to_dict()
 
 
 def test_prototype_bundle_on_unseen_digits_exports_with_parity(base_04: imgclf.Classifier, mnist_dir: Path,

@@ -9,12 +9,14 @@ from imgclf.adapt._embed import Embeddings, Neighbours, embed_images, load_embed
 from imgclf.adapt._prototype import (
     DEFAULT_GUARD,
     DEFAULT_SCALE,
+    DEFAULT_SHRINKAGE,
     EpisodeResult,
     FewShotResult,
     episode_indices,
     episodes,
     fewshot_bundle,
     prototypes,
+    whitening,
 )
 from imgclf.adapt._zeroshot import (
     DEFAULT_TEMPLATES,
@@ -30,6 +32,7 @@ from imgclf.utils import publish
 __all__ = [
     "DEFAULT_GUARD",
     "DEFAULT_SCALE",
+    "DEFAULT_SHRINKAGE",
     "DEFAULT_TEMPLATES",
     "ClipModel",
     "Embeddings",
@@ -48,6 +51,7 @@ __all__ = [
     "read_lines",
     "save_embeddings",
     "text_head",
+    "whitening",
     "zeroshot_bundle",
 ]
 

@@ -5,12 +5,20 @@ backbone puts every image in one cone of feature space, and the cosine between r
 shared direction). It is off by default because it did not help where measured: on the MNIST digits-0-4 ``conv4``
 backbone it cost 1-2 points on digits 5-9 (docs/tutorials/fewer-labels.md); compare both with ``episodes``.
 
+With ``base=`` labelled images of *other* classes (the backbone's own training set is the natural choice),
+embeddings are centred on their mean and whitened by their within-class covariance, shrunk halfway towards a
+multiple of the identity (:func:`whitening`): a backbone spreads each class along a few directions it learned for
+its training classes, and the cosine between raw embeddings weighs those directions as much as the ones that tell
+new classes apart. On the MNIST digits-0-4 ``conv4`` backbone this raised 5-way 5-shot accuracy on digits 5-9 from
+85.3% to 89.6% and 1-shot from 69.7% to 74.3% (shrinkage chosen on training images of 5-9, measured on test images).
+
 The head is written into the model's own linear classifier (one row per prototype, one scale, and the bias
 ``-row . mean``), so the result is an ordinary bundle: predict, evaluate, calibrate, explain, export and serve need
-nothing new. ``argmax(W f + b) = argmax(p_c . (f - mean))`` is exactly the nearest prototype by cosine to the
-centred embedding (``|f - mean|`` is common to every class); the scale only sets how peaked the softmax is (run
-``imgclf calibrate`` on held-out images to fit it). The mean is saved beside the weights (``prototypes.safetensors``)
-so ``--extend`` centres new classes the same way. :func:`episodes` measures few-shot accuracy on a backbone over
+nothing new. ``argmax(W f + b) = argmax(p_c . A (f - mean))`` is exactly the nearest prototype by cosine to the
+centred (and, with ``base``, whitened by the symmetric ``A``) embedding: ``|A (f - mean)|`` is common to every class,
+so the row is ``A p_c`` and the bias ``-A p_c . mean``; the scale only sets how peaked the softmax is (run
+``imgclf calibrate`` on held-out images to fit it). The mean and ``A`` are saved beside the weights
+(``prototypes.safetensors``) so ``--extend`` maps new classes the same way. :func:`episodes` measures few-shot accuracy on a backbone over
 many random ``ways``-way ``shots``-shot tasks (easyfsl's episode scheme, seeded), centred the same way.
 """
 
@@ -35,8 +43,14 @@ from imgclf.models import create_model
 DEFAULT_SCALE = 10.0
 #: --extend: a new class's bias is lowered by this fraction of its support images' smallest lead over old classes
 DEFAULT_GUARD = 0.5
-#: the support mean (the centre of the embeddings) is stored in this file of a prototype bundle
+#: the centre of the embeddings (and the whitening matrix, with ``base``) is stored in this file of a prototype bundle
 CENTER_FILE = "prototypes.safetensors"
+#: ``base``: the within-class covariance is shrunk this far towards a multiple of the identity before whitening
+#: (on MNIST digits 5-9 with a digits-0-4 backbone, 0.4-0.6 were best on training images: 91.2% 5-shot, 0.1: 90.3%,
+#: 0.8: 90.1%, none: 86.6%)
+DEFAULT_SHRINKAGE = 0.5
+#: ``base``: at most this many of its images (evenly spread over the list) estimate the mean and covariance
+BASE_IMAGES = 5000
 
 
 def prototypes(features: np.ndarray, labels: np.ndarray, num_classes: int, center: np.ndarray | None = None
@@ -59,6 +73,35 @@ def prototypes(features: np.ndarray, labels: np.ndarray, num_classes: int, cente
         raise DataError(f"classes {missing} have no readable support image; give at least one per class")
     sums = torch.zeros(num_classes, f.shape[1]).index_add_(0, y, f)  # (C, D)
     return torch.nn.functional.normalize(sums, dim=1).numpy()
+
+
+def whitening(features: np.ndarray, labels: np.ndarray, shrinkage: float = DEFAULT_SHRINKAGE
+              ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """``(mean (D,), A (D, D))`` such that ``(f - mean) @ A`` whitens the within-class spread of ``(N, D)``
+    ``features`` of classes ``labels``: ``A = C^(-1/2)`` (symmetric) for their pooled within-class covariance ``C``
+    shrunk towards ``trace(C)/D`` times the identity by ``shrinkage`` (0: none; 1: a scaled identity, centring only).
+
+    >>> mu, a = whitening(np.array([[0.0, 0], [2, 0], [0, 5], [2, 5]]), np.array([0, 0, 1, 1]))
+    >>> (mu.tolist(), [round(v, 3) for v in a.diagonal().tolist()])  # classes spread along the first axis: it is shrunk
+    ([1.0, 2.5], [0.816, 1.414])
+    """
+    if not 0.0 <= shrinkage <= 1.0:
+        raise ConfigError(f"shrinkage={shrinkage} must be between 0 (none) and 1 (centring only)")
+    f = torch.as_tensor(features, dtype=torch.float64)  # (N, D)
+    y = torch.as_tensor(labels, dtype=torch.long)
+    classes = y.unique()
+    if len(classes) < 2 or len(f) <= len(classes):
+        raise DataError(f"whitening needs images of at least two classes and more images than classes; got "
+                        f"{len(f)} images of {len(classes)} classes")  # fmt: skip
+    means = torch.zeros(int(y.max()) + 1, f.shape[1], dtype=torch.float64).index_add_(0, y, f)
+    means /= torch.bincount(y, minlength=means.shape[0]).clamp_min(1)[:, None].to(torch.float64)
+    r = f - means[y]  # (N, D): each image minus its class mean
+    cov = r.T @ r / (len(f) - len(classes))  # (D, D)
+    level = float(cov.trace()) / f.shape[1] or 1.0
+    cov = (1 - shrinkage) * cov + shrinkage * level * torch.eye(f.shape[1], dtype=torch.float64)
+    vals, vecs = torch.linalg.eigh(cov)
+    a = vecs @ torch.diag(vals.clamp_min(1e-12 * level).rsqrt()) @ vecs.T
+    return f.mean(dim=0).float(), a.float()
 
 
 def _support(source: str | Path) -> tuple[tuple[str, ...], D.SampleList]:
@@ -122,11 +165,28 @@ def _head_input(model: torch.nn.Module, x: torch.Tensor) -> tuple[bool, torch.Te
                      "forward_head is one torch.nn.Linear")  # fmt: skip
 
 
-def _center(bundle: Bundle) -> torch.Tensor | None:
-    """The support mean a prototype bundle was centred on (None for uncentred ones)."""
+def _frame(bundle: Bundle) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The centre and whitening matrix a prototype bundle's embeddings were mapped with (None where not)."""
     record = bundle.meta.extra.get("head") or {}
     arrays = load_arrays(bundle.path, record.get("center")) if record.get("center") and bundle.path else {}
-    return arrays.get("center")
+    return arrays.get("center"), arrays.get("whiten")
+
+
+def _base_frame(bundle: Bundle, base: str | Path, shrinkage: float, unit: bool, batch_size: int
+                ) -> tuple[torch.Tensor, torch.Tensor, int]:  # fmt: skip
+    """:func:`whitening` of ``bundle``'s embeddings of ``base``'s labelled images (at most :data:`BASE_IMAGES`,
+    evenly spread; normalised first when the head sees unit features), and how many were read."""
+    _, samples = _support(base)
+    if len(samples) > BASE_IMAGES:
+        samples = samples.subset(np.linspace(0, len(samples) - 1, BASE_IMAGES).round().astype(int).tolist())
+    feats, labels = _features(bundle, samples, batch_size)
+    g = torch.nn.functional.normalize(torch.as_tensor(feats), dim=1).numpy() if unit else feats
+    try:
+        mu, a = whitening(g, labels, shrinkage)
+    except DataError as e:
+        raise DataError(f"--base {base}: {e}; give labelled images of several classes (e.g. the backbone's "
+                        "training set)") from None  # fmt: skip
+    return mu, a, len(labels)
 
 
 @dataclass(frozen=True)
@@ -145,12 +205,14 @@ class FewShotResult:
 
 def fewshot_bundle(bundle: Bundle, support: str | Path, out: str | Path, *, extend: Bundle | None = None,
                    scale: float = DEFAULT_SCALE, center: bool = False, guard: float = DEFAULT_GUARD,
+                   base: str | Path | None = None, shrinkage: float = DEFAULT_SHRINKAGE,
                    batch_size: int = 64) -> FewShotResult:  # fmt: skip
     """Write a bundle whose head is the prototypes of ``support``'s classes on ``bundle``'s backbone.
 
-    ``center`` subtracts the support images' mean embedding before normalising (module docstring). With
-    ``extend`` (a prototype bundle on the same backbone weights) its classes keep their head rows, and the support
-    classes are appended, centred on ``extend``'s own mean and at the same scale. A new prototype from a few images
+    ``center`` subtracts the support images' mean embedding before normalising; ``base`` (labelled images of other
+    classes) centres on their mean and whitens by their within-class covariance, shrunk by ``shrinkage``
+    (module docstring). With ``extend`` (a prototype bundle on the same backbone weights) its classes keep their
+    head rows, and the support classes are appended, mapped as ``extend``'s were and at the same scale. A new prototype from a few images
     would otherwise take images of the old classes wherever it is the nearest (measured on MNIST: -2.5 points on
     the old digits), so each new class's bias is lowered by ``guard`` times the smallest lead its own support images
     have over the best old class: it claims only images about as clearly its own as its least clear support image
@@ -162,6 +224,9 @@ def fewshot_bundle(bundle: Bundle, support: str | Path, out: str | Path, *, exte
         raise ConfigError(f"scale={scale} must be positive")
     if guard < 0:
         raise ConfigError(f"guard={guard} must be >= 0 (0: plain nearest prototype)")
+    if base is not None and (center or extend is not None):
+        raise ConfigError("--base sets the centre itself, and --extend reuses the extended bundle's: give --base "
+                          "without --center or --extend")  # fmt: skip
     classes, samples = _support(support)
     feats, labels = _features(bundle, samples, batch_size)
     shots = {c: int((labels == i).sum()) for i, c in enumerate(classes)}
@@ -177,17 +242,25 @@ def fewshot_bundle(bundle: Bundle, support: str | Path, out: str | Path, *, exte
     unit, _ = _head_input(model, x)
     g = torch.as_tensor(feats, dtype=torch.float32)  # (N, D): what the head sees
     g = torch.nn.functional.normalize(g, dim=1) if unit else g
+    whiten: torch.Tensor | None = None  # (D, D), symmetric
+    whitened: dict[str, Any] | None = None
     if extend is not None:
-        mu = _center(extend)
-        mu = torch.zeros(g.shape[1]) if mu is None else mu.float()
-        protos = torch.as_tensor(prototypes(g.numpy(), labels, len(classes), center=mu.numpy()))  # (C, D)
-        rows, bias, classes = _extend_rows(bundle, extend, protos, mu, classes)
+        mu, whiten = _frame(extend)
+    elif base is not None:
+        mu, whiten, n_base = _base_frame(bundle, base, shrinkage, unit, batch_size)
+        whitened = {"base": str(base), "images": n_base, "shrinkage": shrinkage}
+    else:
+        mu = g.mean(dim=0) if center else None
+    mu = torch.zeros(g.shape[1]) if mu is None else mu.float()  # (D,)
+    z = g - mu if whiten is None else (g - mu) @ whiten  # (N, D): where prototypes and cosines are taken
+    protos = torch.as_tensor(prototypes(z.numpy(), labels, len(classes)))  # (C, D)
+    if extend is not None:
+        rows, bias, classes = _extend_rows(bundle, extend, protos, mu, whiten, classes)
         bias = _guard(rows, bias, g, torch.as_tensor(labels), len(extend.meta.classes), guard)
     else:
-        mu = g.mean(dim=0) if center else torch.zeros(g.shape[1])  # (D,)
-        protos = torch.as_tensor(prototypes(g.numpy(), labels, len(classes), center=mu.numpy()))  # (C, D)
-        typical = float((g - mu).norm(dim=1).median()) or 1.0  # so that the logit is about scale x cosine
+        typical = float(z.norm(dim=1).median()) or 1.0  # so that the logit is about scale x cosine
         rows = protos * (scale / typical)
+        rows = rows if whiten is None else rows @ whiten  # (A p_c)^T = p_c^T A: A is symmetric
         bias = -(rows @ mu)
     head = _head(model)
     with torch.no_grad():
@@ -197,13 +270,16 @@ def fewshot_bundle(bundle: Bundle, support: str | Path, out: str | Path, *, exte
         elif bias.abs().max() > 0:
             raise ModelError(f"{type(model).__name__}'s head has no bias, so centred or guarded prototypes cannot "
                              "be written into it; use --no-center (and --guard 0 with --extend)")  # fmt: skip
-    centred = _center(extend) is not None if extend is not None else center
     record = {"kind": "prototype", "support": str(support), "shots": shots, "scale": scale,
               "backbone": str(bundle.path or ""), "extended_from": str(extend.path) if extend else None,
-              "center": None, "guard": guard if extend is not None else None}  # fmt: skip
-    if centred:
+              "center": None, "guard": guard if extend is not None else None,
+              "whitened": (extend.meta.extra.get("head") or {}).get("whitened") if extend else whitened}  # fmt: skip
+    arrays = {"center": mu} if bool(mu.any()) or whiten is not None else {}
+    if whiten is not None:
+        arrays["whiten"] = whiten
+    if arrays:
         Path(out).mkdir(parents=True, exist_ok=True)
-        record["center"] = save_arrays(out, CENTER_FILE, {"center": mu})
+        record["center"] = save_arrays(out, CENTER_FILE, arrays)
     new_meta = BundleMeta(architecture=meta.architecture, classes=classes, preprocessing=meta.preprocessing,
                           arch_args=dict(meta.arch_args), task={"kind": "single"}, training=dict(meta.training),
                           data={"kind": "support", "root": str(support), "shots": shots},
@@ -213,10 +289,11 @@ def fewshot_bundle(bundle: Bundle, support: str | Path, out: str | Path, *, exte
                          str(extend.path) if extend else None)  # fmt: skip
 
 
-def _extend_rows(backbone: Bundle, base: Bundle, rows: torch.Tensor, mu: torch.Tensor, classes: tuple[str, ...]
-                 ) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:  # fmt: skip
-    """``base``'s head rows followed by the new ones (centred on ``base``'s mean ``mu``), imprinted at the mean
-    norm of ``base``'s rows, with the bias ``-row . mu`` the base rows have."""
+def _extend_rows(backbone: Bundle, base: Bundle, protos: torch.Tensor, mu: torch.Tensor, whiten: torch.Tensor | None,
+                 classes: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:  # fmt: skip
+    """``base``'s head rows followed by the new classes' (unit prototypes ``protos`` of embeddings mapped with
+    ``base``'s centre ``mu`` and whitening ``whiten``), imprinted at the scale of ``base``'s rows, with the bias
+    ``-row . mu`` the base rows have."""
     if base.meta.architecture != backbone.meta.architecture:
         raise ModelError(f"--extend {base.path}: its architecture {base.meta.architecture} is not the backbone's "
                          f"({backbone.meta.architecture}); extend a bundle built on the same model")  # fmt: skip
@@ -233,9 +310,11 @@ def _extend_rows(backbone: Bundle, base: Bundle, rows: torch.Tensor, mu: torch.T
         raise DataError(f"--extend {base.path}: classes {clash} are already in it; give only new classes "
                         "in the support folder")  # fmt: skip
     head = _head(base.model)
-    old_w = head.weight.detach().cpu()  # (K, D)
+    old_w = head.weight.detach().cpu()  # (K, D): scale x prototype, times A when whitened
     old_b = head.bias.detach().cpu() if head.bias is not None else torch.zeros(old_w.shape[0])
-    new_w = torch.nn.functional.normalize(rows, dim=1) * old_w.norm(dim=1).mean()
+    unmapped = old_w if whiten is None else torch.linalg.solve(whiten, old_w.T).T  # (K, D): scale x prototype
+    new_w = torch.nn.functional.normalize(protos, dim=1) * unmapped.norm(dim=1).mean()
+    new_w = new_w if whiten is None else new_w @ whiten
     new_b = -(new_w @ mu)
     return torch.cat([old_w, new_w]), torch.cat([old_b, new_b]), tuple(base.meta.classes) + classes
 
@@ -295,11 +374,12 @@ def episode_indices(labels: np.ndarray, *, n_episodes: int, ways: int, per_class
 
 
 def episodes(bundle: Bundle, source: str | Path, *, n_episodes: int = 200, ways: int = 5, shots: int = 5,
-             queries: int = 15, seed: int = 0, center: bool = False, batch_size: int = 64
-             ) -> EpisodeResult:  # fmt: skip
+             queries: int = 15, seed: int = 0, center: bool = False, base: str | Path | None = None,
+             shrinkage: float = DEFAULT_SHRINKAGE, batch_size: int = 64) -> EpisodeResult:  # fmt: skip
     """Few-shot accuracy of ``bundle``'s backbone on ``source``'s classes: ``n_episodes`` tasks of ``ways``
     classes with ``shots`` support and ``queries`` query images each, nearest prototype by cosine (to embeddings
-    centred on each episode's support mean with ``center``, as :func:`fewshot_bundle` does).
+    centred on each episode's support mean with ``center``, or centred and whitened by ``base``'s labelled images
+    of other classes, as :func:`fewshot_bundle` does).
 
     Every image is embedded once; :func:`episode_indices` draws the episodes (seeded).
 
@@ -309,6 +389,8 @@ def episodes(bundle: Bundle, source: str | Path, *, n_episodes: int = 200, ways:
                              ("queries", queries, 1)):  # fmt: skip
         if value < low:
             raise ConfigError(f"--{name} {value} must be at least {low}")
+    if base is not None and center:
+        raise ConfigError("--base sets the centre itself: give --base or --center, not both")
     classes, samples = _support(source)
     counts = np.bincount(np.asarray(samples.labels), minlength=len(classes))
     if len(classes) < ways:
@@ -318,6 +400,9 @@ def episodes(bundle: Bundle, source: str | Path, *, n_episodes: int = 200, ways:
                         "lower --shots/--queries or add images")  # fmt: skip
     feats, labels = _features(bundle, samples, batch_size)
     f = torch.as_tensor(feats, dtype=torch.float32)  # (N, D)
+    if base is not None:
+        mu, whiten, _ = _base_frame(bundle, base, shrinkage, False, batch_size)
+        f = (f - mu) @ whiten
     tasks = episode_indices(labels, n_episodes=n_episodes, ways=ways, per_class=shots + queries, seed=seed)
     truth = torch.arange(ways).repeat_interleave(queries)  # (W*Q,)
     accs = []

@@ -8,12 +8,12 @@ import torch
 from tests.unit.adapt.conftest import CLASSES, make_bundle
 from typer.testing import CliRunner
 
-from imgclf.adapt import embed_images, episode_indices, episodes, fewshot_bundle, prototypes
+from imgclf.adapt import embed_images, episode_indices, episodes, fewshot_bundle, prototypes, whitening
 from imgclf.bundle import Bundle, load_bundle
 from imgclf.cli._app import app
 from imgclf.data import load_source
 from imgclf.engine import run_inference
-from imgclf.errors import DataError, ModelError
+from imgclf.errors import ConfigError, DataError, ModelError
 from imgclf.export import export_bundle
 
 
@@ -159,3 +159,117 @@ def test_fewshot_on_a_headless_embedding_bundle(backbone: Bundle, support: Path,
     res = fewshot_bundle(load_bundle(tmp_path / "ssl"), support, tmp_path / "fs")
     assert res.classes == tuple(sorted(CLASSES))
     assert _accuracy(load_bundle(tmp_path / "fs"), images) >= 0.9
+
+
+def _spread(rng: np.random.Generator, classes: int, n: int, d: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` features per class around random centres, spread 12x wider along two nuisance directions (as a
+    backbone's features are along directions learned for its training classes) than along the others."""
+    labels = np.repeat(np.arange(classes), n)
+    widths = np.ones(d)
+    widths[:2] = 12.0
+    return (rng.normal(size=(classes, d)) * 3)[labels] + rng.normal(size=(len(labels), d)) * widths, labels
+
+
+def test_whitening_undoes_a_shared_within_class_spread() -> None:
+    """Nearest-prototype by cosine fails on raw features of *new* classes and works once they are whitened by the
+    spread of *other* classes."""
+    rng = np.random.default_rng(0)
+    base_x, base_y = _spread(rng, 6, 200)
+    mu, a = whitening(base_x, base_y, shrinkage=0.0)
+    # the base classes' within-class covariance becomes the identity
+    r = torch.as_tensor(base_x, dtype=torch.float32) - mu
+    r = r - torch.stack([r[torch.as_tensor(base_y) == c].mean(0) for c in range(6)])[torch.as_tensor(base_y)]
+    cov = (r @ a).T @ (r @ a) / (len(r) - 6)
+    torch.testing.assert_close(cov, torch.eye(16), atol=1e-3, rtol=0)
+    _, iso = whitening(base_x, base_y, shrinkage=1.0)  # all the way: a multiple of the identity, centring only
+    torch.testing.assert_close(iso, iso[0, 0] * torch.eye(16))
+
+    new_x, new_y = _spread(rng, 5, 40)
+    sup = np.concatenate([np.flatnonzero(new_y == c)[:5] for c in range(5)])
+    qry = np.setdiff1d(np.arange(len(new_y)), sup)
+
+    def accuracy(f: np.ndarray) -> float:
+        p = prototypes(f[sup], new_y[sup], 5)
+        q = f[qry] / np.linalg.norm(f[qry], axis=1, keepdims=True)
+        return float(((q @ p.T).argmax(1) == new_y[qry]).mean())
+
+    raw = accuracy(new_x)
+    mu, a = whitening(base_x, base_y)  # the default shrinkage
+    whitened = accuracy(((torch.as_tensor(new_x, dtype=torch.float32) - mu) @ a).numpy())
+    assert whitened >= raw + 0.2 and whitened >= 0.8, (raw, whitened)
+    with pytest.raises(DataError, match="two classes"):
+        whitening(base_x[:5], np.zeros(5, dtype=int))
+    with pytest.raises(ConfigError, match="shrinkage"):
+        whitening(base_x, base_y, shrinkage=1.5)
+
+
+def test_base_whitened_heads_are_linear_extend_and_export(backbone: Bundle, support: Path, images: Path,
+                                                         tmp_path: Path) -> None:  # fmt: skip
+    """--base: the head's argmax is the nearest prototype of the whitened, centred embedding; both are saved, so
+    --extend maps a new class the same way; the head exports with parity; --base with --center is refused."""
+    import shutil
+
+    from imgclf.adapt._prototype import _frame
+
+    base_sup, new_sup = tmp_path / "base", tmp_path / "new"
+    for c in CLASSES[:3]:
+        shutil.copytree(support / c, base_sup / c)
+    shutil.copytree(support / CLASSES[3], new_sup / CLASSES[3])
+    res = fewshot_bundle(backbone, base_sup, tmp_path / "w", base=images)
+    head = res.bundle.meta.extra["head"]
+    assert head["whitened"] == {"base": str(images), "images": 48, "shrinkage": 0.5}
+    mu, a = _frame(res.bundle)
+    emb = embed_images(backbone, [images])
+    want_mu, want_a = whitening(emb.vectors, np.array([CLASSES.index(Path(p).parent.name) for p in emb.paths]))
+    torch.testing.assert_close(mu, want_mu)
+    torch.testing.assert_close(a, want_a)
+    sup = embed_images(backbone, [base_sup])
+    labels = np.array([res.bundle.meta.classes.index(Path(p).parent.name) for p in sup.paths])
+    z = ((torch.as_tensor(sup.vectors) - mu) @ a).numpy()
+    protos = prototypes(z, labels, 3)
+    out = run_inference(res.bundle.model, load_source(images, val_fraction=0.0, test_fraction=0.0).train,
+                        res.bundle.meta.preprocessing, features=True)  # fmt: skip
+    zq = ((torch.as_tensor(out.features) - mu) @ a).numpy()
+    np.testing.assert_array_equal(out.logits.argmax(1), (zq @ protos.T).argmax(1))
+    # extended with guard 0: the nearest of all four prototypes in the same whitened space
+    ext = fewshot_bundle(backbone, new_sup, tmp_path / "e", extend=res.bundle, guard=0.0).bundle
+    assert ext.meta.extra["head"]["whitened"] == head["whitened"]
+    torch.testing.assert_close(ext.model.get_classifier().weight[:3], res.bundle.model.get_classifier().weight)
+    new = embed_images(backbone, [new_sup])
+    p4 = prototypes(((torch.as_tensor(new.vectors) - mu) @ a).numpy(), np.zeros(len(new.paths), dtype=int), 1)
+    logits = run_inference(ext.model, load_source(images, val_fraction=0.0, test_fraction=0.0).train,
+                           ext.meta.preprocessing).logits  # fmt: skip
+    np.testing.assert_array_equal(logits.argmax(1), (zq @ np.concatenate([protos, p4]).T).argmax(1))
+    exp = export_bundle(ext.path, data=str(images))
+    assert exp.parity.top1_agreement == 1.0 and exp.parity.max_abs_logit_diff < 1e-3
+    with pytest.raises(ConfigError, match="--base"):
+        fewshot_bundle(backbone, base_sup, tmp_path / "x", base=images, center=True)
+    with pytest.raises(DataError, match="--base"):
+        fewshot_bundle(backbone, base_sup, tmp_path / "y", base=new_sup)  # one class: no within-class spread
+
+
+def test_episodes_and_cli_with_base(backbone: Bundle, support: Path, images: Path, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """Episodes whiten by --base's images: on features spread along nuisance directions (as in the test above)
+    they gain what the head does. The CLI passes --base through and refuses --base with --center in one line."""
+    from imgclf.adapt import _prototype
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["fewshot", str(backbone.path), str(images), "--base", str(support), "--out",
+                              str(tmp_path / "fs"), "--json"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert load_bundle(tmp_path / "fs").meta.extra["head"]["whitened"]["base"] == str(support)
+    res = runner.invoke(app, ["fewshot", str(backbone.path), str(images), "--base", str(support), "--center",
+                              "--episodes", "5", "--ways", "3"])  # fmt: skip
+    assert res.exit_code != 0 and "--base" in res.output
+
+    rng = np.random.default_rng(1)
+    fake = {str(images): _spread(rng, 4, 12), str(support): _spread(rng, 6, 100)}  # 4 new classes; 6 others
+
+    def features(bundle: Bundle, samples: object, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        return next(v for k, v in fake.items() if samples.paths[0].startswith(k))  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(_prototype, "_features", features)
+    plain = episodes(backbone, images, n_episodes=50, ways=4, shots=3, queries=5)
+    white = episodes(backbone, images, n_episodes=50, ways=4, shots=3, queries=5, base=support)
+    assert white.accuracy >= plain.accuracy + 0.15 and white.accuracy >= 0.8, (plain.accuracy, white.accuracy)
