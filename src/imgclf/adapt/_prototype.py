@@ -15,11 +15,12 @@ new classes apart. On the MNIST digits-0-4 ``conv4`` backbone this raised 5-way 
 The head is written into the model's own linear classifier (one row per prototype, one scale, and the bias
 ``-row . mean``), so the result is an ordinary bundle: predict, evaluate, calibrate, explain, export and serve need
 nothing new. ``argmax(W f + b) = argmax(p_c . A (f - mean))`` is exactly the nearest prototype by cosine to the
-centred (and, with ``base``, whitened by the symmetric ``A``) embedding: ``|A (f - mean)|`` is common to every class,
-so the row is ``A p_c`` and the bias ``-A p_c . mean``; the scale only sets how peaked the softmax is (run
+centred (and, with ``base``, whitened by the symmetric ``A``) embedding: ``|A (f - mean)|`` is common to every
+class, so the row is ``A p_c`` and the bias ``-A p_c . mean``; the scale only sets how peaked the softmax is (run
 ``imgclf calibrate`` on held-out images to fit it). The mean and ``A`` are saved beside the weights
-(``prototypes.safetensors``) so ``--extend`` maps new classes the same way. :func:`episodes` measures few-shot accuracy on a backbone over
-many random ``ways``-way ``shots``-shot tasks (easyfsl's episode scheme, seeded), centred the same way.
+(``prototypes.safetensors``) so ``--extend`` maps new classes the same way. :func:`episodes` measures few-shot
+accuracy on a backbone over many random ``ways``-way ``shots``-shot tasks (easyfsl's episode scheme, seeded),
+mapped the same way.
 """
 
 from __future__ import annotations
@@ -210,13 +211,14 @@ def fewshot_bundle(bundle: Bundle, support: str | Path, out: str | Path, *, exte
     """Write a bundle whose head is the prototypes of ``support``'s classes on ``bundle``'s backbone.
 
     ``center`` subtracts the support images' mean embedding before normalising; ``base`` (labelled images of other
-    classes) centres on their mean and whitens by their within-class covariance, shrunk by ``shrinkage``
-    (module docstring). With ``extend`` (a prototype bundle on the same backbone weights) its classes keep their
-    head rows, and the support classes are appended, mapped as ``extend``'s were and at the same scale. A new prototype from a few images
-    would otherwise take images of the old classes wherever it is the nearest (measured on MNIST: -2.5 points on
-    the old digits), so each new class's bias is lowered by ``guard`` times the smallest lead its own support images
-    have over the best old class: it claims only images about as clearly its own as its least clear support image
-    (``guard=0``: plain nearest prototype; below 1 every support image still gets its class).
+    classes) centres on their mean and whitens by their within-class covariance, shrunk by ``shrinkage`` (module
+    docstring). With ``extend`` (a prototype bundle on the same backbone weights) its classes keep their head
+    rows, and the support classes are appended, mapped as ``extend``'s were and at the same scale. A new
+    prototype from a few images would otherwise take images of the old classes wherever it is the nearest
+    (measured on MNIST: -2.5 points on the old digits), so each new class's bias is lowered by ``guard`` times
+    the smallest lead its own support images have over the best old class: it claims only images about as
+    clearly its own as its least clear support image (``guard=0``: plain nearest prototype; below 1 every
+    support image still gets its class).
 
     >>> # fewshot_bundle(load_bundle("runs/x/bundle"), "support/", "runs/fewshot").classes
     """
