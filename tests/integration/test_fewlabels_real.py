@@ -4,10 +4,9 @@ episodes; a tiny open_clip model trained on captioned digits classifies test dig
 Figures measured while building this: 5-way 5-shot 85.3-85.6%, 1-shot 69.7-70.7% over 300 episodes with 1000
 training images per class, 6 epochs, no label smoothing; whitened by the backbone's own training images (``--base``)
 89.6% and 74.3% (95% CIs about +-0.5 and +-1): the 1-shot target (70%) is met with a margin, the 5-shot one
-(90%) is missed by
-~0.4 points (an xfail test records it: see docs/tutorials/fewer-labels.md for what was tried). The tiny CLIP
-(ModifiedResNet image tower, ~90 s to train) reaches 97.8% zero-shot with held-out prompts, the ensemble equal to
-every single prompt.
+(90%) is missed by ~0.4 points (an xfail test records it: see docs/tutorials/fewer-labels.md for what was tried).
+The tiny CLIP (ModifiedResNet image tower, ~90 s to train) reaches 97.8% zero-shot with held-out prompts, the
+ensemble equal to every single prompt.
 """
 
 from __future__ import annotations
