@@ -262,6 +262,16 @@ def test_episodes_and_cli_with_base(backbone: Bundle, support: Path, images: Pat
     res = runner.invoke(app, ["fewshot", str(backbone.path), str(images), "--base", str(support), "--center",
                               "--episodes", "5", "--ways", "3"])  # fmt: skip
     assert res.exit_code != 0 and "--base" in res.output
+    # a bundle that records where its training images are gets a tip naming them, unless --base is given
+    from imgclf.bundle import BundleMeta, save_bundle
+
+    save_bundle(tmp_path / "rec", backbone.model, BundleMeta("test_cnn", backbone.meta.classes,
+                                                            backbone.meta.preprocessing,
+                                                            data={"kind": "folder", "root": str(support)}))  # fmt: skip
+    for extra, tip in (([], True), (["--base", str(support)], False)):
+        res = runner.invoke(app, ["fewshot", str(tmp_path / "rec"), str(images), "--episodes", "5", "--ways", "3",
+                                  "--shots", "1", "--queries", "5", *extra])  # fmt: skip
+        assert res.exit_code == 0 and ("tip:" in res.output and f"--base {support}" in res.output) is tip, res.output
 
     rng = np.random.default_rng(1)
     fake = {str(images): _spread(rng, 4, 12), str(support): _spread(rng, 6, 100)}  # 4 new classes; 6 others
