@@ -6,11 +6,12 @@ shared direction). It is off by default because it did not help where measured: 
 backbone it cost 1-2 points on digits 5-9 (docs/tutorials/fewer-labels.md); compare both with ``episodes``.
 
 With ``base=`` labelled images of *other* classes (the backbone's own training set is the natural choice),
-embeddings are centred on their mean and whitened by their within-class covariance, shrunk halfway towards a
-multiple of the identity (:func:`whitening`): a backbone spreads each class along a few directions it learned for
-its training classes, and the cosine between raw embeddings weighs those directions as much as the ones that tell
-new classes apart. On the MNIST digits-0-4 ``conv4`` backbone this raised 5-way 5-shot accuracy on digits 5-9 from
-85.3% to 89.6% and 1-shot from 69.7% to 74.3% (shrinkage chosen on training images of 5-9, measured on test images).
+embeddings are centred on their mean and whitened by their within-class covariance (their total covariance for a
+folder of unlabelled images), shrunk halfway towards a multiple of the identity (:func:`whitening`): a backbone
+spreads each class along a few directions it learned for its training classes, and the cosine between raw embeddings
+weighs those directions as much as the ones that tell new classes apart. On the MNIST digits-0-4 ``conv4`` backbone
+this raised 5-way 5-shot accuracy on digits 5-9 from 85.3% to 89.6% and 1-shot from 69.7% to 74.3% (shrinkage chosen
+on training images of 5-9, measured on test images).
 
 The head is written into the model's own linear classifier (one row per prototype, one scale, and the bias
 ``-row . mean``), so the result is an ordinary bundle: predict, evaluate, calibrate, explain, export and serve need
@@ -81,6 +82,7 @@ def whitening(features: np.ndarray, labels: np.ndarray, shrinkage: float = DEFAU
     """``(mean (D,), A (D, D))`` such that ``(f - mean) @ A`` whitens the within-class spread of ``(N, D)``
     ``features`` of classes ``labels``: ``A = C^(-1/2)`` (symmetric) for their pooled within-class covariance ``C``
     shrunk towards ``trace(C)/D`` times the identity by ``shrinkage`` (0: none; 1: a scaled identity, centring only).
+    Unlabelled features (one label for all) are whitened by their total covariance.
 
     >>> mu, a = whitening(np.array([[0.0, 0], [2, 0], [0, 5], [2, 5]]), np.array([0, 0, 1, 1]))
     >>> (mu.tolist(), [round(v, 3) for v in a.diagonal().tolist()])  # classes spread along the first axis: it is shrunk
@@ -91,9 +93,9 @@ def whitening(features: np.ndarray, labels: np.ndarray, shrinkage: float = DEFAU
     f = torch.as_tensor(features, dtype=torch.float64)  # (N, D)
     y = torch.as_tensor(labels, dtype=torch.long)
     classes = y.unique()
-    if len(classes) < 2 or len(f) <= len(classes):
-        raise DataError(f"whitening needs images of at least two classes and more images than classes; got "
-                        f"{len(f)} images of {len(classes)} classes")  # fmt: skip
+    if len(f) <= len(classes):
+        raise DataError(f"whitening needs more images than classes; got {len(f)} images of {len(classes)} "
+                        "classes")  # fmt: skip
     means = torch.zeros(int(y.max()) + 1, f.shape[1], dtype=torch.float64).index_add_(0, y, f)
     means /= torch.bincount(y, minlength=means.shape[0]).clamp_min(1)[:, None].to(torch.float64)
     r = f - means[y]  # (N, D): each image minus its class mean
@@ -175,9 +177,19 @@ def _frame(bundle: Bundle) -> tuple[torch.Tensor | None, torch.Tensor | None]:
 
 def _base_frame(bundle: Bundle, base: str | Path, shrinkage: float, unit: bool, batch_size: int
                 ) -> tuple[torch.Tensor, torch.Tensor, int]:  # fmt: skip
-    """:func:`whitening` of ``bundle``'s embeddings of ``base``'s labelled images (at most :data:`BASE_IMAGES`,
-    evenly spread; normalised first when the head sees unit features), and how many were read."""
-    _, samples = _support(base)
+    """:func:`whitening` of ``bundle``'s embeddings of ``base``'s images (at most :data:`BASE_IMAGES`, evenly
+    spread; normalised first when the head sees unit features), and how many were read. A folder that is not a
+    class tree is taken as unlabelled images (an `imgclf pretrain` backbone's data): their total covariance."""
+    try:
+        _, samples = _support(base)
+    except DataError:
+        if not Path(base).is_dir():
+            raise
+        paths = D.expand_inputs([base])
+        if len(paths) < 2:
+            raise DataError(f"--base {base} holds {len(paths)} images; give the backbone's training images (class "
+                            "folders, a CSV or loose files)") from None  # fmt: skip
+        samples = D.SampleList.from_paths(paths, [0] * len(paths))
     if len(samples) > BASE_IMAGES:
         samples = samples.subset(np.linspace(0, len(samples) - 1, BASE_IMAGES).round().astype(int).tolist())
     feats, labels = _features(bundle, samples, batch_size)
@@ -185,8 +197,7 @@ def _base_frame(bundle: Bundle, base: str | Path, shrinkage: float, unit: bool, 
     try:
         mu, a = whitening(g, labels, shrinkage)
     except DataError as e:
-        raise DataError(f"--base {base}: {e}; give labelled images of several classes (e.g. the backbone's "
-                        "training set)") from None  # fmt: skip
+        raise DataError(f"--base {base}: {e}; give more of the backbone's training images") from None
     return mu, a, len(labels)
 
 

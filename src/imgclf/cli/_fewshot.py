@@ -24,9 +24,10 @@ def fewshot(
     scale: float = typer.Option(DEFAULT_SCALE, "--scale", help="Logit = scale x cosine similarity."),
     center: bool = typer.Option(False, "--center/--no-center", help="Centre embeddings on the support mean before "
                                 "normalising (compare both with --episodes on your backbone)."),
-    base: str = typer.Option(None, "--base", help="Labelled images of other classes (the backbone's training set "
-                             "is ideal; up to 5000 are read): centre and whiten embeddings by their within-class "
-                             "spread. Often several points better; compare with --episodes."),
+    base: str = typer.Option(None, "--base", help="The backbone's training images (class folders or a CSV; loose "
+                             "files for an `imgclf pretrain` backbone; up to 5000 are read): centre and whiten "
+                             "embeddings by their within-class spread. Often several points better; compare with "
+                             "--episodes."),
     shrinkage: float = typer.Option(DEFAULT_SHRINKAGE, "--shrinkage", help="--base: shrink the within-class "
                                     "covariance this far towards the identity (0: none, 1: centring only)."),
     guard: float = typer.Option(DEFAULT_GUARD, "--guard", help="--extend: lower each new class's bias by this "

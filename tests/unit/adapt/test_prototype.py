@@ -197,8 +197,12 @@ def test_whitening_undoes_a_shared_within_class_spread() -> None:
     mu, a = whitening(base_x, base_y)  # the default shrinkage
     whitened = accuracy(((torch.as_tensor(new_x, dtype=torch.float32) - mu) @ a).numpy())
     assert whitened >= raw + 0.2 and whitened >= 0.8, (raw, whitened)
-    with pytest.raises(DataError, match="two classes"):
-        whitening(base_x[:5], np.zeros(5, dtype=int))
+    # unlabelled features (one label for all) are whitened by their total covariance
+    r = torch.as_tensor(base_x, dtype=torch.float32) - torch.as_tensor(base_x, dtype=torch.float32).mean(0)
+    _, total = whitening(base_x, np.zeros(len(base_x), dtype=int), shrinkage=0.0)
+    torch.testing.assert_close((r @ total).T @ (r @ total) / (len(r) - 1), torch.eye(16), atol=1e-3, rtol=0)
+    with pytest.raises(DataError, match="more images than classes"):
+        whitening(base_x[:2], np.array([0, 1]))
     with pytest.raises(ConfigError, match="shrinkage"):
         whitening(base_x, base_y, shrinkage=1.5)
 
@@ -244,8 +248,16 @@ def test_base_whitened_heads_are_linear_extend_and_export(backbone: Bundle, supp
     assert exp.parity.top1_agreement == 1.0 and exp.parity.max_abs_logit_diff < 1e-3
     with pytest.raises(ConfigError, match="--base"):
         fewshot_bundle(backbone, base_sup, tmp_path / "x", base=images, center=True)
+    # a folder of loose images (an `imgclf pretrain` backbone's data): whitened by their total covariance
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    for p in sorted(images.rglob("*.png")):
+        shutil.copy(p, loose / f"{p.parent.name}-{p.name}")
+    mu, a = _frame(fewshot_bundle(backbone, base_sup, tmp_path / "u", base=loose).bundle)
+    torch.testing.assert_close(a, whitening(emb.vectors, np.zeros(len(emb.vectors), dtype=int))[1])
+    (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="--base"):
-        fewshot_bundle(backbone, base_sup, tmp_path / "y", base=new_sup)  # one class: no within-class spread
+        fewshot_bundle(backbone, base_sup, tmp_path / "y", base=tmp_path / "empty")
 
 
 def test_episodes_and_cli_with_base(backbone: Bundle, support: Path, images: Path, tmp_path: Path,
