@@ -39,9 +39,11 @@ chromium:
 # `make test` (CI) leaves out checks marked slow (soak, fuzz at full size, clusters, multi-node, long real-data
 # flows): `make test-all` runs them too.
 test: chromium $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout=300 --doctest-modules src/imgclf
 	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout=900 -m "not slow and not federated"
 
 test-all: chromium $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout=300 --doctest-modules src/imgclf
 	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout=1800 -m "not federated"
 
 # Flower (flwr 1.42) pins older typer / rich / fastapi / starlette than the main environment uses: the federated

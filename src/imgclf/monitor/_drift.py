@@ -166,7 +166,9 @@ def label_rate_test(reference: dict[str, Any], labels: np.ndarray) -> tuple[floa
     window), Bonferroni-combined over labels: the largest statistic and ``min(1, C * min p)``.
 
     >>> ref = {"n": 100, "label_counts": [50, 10]}
-    >>> label_rate_test(ref, np.array([[1, 0], [0, 0]] * 50))[1] > 0.05
+    >>> label_rate_test(ref, np.array([[1, 1]] * 10 + [[1, 0]] * 40 + [[0, 0]] * 50))[1] > 0.05  # same rates
+    True
+    >>> label_rate_test(ref, np.array([[1, 0], [0, 0]] * 50))[1] < 0.05  # the second label vanished
     True
     """
     counts = np.asarray(reference["label_counts"], np.float64)

@@ -128,7 +128,7 @@ def ood_score(name: str, logits: Any, temperature: float = 1.0, *, features: Any
     ``(N, D)`` of the same pass with the ``stats`` of :func:`fit_rejection_stats`; disagreement (ensembles) from
     the ensemble's pooled features with its members' heads (``imgclf.models.ensemble_head_stats``).
 
-    >>> ood_score("msp", torch.tensor([[4.0, 0.0]])).round(decimals=3).tolist()
+    >>> [round(v, 3) for v in ood_score("msp", torch.tensor([[4.0, 0.0]])).tolist()]
     [0.982]
     """
     _known(name)
