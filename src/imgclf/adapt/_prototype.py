@@ -88,8 +88,7 @@ def whitening(features: np.ndarray, labels: np.ndarray, shrinkage: float = DEFAU
     >>> (mu.tolist(), [round(v, 3) for v in a.diagonal().tolist()])  # classes spread along the first axis: it is shrunk
     ([1.0, 2.5], [0.816, 1.414])
     """
-    if not 0.0 <= shrinkage <= 1.0:
-        raise ConfigError(f"shrinkage={shrinkage} must be between 0 (none) and 1 (centring only)")
+    _check_shrinkage(shrinkage)
     f = torch.as_tensor(features, dtype=torch.float64)  # (N, D)
     y = torch.as_tensor(labels, dtype=torch.long)
     classes = y.unique()
@@ -105,6 +104,11 @@ def whitening(features: np.ndarray, labels: np.ndarray, shrinkage: float = DEFAU
     vals, vecs = torch.linalg.eigh(cov)
     a = vecs @ torch.diag(vals.clamp_min(1e-12 * level).rsqrt()) @ vecs.T
     return f.mean(dim=0).float(), a.float()
+
+
+def _check_shrinkage(shrinkage: float) -> None:
+    if not 0.0 <= shrinkage <= 1.0:
+        raise ConfigError(f"shrinkage={shrinkage} must be between 0 (none) and 1 (centring only)")
 
 
 def _support(source: str | Path) -> tuple[tuple[str, ...], D.SampleList]:
@@ -240,6 +244,7 @@ def fewshot_bundle(bundle: Bundle, support: str | Path, out: str | Path, *, exte
     if base is not None and (center or extend is not None):
         raise ConfigError("--base sets the centre itself, and --extend reuses the extended bundle's: give --base "
                           "without --center or --extend")  # fmt: skip
+    _check_shrinkage(shrinkage)
     classes, samples = _support(support)
     feats, labels = _features(bundle, samples, batch_size)
     shots = {c: int((labels == i).sum()) for i, c in enumerate(classes)}
@@ -391,8 +396,8 @@ def episodes(bundle: Bundle, source: str | Path, *, n_episodes: int = 200, ways:
              shrinkage: float = DEFAULT_SHRINKAGE, batch_size: int = 64) -> EpisodeResult:  # fmt: skip
     """Few-shot accuracy of ``bundle``'s backbone on ``source``'s classes: ``n_episodes`` tasks of ``ways``
     classes with ``shots`` support and ``queries`` query images each, nearest prototype by cosine (to embeddings
-    centred on each episode's support mean with ``center``, or centred and whitened by ``base``'s labelled images
-    of other classes, as :func:`fewshot_bundle` does).
+    centred on each episode's support mean with ``center``, or centred and whitened by ``base``'s images of other
+    classes, as :func:`fewshot_bundle` does; the pooled features as they are, also for a head that normalises them).
 
     Every image is embedded once; :func:`episode_indices` draws the episodes (seeded).
 
@@ -404,6 +409,7 @@ def episodes(bundle: Bundle, source: str | Path, *, n_episodes: int = 200, ways:
             raise ConfigError(f"--{name} {value} must be at least {low}")
     if base is not None and center:
         raise ConfigError("--base sets the centre itself: give --base or --center, not both")
+    _check_shrinkage(shrinkage)
     classes, samples = _support(source)
     counts = np.bincount(np.asarray(samples.labels), minlength=len(classes))
     if len(classes) < ways:
