@@ -61,6 +61,14 @@ def test_cli_pretrains_loose_images_and_the_bundle_embeds(images, tmp_path):
     assert r.returncode == 0, r.stderr + r.stdout
     vectors = np.load(tmp_path / "e.npy")
     assert vectors.shape == (48, 32) and np.isfinite(vectors).all()
+    # the bundle records its images, so `fewshot` names them for --base (a folder of loose files: total covariance)
+    assert load_bundle(run / "bundle").meta.data == {"kind": "pretrain", "root": str(loose.resolve())}
+    episodes = ["fewshot", str(run / "bundle"), str(images), "--episodes", "5", "--ways", "3", "--shots", "1",
+                "--queries", "3"]  # fmt: skip
+    r = cli(*episodes)
+    assert r.returncode == 0 and f"--base {loose.resolve()}" in r.stdout, r.stderr + r.stdout
+    r = cli(*episodes, "--base", str(loose))
+    assert r.returncode == 0 and "tip:" not in r.stdout, r.stderr + r.stdout
 
 
 def test_cli_refuses_a_model_it_cannot_pretrain_in_one_line(images, tmp_path):

@@ -200,8 +200,10 @@ def pretrain(cfg: PretrainConfig | None, out: str | Path | None = None, *, resum
         raise TrainingInterrupted(f"pretraining interrupted; a resumable checkpoint is in {checkpointer.last_path}. "
                                   f"Continue with: imgclf pretrain --resume {run_dir}")  # fmt: skip
     metrics = dict(state.history[-1]) if state.history else {}
+    source = Path(cfg.source).expanduser()
     meta = BundleMeta(architecture=cfg.model, classes=(), preprocessing=pre, arch_args=arch_args,
                       task={"kind": "embedding"}, training={"pretrain": cfg.to_dict()}, metrics=metrics,
+                      data={"kind": "pretrain", "root": str(source.resolve()) if source.exists() else cfg.source},
                       extra={"pretrain": {"method": cfg.method, "epochs": state.epoch,
                                           "images": len(train)}})  # fmt: skip
     bundle_dir = save_bundle(run_dir / "bundle", backbone.cpu().eval(), meta)
