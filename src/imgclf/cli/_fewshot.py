@@ -66,9 +66,9 @@ def fewshot(
     if as_json:
         print(json.dumps(res.to_dict(), indent=2))
     else:
-        _tip(bundle.meta.data, base is not None or center or extend is not None)
         shots_txt = ", ".join(f"{c} {n}" for c, n in res.shots.items())
         console.print(f"wrote {res.bundle.path}: {len(res.classes)} classes (support images: {shots_txt})")
+        _tip(bundle.meta.data, base is not None or center or extend is not None)
 
 
 def _tip(data: dict, mapped: bool) -> None:
