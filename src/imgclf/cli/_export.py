@@ -37,8 +37,9 @@ def export_cmd(
     if res.int8 is not None:
         q = res.quantization
         console.print(f"wrote {res.int8} ({q['mode']}): accuracy {q['accuracy_fp32']:.4f} → "
-                      f"{q['accuracy_int8']:.4f} ({q['accuracy_change']:+.4f}) on {q['held_out_images']} held-out "
-                      f"images; throughput {q['throughput_fp32']:.0f} → {q['throughput_int8']:.0f} img/s "
+                      f"{q['accuracy_int8']:.4f} ({q['accuracy_change']:+.4f}), top-1 agreement with fp32 "
+                      f"{q['agreement']:.1%} on {q['held_out_images']} held-out images; throughput "
+                      f"{q['throughput_fp32']:.0f} → {q['throughput_int8']:.0f} img/s "
                       f"({q['speedup']:.2f}x)")  # fmt: skip
     for note in res.notes:
         console.print(f"[yellow]warning: {note}[/yellow]")

@@ -66,3 +66,43 @@ def test_quantize_arguments_are_checked(exported: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="Did you mean 'static'"):
         quantize_onnx(exported, tmp_path / "q.onnx", mode="statik")
     assert not (tmp_path / "q.onnx").exists()
+
+
+def test_bundle_export_measures_int8_agreement_and_warns_when_answers_change(
+        trained_cnn: nn.Module, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """The int8 record's agreement is top-1 agreement with the fp32 export on held-out images; below 99% the
+    export adds a note (a trained MobileNetV3 changed 30% of its answers under int8 on real photos)."""
+    from imgclf.bundle import BundleMeta, save_bundle
+    from imgclf.data import make_synthetic_dataset
+    from imgclf.export import _bundle_export, export_bundle
+    from imgclf.models import model_data_config
+
+    from .conftest import CLASSES
+
+    images = make_synthetic_dataset(tmp_path / "imgs", classes=CLASSES, per_class=50, size=32, seed=0)
+    save_bundle(tmp_path / "b", trained_cnn, BundleMeta("test_cnn", CLASSES, model_data_config(trained_cnn)))
+    real = _bundle_export.load_engine
+
+    class Altered:
+        def __init__(self, engine: object, sign: float) -> None:
+            self.engine, self.sign = engine, sign
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.engine, name)
+
+        def predict_logits(self, x: torch.Tensor) -> np.ndarray:
+            return self.sign * np.asarray(self.engine.predict_logits(x))
+
+    for sign, want in ((1.0, 1.0), (-1.0, None)):  # int8 swapped for the fp32 model itself, then negated
+        def engine(name: str, sign: float = sign, **kw: object) -> object:
+            path = str(kw.get("onnx_path", ""))
+            fp32 = str(kw["onnx_path"]).replace(".int8.onnx", ".onnx") if path.endswith(".int8.onnx") else path
+            return Altered(real(name, **{**kw, "onnx_path": fp32}), sign) if fp32 != path else real(name, **kw)
+
+        monkeypatch.setattr(_bundle_export, "load_engine", engine)
+        res = export_bundle(tmp_path / "b", quantize="int8", data=str(images), out=tmp_path / f"out{sign}")
+        warned = any("other answers than fp32" in n for n in res.notes)
+        if want is not None:
+            assert res.quantization["agreement"] == want and not warned, (res.quantization, res.notes)
+        else:
+            assert res.quantization["agreement"] < 0.5 and warned, (res.quantization, res.notes)
