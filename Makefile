@@ -10,7 +10,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 CHROMIUM ?= /usr/bin/chromium
 export IMGCLF_CHROMIUM := $(CHROMIUM)
 
-.PHONY: demo test test-all test-federated test-fast lint bench clean chromium docs docs-serve
+.PHONY: demo doctest test test-all test-federated test-fast lint bench clean chromium docs docs-serve
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -36,14 +36,16 @@ chromium:
 	    fi; \
 	fi
 
+# the docstring examples of src/ (the root conftest.py gives published names their module's imports)
+doctest: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout=300 --doctest-modules src/imgclf
+
 # `make test` (CI) leaves out checks marked slow (soak, fuzz at full size, clusters, multi-node, long real-data
 # flows): `make test-all` runs them too.
-test: chromium $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout=300 --doctest-modules src/imgclf
+test: chromium $(STAMP) doctest
 	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout=900 -m "not slow and not federated"
 
-test-all: chromium $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout=300 --doctest-modules src/imgclf
+test-all: chromium $(STAMP) doctest
 	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout=1800 -m "not federated"
 
 # Flower (flwr 1.42) pins older typer / rich / fastapi / starlette than the main environment uses: the federated
