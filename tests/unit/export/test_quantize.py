@@ -50,6 +50,20 @@ def test_per_channel_weight_scales(exported: Path, tmp_path: Path) -> None:
     assert len(scale.dims) == 1 and scale.dims[0] == inits[weight_dq[0].input[0]].dims[0]  # one scale per channel
 
 
+@pytest.mark.parametrize("reduce_range", [True, False])
+def test_weights_keep_to_7_bits_by_default(exported: Path, tmp_path: Path, reduce_range: bool) -> None:
+    """7-bit weights by default: CPUs without VNNI saturate 16-bit pair sums of 8-bit weights."""
+    out = quantize_onnx(exported, tmp_path / "q.onnx", calibration_images=stripes(8, seed=42)[0],
+                        reduce_range=reduce_range)  # fmt: skip
+    proto = onnx.load(str(out))
+    inits = {t.name: t for t in proto.graph.initializer}
+    weights = [onnx.numpy_helper.to_array(inits[n.input[0]]) for n in proto.graph.node
+               if n.op_type == "DequantizeLinear" and n.input[0] in inits and len(inits[n.input[0]].dims) == 4]
+    peak = max(int(np.abs(w.astype(np.int32)).max()) for w in weights)
+    assert peak == (64 if reduce_range else 127), peak  # the largest weight of some channel uses the full range
+    assert json.loads(read_onnx_metadata(out)["imgclf.quantization"])["weight_bits"] == (7 if reduce_range else 8)
+
+
 def test_dynamic_quantization_runs_without_calibration(trained_cnn: nn.Module, exported: Path, tmp_path: Path) -> None:
     out = quantize_onnx(exported, tmp_path / "dyn.onnx", mode="dynamic")
     engine = load_engine("onnxruntime", onnx_path=out)
