@@ -112,9 +112,20 @@ def test_imbalance_is_flagged_with_the_fix(tmp_path: Path) -> None:
     assert "imbalanced" in log and "data.sampler=balanced" in log
 
 
-def test_a_vit_made_for_224_trains_and_predicts_at_32_pixels(src: Path, tmp_path: Path) -> None:
+def test_a_vit_made_for_224_trains_and_predicts_at_32_pixels(src: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     """#18: `--model vit_tiny_patch16_224 --img-size 32` used to crash with "Input height (32) doesn't match"."""
+    from imgclf.api import _fit as fit_module
+
+    built: list[int | None] = []
+
+    def counting(*args: object, **kwargs: object) -> torch.nn.Module:
+        built.append(kwargs.get("img_size"))
+        return create_model(*args, **kwargs)
+
+    monkeypatch.setattr(fit_module, "create_model", counting)
     clf = _fit(src, tmp_path, "vit", [], epochs=1, model="vit_tiny_patch16_224")
+    assert built == [32]  # built once, for the size asked (not at 224 first and again at 32)
     meta = json.loads((clf.result_.bundle_dir / "imgclf.json").read_text())
     assert meta["arch_args"]["img_size"] == 32 and meta["preprocessing"]["input_size"] == 32
     again = imgclf.load(clf.result_.bundle_dir)  # rebuilt from the bundle at its size

@@ -23,7 +23,7 @@ from imgclf import robustness as R
 from imgclf.api._run import claim_run_dir, write_run_files
 from imgclf.bundle import BUNDLE_FILE, WEIGHTS_FILE, Bundle, BundleMeta, load_bundle, read_meta, save_bundle
 from imgclf.config import DataConfig, RunConfig, load_config, load_hierarchy, resolve_auto, to_dict
-from imgclf.errors import ConfigError, DataError, TrainingInterrupted
+from imgclf.errors import ConfigError, DataError
 from imgclf.models import create_model, freeze_backbone, model_data_config, size_args, split_parameters
 from imgclf.optim import build_optimizer, build_scheduler
 from imgclf.tasks import FIT_IMAGES, Task, fit_rejection, fit_rejection_stats, make_task, needs_features
@@ -143,11 +143,11 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
         splits = D.kfold(splits, cfg.data.folds, cfg.data.fold, cfg.train.seed)
     num_classes = len(splits.classes)
     task = _task(cfg, splits)
-    model, extra = _initial_model(cfg, num_classes, resume)
+    model, extra = _initial_model(cfg, num_classes, resume, cfg.data.img_size)  # a ViT built for --img-size
     pre = _preprocessing(cfg, model, splits, console)
-    built_for = model_data_config(model).input_size
+    built_for = cfg.data.img_size or model_data_config(model).input_size
     if not cfg.model.init and size_args(model, pre.input_size) and pre.input_size != built_for:
-        model, extra = _initial_model(cfg, num_classes, resume, pre.input_size)  # a ViT built for this size
+        model, extra = _initial_model(cfg, num_classes, resume, pre.input_size)  # for the size chosen from the images
     cfg = replace(cfg, data=replace(cfg.data, img_size=pre.input_size))
     cfg = resolve_auto(cfg, train_size=len(splits.train), num_classes=num_classes, world_size=info.world_size)
     dp_layers: list[str] = []
@@ -229,17 +229,9 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
     if cfg.train.patience and val_loader is not None:
         callbacks.append(E.EarlyStopping(cfg.train.monitor, cfg.train.patience))
     callbacks += [*extra_callbacks, E.MetricsLogger(run_dir), E.ProgressBar(console)]
-    checkpointer = E.Checkpointer(run_dir / "checkpoints", callbacks, monitor=monitor,
-                                  every_steps=cfg.train.save_every_steps)  # fmt: skip
-    callbacks.append(checkpointer)
-    if resume is not None:
-        tensors, meta = E.load_checkpoint(checkpointer.last_path)
-        E.restore_state(state, callbacks, tensors, meta)
-        console.print(f"resuming {run_dir} at epoch {state.epoch + 1}, batch {state.batch_in_epoch}")
-    E.Trainer(state, callbacks).fit()
-    if state.stop_reason == "interrupted":
-        raise TrainingInterrupted(f"training interrupted; a resumable checkpoint is in {checkpointer.last_path}. "
-                                  f"Continue with: imgclf train --resume {run_dir}")  # fmt: skip
+    checkpointer = E.fit_resumable(state, callbacks, run_dir, resume=resume is not None, command="imgclf train",
+                                   monitor=monitor, every_steps=cfg.train.save_every_steps,
+                                   say=console.print)  # fmt: skip
     if state.stop_reason and info.is_main:
         console.print(state.stop_reason)
     result = None

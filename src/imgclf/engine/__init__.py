@@ -34,7 +34,7 @@ from imgclf.engine._inference import (
     predict_logits,
     run_inference,
 )
-from imgclf.engine._loop import Trainer, validate
+from imgclf.engine._loop import Trainer, fit_resumable, validate
 from imgclf.engine._progress import ProgressBar
 from imgclf.engine._state import TrainState
 from imgclf.engine._stream import StreamChunk, stream_logits
@@ -63,6 +63,7 @@ __all__ = [
     "capture_state",
     "cleanup_distributed",
     "elastic_resume",
+    "fit_resumable",
     "improved",
     "init_distributed",
     "last_checkpoint",

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from imgclf.engine._callbacks import Callback
+from imgclf.engine._callbacks_builtin import Checkpointer, restore_state
+from imgclf.engine._checkpoint import load_checkpoint
 from imgclf.engine._device import sync_buffers
 from imgclf.engine._inference import autocast
 from imgclf.engine._state import TrainState
-from imgclf.errors import TrainingError
+from imgclf.errors import TrainingError, TrainingInterrupted
 
 
 class Trainer:
@@ -124,6 +127,28 @@ class Trainer:
         s.optimizer.zero_grad(set_to_none=True)
         s.scheduler.step()
         s.step += 1
+
+
+def fit_resumable(state: TrainState, callbacks: Sequence[Callback], run_dir: Path, *, resume: bool, command: str,
+                  monitor: str = "val_acc", every_steps: int | None = None,
+                  say: Callable[[str], Any] = print) -> Checkpointer:  # fmt: skip
+    """Train ``state`` with ``callbacks`` plus a :class:`Checkpointer` writing ``run_dir/checkpoints`` (appended
+    last, so it saves what the others did), continuing the interrupted run's last checkpoint when ``resume``; an
+    interrupt (Ctrl-C, SIGTERM) raises :class:`TrainingInterrupted` naming ``command --resume run_dir``.
+
+    >>> # fit_resumable(state, callbacks, run_dir, resume=False, command="imgclf train")
+    """
+    checkpointer = Checkpointer(run_dir / "checkpoints", callbacks, monitor=monitor, every_steps=every_steps)
+    callbacks = [*callbacks, checkpointer]
+    if resume:
+        tensors, meta = load_checkpoint(checkpointer.last_path)
+        restore_state(state, callbacks, tensors, meta)
+        say(f"resuming {run_dir} at epoch {state.epoch + 1}, batch {state.batch_in_epoch}")
+    Trainer(state, callbacks).fit()
+    if state.stop_reason == "interrupted":
+        raise TrainingInterrupted(f"{command.split()[-1]}ing interrupted; a resumable checkpoint is in "
+                                  f"{checkpointer.last_path}. Continue with: {command} --resume {run_dir}")  # fmt: skip
+    return checkpointer
 
 
 @torch.no_grad()

@@ -25,7 +25,7 @@ from imgclf import data as D
 from imgclf import engine as E
 from imgclf.bundle import BundleMeta, library_versions, save_bundle
 from imgclf.config import OptimConfig
-from imgclf.errors import ConfigError, DataError, TrainingInterrupted
+from imgclf.errors import ConfigError, DataError
 from imgclf.models import create_model, is_classical, model_data_config, size_args
 from imgclf.optim import build_optimizer, build_scheduler
 from imgclf.pretrain._callbacks import CollapseCheck, MethodSteps
@@ -189,16 +189,8 @@ def pretrain(cfg: PretrainConfig | None, out: str | Path | None = None, *, resum
                           k=cfg.knn_k, console=console)  # fmt: skip
     cbs: list[E.Callback] = [E.GracefulStop(), MethodSteps(), *callbacks, E.ProgressBar(console), check,
                              E.MetricsLogger(run_dir)]  # fmt: skip
-    checkpointer = E.Checkpointer(run_dir / "checkpoints", cbs, monitor="train_loss")
-    cbs.append(checkpointer)
-    if resume is not None:
-        tensors, meta = E.load_checkpoint(checkpointer.last_path)
-        E.restore_state(state, cbs, tensors, meta)
-        console.print(f"resuming {run_dir} at epoch {state.epoch + 1}, batch {state.batch_in_epoch}")
-    E.Trainer(state, cbs).fit()
-    if state.stop_reason == "interrupted":
-        raise TrainingInterrupted(f"pretraining interrupted; a resumable checkpoint is in {checkpointer.last_path}. "
-                                  f"Continue with: imgclf pretrain --resume {run_dir}")  # fmt: skip
+    E.fit_resumable(state, cbs, run_dir, resume=resume is not None, command="imgclf pretrain", monitor="train_loss",
+                    say=console.print)  # fmt: skip
     metrics = dict(state.history[-1]) if state.history else {}
     source = Path(cfg.source).expanduser()
     meta = BundleMeta(architecture=cfg.model, classes=(), preprocessing=pre, arch_args=arch_args,
