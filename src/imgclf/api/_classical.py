@@ -14,7 +14,15 @@ from torch import nn
 
 from imgclf import data as D
 from imgclf import engine as E
-from imgclf.api._fit import FitResult, _absolute_source, _audit, _finish, _preprocessing, _summarise_data, _task
+from imgclf.api._fit import (
+    FitResult,
+    absolute_source,
+    audit_data,
+    finish_run,
+    run_preprocessing,
+    run_task,
+    summarise_data,
+)
 from imgclf.api._run import claim_run_dir, write_run_files
 from imgclf.config import DataConfig, RunConfig, resolve_auto
 from imgclf.errors import ConfigError
@@ -54,7 +62,7 @@ def _pass(module: nn.Module, samples: D.SampleList | None, pre: DataConfig, cfg:
 
 @dataclass
 class _Fitted:
-    """What :func:`~imgclf.api._fit._finish` reads of a training state, for a model fitted without the loop."""
+    """What :func:`~imgclf.api._fit.finish_run` reads of a training state, for a model fitted without the loop."""
 
     model: nn.Module
     epoch: int = 0
@@ -78,7 +86,7 @@ def train_classical(cfg: RunConfig, console: Console | None = None) -> FitResult
     >>> # train_classical(load_config(None, {"data": {"source": "mnist/"}, "model": {"name": "hog-svm"}}))
     """
     console = console or Console()
-    cfg = _absolute_source(cfg)
+    cfg = absolute_source(cfg)
     seed_everything(cfg.train.seed)
     splits = D.load_source(
         cfg.data.source, val_fraction=cfg.data.val_fraction, test_fraction=cfg.data.test_fraction,
@@ -88,18 +96,18 @@ def train_classical(cfg: RunConfig, console: Console | None = None) -> FitResult
         raise ConfigError(f"classical baseline {cfg.model.name} answers one label per image; this data is "
                           f"{splits.task}{' with a hierarchy' if cfg.data.hierarchy else ''}. Pick a network "
                           "(see `imgclf models`)")  # fmt: skip
-    task = _task(cfg, splits)
+    task = run_task(cfg, splits)
     model = create_model(cfg.model.name, len(splits.classes))
     if not isinstance(model, ClassicalNet):
         raise ConfigError(f"{cfg.model.name} is not a classical baseline")
-    pre = _preprocessing(cfg, model, splits, console)
+    pre = run_preprocessing(cfg, model, splits, console)
     cfg = replace(cfg, data=replace(cfg.data, img_size=pre.input_size))
     cfg = resolve_auto(cfg, train_size=len(splits.train), num_classes=len(splits.classes), world_size=1)
     run_dir = claim_run_dir(cfg)
     D.record_data(run_dir, splits, resume=False)
     write_run_files(run_dir, cfg, torch.device("cpu"), E.DistInfo())
-    _summarise_data(splits, console)
-    audit = _audit(splits, console, near_duplicates=cfg.data.near_duplicates)
+    summarise_data(splits, console)
+    audit = audit_data(splits, console, near_duplicates=cfg.data.near_duplicates)
     if "bovw" in model.spec.features:
         console.print("bag of words: dense descriptors of the training images, k-means vocabulary")
         desc = _pass(_Descriptors(model.descriptors), splits.train, pre, cfg)
@@ -114,5 +122,5 @@ def train_classical(cfg: RunConfig, console: Console | None = None) -> FitResult
     state = _Fitted(model.eval(), skipped_images=train.skipped)
     extra = {"classical": {"search": search, "features": list(model.spec.features),
                            "classifier": model.spec.classifier}}  # fmt: skip
-    return _finish(cfg, task, state, splits, pre, run_dir, _NoCheckpoints(run_dir / "checkpoints" / "none"),
-                   console, audit, extra)  # fmt: skip
+    return finish_run(cfg, task, state, splits, pre, run_dir, _NoCheckpoints(run_dir / "checkpoints" / "none"),
+                      console, audit, extra)  # fmt: skip

@@ -69,7 +69,7 @@ def auto_img_size(samples: D.SampleList, default: int, pretrained: bool, console
     return size
 
 
-def _preprocessing(cfg: RunConfig, model: torch.nn.Module, splits: D.Splits, console: Console) -> DataConfig:
+def run_preprocessing(cfg: RunConfig, model: torch.nn.Module, splits: D.Splits, console: Console) -> DataConfig:
     base = model_data_config(model)
     start = pretrained_bundle(cfg)
     if start is not None and cfg.data.img_size is None:  # a pretrained backbone: the size and statistics it learnt at
@@ -130,7 +130,7 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
     if resume is not None:
         resume = Path(resume)
         cfg = load_config(resume / "config.yaml")
-    cfg = _absolute_source(cfg)
+    cfg = absolute_source(cfg)
     device = E.resolve_device(cfg.train.device)
     info = E.init_distributed(device, cfg.train.dist_timeout)
     device = E.local_device(device, info)
@@ -142,9 +142,9 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
     if cfg.data.folds:
         splits = D.kfold(splits, cfg.data.folds, cfg.data.fold, cfg.train.seed)
     num_classes = len(splits.classes)
-    task = _task(cfg, splits)
+    task = run_task(cfg, splits)
     model, extra = _initial_model(cfg, num_classes, resume, cfg.data.img_size)  # a ViT built for --img-size
-    pre = _preprocessing(cfg, model, splits, console)
+    pre = run_preprocessing(cfg, model, splits, console)
     built_for = cfg.data.img_size or model_data_config(model).input_size
     if not cfg.model.init and size_args(model, pre.input_size) and pre.input_size != built_for:
         model, extra = _initial_model(cfg, num_classes, resume, pre.input_size)  # for the size chosen from the images
@@ -161,8 +161,8 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
     if info.is_main:
         D.record_data(run_dir, splits, resume=resume is not None)  # split.json; a resume refuses changed data
         write_run_files(run_dir, cfg, device, info)
-        _summarise_data(splits, console)
-        audit = _audit(splits, console, near_duplicates=cfg.data.near_duplicates)
+        summarise_data(splits, console)
+        audit = audit_data(splits, console, near_duplicates=cfg.data.near_duplicates)
     if cfg.model.freeze == "backbone":
         freeze_backbone(model)
         callbacks_frozen: list[E.Callback] = [E.FrozenNorms(model)]
@@ -238,7 +238,7 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
     if dp is not None:
         extra = {**extra, "privacy": dp.summary()}
     if info.is_main:
-        result = _finish(cfg, task, state, splits, pre, run_dir, checkpointer, console, audit, extra)
+        result = finish_run(cfg, task, state, splits, pre, run_dir, checkpointer, console, audit, extra)
     E.barrier(info)
     E.cleanup_distributed(info)
     return result or FitResult(run_dir, run_dir / "bundle", {}, cfg)
@@ -282,7 +282,7 @@ def pretrained_bundle(cfg: RunConfig, *, check_architecture: bool = True) -> tup
     return directory, meta
 
 
-def _audit(splits: D.Splits, console: Console, *, near_duplicates: bool) -> V.AuditReport | None:
+def audit_data(splits: D.Splits, console: Console, *, near_duplicates: bool) -> V.AuditReport | None:
     """The data audit, once per run: counts, unreadable files, exact and near duplicates, leakage (near duplicates
     up to NEAR_DUPLICATE_LIMIT files, unless ``data.near_duplicates`` is off). Its warnings are shown now; the
     report reuses it."""
@@ -294,7 +294,7 @@ def _audit(splits: D.Splits, console: Console, *, near_duplicates: bool) -> V.Au
     return audit
 
 
-def _absolute_source(cfg: RunConfig) -> RunConfig:
+def absolute_source(cfg: RunConfig) -> RunConfig:
     """The data source as an absolute path when it is one, so the bundle finds its data from anywhere."""
     source = cfg.data.source
     if source and Path(source).exists():
@@ -302,7 +302,7 @@ def _absolute_source(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
-def _task(cfg: RunConfig, splits: D.Splits) -> Task:
+def run_task(cfg: RunConfig, splits: D.Splits) -> Task:
     """The kind of label: hierarchical with ``data.hierarchy``, else what the data has (``Splits.task``)."""
     if cfg.data.hierarchy:
         if splits.task != "single":
@@ -330,7 +330,7 @@ def _targets(samples: Any) -> Any:
     return samples.multi_hot if samples.is_multilabel else samples.labels
 
 
-def _summarise_data(splits: D.Splits, console: Console) -> None:
+def summarise_data(splits: D.Splits, console: Console) -> None:
     sizes = {k: len(v) for k, v in (("train", splits.train), ("val", splits.val), ("test", splits.test)) if v}
     console.print(f"data: {len(splits.classes)} classes, " + ", ".join(f"{k} {n}" for k, n in sizes.items()))
     if splits.skipped:
@@ -346,9 +346,9 @@ def _held_out_pass(model: torch.nn.Module, samples: D.SampleList | None, pre: Da
                            channels_last=cfg.train.channels_last, features=True)  # fmt: skip
 
 
-def _finish(cfg: RunConfig, task: Task, state: E.TrainState, splits: D.Splits, pre: DataConfig, run_dir: Path,
-            checkpointer: E.Checkpointer, console: Console, audit: V.AuditReport | None,
-            extra: dict[str, Any]) -> FitResult:  # fmt: skip
+def finish_run(cfg: RunConfig, task: Task, state: E.TrainState, splits: D.Splits, pre: DataConfig, run_dir: Path,
+               checkpointer: E.Checkpointer, console: Console, audit: V.AuditReport | None,
+               extra: dict[str, Any]) -> FitResult:  # fmt: skip
     """Load the best weights; one pass over val and one over test (logits and features together); from them the
     calibration, decision thresholds, rejection rule, metrics, drift reference, bundle and report."""
     model = state.model_for_eval()
