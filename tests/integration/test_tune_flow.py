@@ -52,6 +52,8 @@ def test_search_never_reads_test_and_writes_a_bundle(tmp_path: Path) -> None:
         split = json.loads((run / "split.json").read_text())
         assert set(split["sizes"]) == {"train", "val"}
         assert split["info"]["fingerprint"] == res["trial_data_fingerprint"]
+    for number, (state, _, _) in _trials(out / "study.journal").items():  # a pruned trial stops without a bundle
+        assert (out / "trials" / f"trial-{number:03d}" / "bundle" / "imgclf.json").is_file() == (state == "COMPLETE")
     meta = read_meta(res["bundle_dir"])  # the retrain: a normal bundle, evaluated on the real test split
     assert meta.metrics["test"]["n"] > 0 and meta.data["fingerprint"] != res["trial_data_fingerprint"]
     assert {"history", "importances"} <= set(res["plots"])

@@ -237,7 +237,7 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
     result = None
     if dp is not None:
         extra = {**extra, "privacy": dp.summary()}
-    if info.is_main:
+    if info.is_main and not state.discard:  # a discarded run (a pruned trial): no held-out passes, no bundle
         result = finish_run(cfg, task, state, splits, pre, run_dir, checkpointer, console, audit, extra)
     E.barrier(info)
     E.cleanup_distributed(info)

@@ -45,7 +45,7 @@ class Trainer:
                 self._call("on_interrupt")
                 s.stop, s.stop_reason = True, "interrupted"
                 break
-            metrics = {"epoch": s.epoch + 1, **train_metrics, **validate(s)}
+            metrics = {"epoch": s.epoch + 1, **train_metrics, **({} if s.discard else validate(s))}
             s.epoch, s.batch_in_epoch, s.epoch_totals = s.epoch + 1, 0, {}
             s.history.append(metrics)
             self._call("on_epoch_end", metrics)

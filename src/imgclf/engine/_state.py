@@ -48,6 +48,7 @@ class TrainState:
     skipped_images: int = 0
     stop: bool = False
     stop_reason: str = ""
+    discard: bool = False  # with stop: the run's result is not wanted (a pruned tuning trial): no validation, no bundle
     interrupted: bool = False
 
     @property

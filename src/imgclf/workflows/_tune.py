@@ -223,8 +223,9 @@ class PruningCallback(E.Callback):
             return
         self.trial.report(float(value), step=step)
         if self.trial.should_prune():
-            self.pruned = True
-            state.stop, state.stop_reason = True, f"pruned by the tuner after {self.epochs_run:.2g} epochs"
+            self.pruned = True  # a pruned trial's model is never used: no last validation, held-out passes or bundle
+            state.stop, state.discard = True, True
+            state.stop_reason = f"pruned by the tuner after {self.epochs_run:.2g} epochs"
 
 
 class _SearchRecord(E.Callback):

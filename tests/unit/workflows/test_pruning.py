@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from tests.unit.engine.test_loop import make_state
 
 from imgclf import engine as E
+from imgclf.engine import _loop as loop
 from imgclf.workflows import PruningCallback, checks_per_epoch
 
 
@@ -35,10 +37,13 @@ def test_short_trials_report_mid_epoch_and_run_to_the_end_unpruned(tmp_path: Pat
     assert cb.epochs_run == 2.0 and not cb.pruned and state.step == 16
 
 
-def test_a_pruned_trial_stops_mid_epoch(tmp_path: Path) -> None:
+def test_a_pruned_trial_stops_mid_epoch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     state, callbacks = make_state(tmp_path, epochs=2)
     cb = PruningCallback(FakeTrial(prune_at=1), checks=2)
+    validations = []
+    monkeypatch.setattr(loop, "validate", lambda s: validations.append(s.step) or {"val_acc": 0.0})
     E.Trainer(state, [cb, *callbacks]).fit()
     assert cb.pruned and cb.trial.reports[0][0] == 1 and len(cb.trial.reports) == 1
+    assert validations == [] and "val_acc" not in state.history[0]  # not validated again after the pruner's check
     assert state.step == 4 and cb.epochs_run == 0.5  # half of the first epoch, not two epochs
     assert state.history[0]["stopped_mid_epoch"] and "pruned" in state.stop_reason
