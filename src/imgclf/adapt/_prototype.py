@@ -173,6 +173,13 @@ def _head_input(model: torch.nn.Module, x: torch.Tensor) -> tuple[bool, torch.Te
                      "forward_head is one torch.nn.Linear")  # fmt: skip
 
 
+def _fresh_model(bundle: Bundle, num_classes: int) -> torch.nn.Module:
+    """``bundle``'s architecture with its backbone weights and a new ``num_classes``-way head, in eval mode."""
+    model = create_model(bundle.meta.architecture, num_classes, **bundle.meta.arch_args)
+    model.load_state_dict(_backbone_state(bundle.model), strict=False)
+    return model.eval()
+
+
 def _frame(bundle: Bundle) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """The centre and whitening matrix a prototype bundle's embeddings were mapped with (None where not)."""
     record = bundle.meta.extra.get("head") or {}
@@ -254,9 +261,7 @@ def fewshot_bundle(bundle: Bundle, support: str | Path, out: str | Path, *, exte
         raise DataError(f"{support} has one class ({classes[0]}); a classifier needs two or more, or add it to an "
                         "existing bundle with --extend BUNDLE")  # fmt: skip
     total = len(classes) + (len(extend.meta.classes) if extend is not None else 0)
-    model = create_model(meta.architecture, total, **meta.arch_args)
-    model.load_state_dict(_backbone_state(bundle.model), strict=False)
-    model.eval()
+    model = _fresh_model(bundle, total)
     x, _ = D.sample_tensors(samples, meta.preprocessing, limit=16)
     unit, _ = _head_input(model, x)
     g = torch.as_tensor(feats, dtype=torch.float32)  # (N, D): what the head sees
@@ -398,7 +403,8 @@ def episodes(bundle: Bundle, source: str | Path, *, n_episodes: int = 200, ways:
     """Few-shot accuracy of ``bundle``'s backbone on ``source``'s classes: ``n_episodes`` tasks of ``ways``
     classes with ``shots`` support and ``queries`` query images each, nearest prototype by cosine (to embeddings
     centred on each episode's support mean with ``center``, or centred and whitened by ``base``'s images of other
-    classes, as :func:`fewshot_bundle` does; the pooled features as they are, also for a head that normalises them).
+    classes; normalised first where the head normalises its input, e.g. an open_clip tower: as
+    :func:`fewshot_bundle` maps them).
 
     Every image is embedded once; :func:`episode_indices` draws the episodes (seeded).
 
@@ -420,9 +426,13 @@ def episodes(bundle: Bundle, source: str | Path, *, n_episodes: int = 200, ways:
                         "lower --shots/--queries or add images")  # fmt: skip
     feats, labels = _features(bundle, samples, batch_size)
     f = torch.as_tensor(feats, dtype=torch.float32)  # (N, D)
-    if base is not None:
-        mu, whiten, _ = _base_frame(bundle, base, shrinkage, False, batch_size)
-        f = (f - mu) @ whiten
+    if base is not None or center:  # centred where the head looks: on unit features for a head that normalises
+        x, _ = D.sample_tensors(samples, bundle.meta.preprocessing, limit=16)
+        unit, _ = _head_input(_fresh_model(bundle, ways), x)
+        f = torch.nn.functional.normalize(f, dim=1) if unit else f
+        if base is not None:
+            mu, whiten, _ = _base_frame(bundle, base, shrinkage, unit, batch_size)
+            f = (f - mu) @ whiten
     tasks = episode_indices(labels, n_episodes=n_episodes, ways=ways, per_class=shots + queries, seed=seed)
     truth = torch.arange(ways).repeat_interleave(queries)  # (W*Q,)
     accs = []

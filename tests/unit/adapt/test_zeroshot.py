@@ -8,8 +8,16 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from imgclf.adapt import check_templates, embed_images, fewshot_bundle, load_clip, prototypes, zeroshot_bundle
-from imgclf.bundle import load_bundle
+from imgclf.adapt import (
+    check_templates,
+    embed_images,
+    episodes,
+    fewshot_bundle,
+    load_clip,
+    prototypes,
+    zeroshot_bundle,
+)
+from imgclf.bundle import Bundle, load_bundle
 from imgclf.cli._app import app
 from imgclf.data import InputImages, load_source, sample_tensors
 from imgclf.engine import run_inference
@@ -119,6 +127,27 @@ def test_zeroshot_and_prototype_heads_on_the_clip_tower_export_with_parity(
     np.testing.assert_array_equal(out.logits.argmax(1), (q @ protos.T).argmax(1))
     exp = export_bundle(fs.path, data=str(images))
     assert exp.parity.top1_agreement == 1.0 and exp.parity.max_abs_logit_diff < 1e-3
+
+
+def test_episodes_whiten_what_the_head_sees(clip_dir: Path, backbone: Bundle, support: Path, images: Path,
+                                           tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """`--episodes --base` maps embeddings as the bundle does: normalised first on a tower whose head normalises
+    its input (the CLIP image tower), as they are on a plain linear head (so episodes predict the bundle)."""
+    from imgclf.adapt import _prototype
+
+    seen: list[bool] = []
+    real = _prototype._base_frame
+
+    def spy(bundle: Bundle, base: Path, shrinkage: float, unit: bool, batch_size: int) -> tuple:
+        seen.append(unit)
+        return real(bundle, base, shrinkage, unit, batch_size)
+
+    monkeypatch.setattr(_prototype, "_base_frame", spy)
+    zs = zeroshot_bundle(str(clip_dir), ["red", "green", "blue", "yellow"], tmp_path / "zs")
+    episodes(zs, images, n_episodes=5, ways=4, shots=2, queries=2, base=support)
+    fewshot_bundle(zs, images, tmp_path / "fs", base=support)
+    episodes(backbone, images, n_episodes=5, ways=4, shots=2, queries=2, base=support)
+    assert seen == [True, True, False]
 
 
 def test_a_conv_image_tower_rebuilds_from_its_config_and_exports(images: Path, tmp_path: Path) -> None:
