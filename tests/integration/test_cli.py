@@ -39,6 +39,13 @@ def test_models_filter() -> None:
     assert res.returncode == 0 and "resnet20_cifar" in res.stdout
 
 
+def test_version() -> None:
+    import imgclf
+
+    res = cli("--version")
+    assert res.returncode == 0 and res.stdout.strip() == f"imgclf {imgclf.__version__}", res.stdout + res.stderr
+
+
 @pytest.mark.slow
 def test_train_then_predict_json_and_csv(tmp_path: Path) -> None:
     src = D.make_synthetic_dataset(tmp_path / "imgs", per_class=15, size=32, layout="flat")

@@ -117,12 +117,20 @@ def test_audit_flags_leakage_and_label_issues(world: dict, tmp_path: Path) -> No
     root = D.make_synthetic_dataset(tmp_path / "split", per_class=8, size=32, layout="split", seed=5)
     leaked = next((root / "train" / "red").iterdir())
     shutil.copy(leaked, root / "test" / "red" / "copy_of_train.png")
+    (root / "train" / "red" / "empty.png").write_bytes(b"")  # skipped while listing: before any split is drawn
+    (root / "train" / "green" / "notes.png").write_text("not an image")
     res = cli("audit", str(root), "--json", "--no-near")
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert out["audit"]["has_leakage"] is True
+    unreadable = {Path(u["file"]["path"]).name: u["file"]["split"] for u in out["audit"]["unreadable"]}
+    assert unreadable == {"empty.png": "skipped", "notes.png": "skipped"}  # they were only warned about
+    assert any(w.startswith("2 files cannot be read") for w in out["audit"]["warnings"])
     human = cli("audit", str(root), "--no-near")
-    assert "LEAKAGE" in human.stdout
+    assert "LEAKAGE" in human.stdout and "(skipped)" in human.stdout
+    warned = [line for line in human.stderr.splitlines() if line.strip()]  # one line per file, no source lines
+    assert sorted(warned) == [f"warning: skipping {root}/train/green/notes.png: not an image (cannot identify "
+                              f"format)", f"warning: skipping {root}/train/red/empty.png: empty file"], warned
     res = cli("audit", str(world["src"]), "--model", str(world["b"].result_.bundle_dir), "--json", "--no-near")
     assert res.returncode == 0, res.stderr
     labels = json.loads(res.stdout)["label_issues"]

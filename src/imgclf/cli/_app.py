@@ -24,7 +24,7 @@ from imgclf.cli import (
     _tune,
     _zeroshot,
 )
-from imgclf.cli._common import DEBUG
+from imgclf.cli._common import DEBUG, brief_warnings, console
 
 app = typer.Typer(
     name="imgclf",
@@ -37,9 +37,22 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from imgclf import __version__
+
+        console.print(f"imgclf {__version__}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks, not one-line errors.")) -> None:
+def _root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks and Python's warnings as they "
+                                     "are, not one-line errors and warnings."),
+          version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print imgclf's version and exit.")) -> None:  # fmt: skip
     DEBUG["on"] = debug
+    if not debug:
+        brief_warnings()
 
 
 app.command("train")(_train.train)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -24,6 +25,20 @@ def _width(stream: Any) -> int | None:
 console = Console(width=_width(sys.stdout))
 err_console = Console(stderr=True, width=_width(sys.stderr))
 DEBUG = {"on": False}
+
+
+def brief_warnings() -> None:
+    """Show each distinct warning once, as one ``warning: ...`` line on stderr, not Python's two lines with the
+    file and source line of the code that issued it (``--debug`` keeps Python's form)."""
+    shown: set[str] = set()
+
+    def show(message: Warning | str, *_: Any, **__: Any) -> None:
+        text = str(message)
+        if text not in shown:
+            shown.add(text)
+            err_console.print(f"[yellow]warning:[/yellow] {text}", highlight=False, soft_wrap=True, markup=True)
+
+    warnings.showwarning = show
 
 
 def friendly_errors(fn: F) -> F:

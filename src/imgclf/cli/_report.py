@@ -58,6 +58,9 @@ def audit_cmd(
         for sp in result.splits:
             ratio = "" if sp.imbalance_ratio is None else f"{sp.imbalance_ratio:.1f}"
             table.add_row(sp.name, str(sp.n_files), str(sp.n_unreadable), str(len(sp.class_counts)), ratio)
+        skipped = [u for u in result.unreadable if u.file.split == "skipped"]
+        if skipped:  # unreadable before any split was drawn: in no split's row
+            table.add_row("(skipped)", str(len(skipped)), str(len(skipped)), "", "")
         console.print(table)
         w, h = result.images.width, result.images.height
         console.print(f"sizes: width {w[0]}–{w[2]} (median {w[1]:.0f}), height {h[0]}–{h[2]} (median {h[1]:.0f}); "

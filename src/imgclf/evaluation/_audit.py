@@ -58,6 +58,7 @@ def audit_files(
     near_duplicates: bool = True,
     max_bits: int = 8,
     max_listed: int = 1000,
+    skipped: Sequence[tuple[str, str]] = (),
 ) -> AuditReport:
     """Audit image files grouped by split (``{"train": [...], "test": [...]}``) with optional integer labels.
 
@@ -68,7 +69,8 @@ def audit_files(
     size-normalised images; candidates that correlate but are not confirmed are ``look_alikes`` (information,
     never leakage). ``settings`` records the thresholds used. ``warnings`` says all of it in plain sentences,
     leakage first. Lists of near duplicates, look-alikes and leaks stop at ``max_listed`` entries (the counts are
-    complete).
+    complete). ``skipped``: ``(path, reason)`` of files left out of every split while listing them (a source's
+    ``Splits.skipped``), reported as unreadable under the split name ``"skipped"``.
 
     >>> report = audit_files({"train": train_paths, "test": test_paths}, labels, ["cat", "dog"])  # doctest: +SKIP
     >>> report.leakage[0].a.path, report.warnings[0]  # doctest: +SKIP
@@ -92,7 +94,7 @@ def audit_files(
     report = AuditReport(
         splits=splits,
         images=_image_stats(scan),
-        unreadable=tuple(scan.unreadable),
+        unreadable=(*(UnreadableFile(FileRef("skipped", str(p), None), r) for p, r in skipped), *scan.unreadable),
         exact_duplicates=tuple(exact),
         near_duplicates=tuple(near),
         n_near_duplicates=n_near,

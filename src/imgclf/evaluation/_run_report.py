@@ -34,7 +34,7 @@ def audit_splits(splits: D.Splits, *, near_duplicates: bool = True) -> AuditRepo
     if any(s.paths is None for s in parts.values()):
         return None
     return audit_files({k: s.paths for k, s in parts.items()}, {k: s.labels for k, s in parts.items()},
-                       splits.classes, near_duplicates=near_duplicates)  # fmt: skip
+                       splits.classes, near_duplicates=near_duplicates, skipped=splits.skipped)  # fmt: skip
 
 
 def label_issues_of(ev: Evaluation, samples: Any, classes: tuple[str, ...]) -> LabelIssues | None:

@@ -14,6 +14,7 @@ import io
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -456,7 +457,9 @@ def _plots(study: Any, out: Path) -> dict[str, str]:
     for name, fn in (("history", ovm.plot_optimization_history), ("importances", ovm.plot_param_importances),
                      ("parallel_coordinates", ovm.plot_parallel_coordinate)):  # fmt: skip
         try:
-            ax = fn(study)
+            with warnings.catch_warnings():  # optuna's plots are "experimental"; a short study warns about axes
+                warnings.simplefilter("ignore")
+                ax = fn(study)
         except (ValueError, RuntimeError, ZeroDivisionError):  # e.g. importances need 2+ completed trials
             continue
         fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
