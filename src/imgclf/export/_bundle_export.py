@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from imgclf import data as D
-from imgclf.bundle import Bundle, load_bundle, split_samples, training_source, update_meta
+from imgclf.bundle import BUNDLE_FILE, Bundle, load_bundle, split_samples, training_source, update_meta
 from imgclf.errors import BundleError, ConfigError
 from imgclf.export._bench import benchmark_engines, file_size, measure_peak_gflops
 from imgclf.export._engines import Engine, load_engine
@@ -135,6 +135,11 @@ def resolve_model(path: str | Path) -> tuple[Path, Path | None]:
     if p.suffix == ".onnx":
         if not p.is_file():
             raise BundleError(f"{p} does not exist; export it first with `imgclf export BUNDLE --format onnx`")
+        if not (p.parent / BUNDLE_FILE).is_file():  # e.g. written with `export --out` into a folder of its own
+            raise BundleError(f"{p} is not inside a bundle ({p.parent / BUNDLE_FILE} is missing): imgclf runs an "
+                              "ONNX file beside the bundle it came from (classes, rejection rule, checks): copy it "
+                              "into that bundle and pass the bundle with --engine onnxruntime, or export without "
+                              "--out")  # fmt: skip
         return p.parent, p
     return p, None
 

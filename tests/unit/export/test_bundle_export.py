@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from imgclf import data as D
 from imgclf.bundle import BundleMeta, save_bundle
 from imgclf.config import DataConfig
+from imgclf.errors import BundleError
 from imgclf.export import _bundle_export as X
 from imgclf.models import create_model
 
@@ -40,3 +42,14 @@ def test_int8_is_measured_on_every_class_and_never_on_its_calibration_images(tmp
     x, _ = D.sample_tensors(D.load_source(str(src)).test, meta.preprocessing)
     calibrated = {bytes(img.numpy().tobytes()) for img in seen["calibration"]}
     assert len(calibrated) == 75 and len({bytes(img.numpy().tobytes()) for img in x} - calibrated) == 75
+
+
+def test_an_onnx_file_outside_its_bundle_is_one_clear_error(tmp_path: Path) -> None:
+    """``export --out DIR`` writes model.onnx alone; predicting with it named the folder as "not a bundle, train
+    one", which sent users to retrain. It now says what is missing and the two ways out."""
+    lone = tmp_path / "exported" / "model.onnx"
+    lone.parent.mkdir()
+    lone.write_bytes(b"onnx")
+    with pytest.raises(BundleError, match=r"model.onnx is not inside a bundle .*imgclf.json is missing.*--engine "
+                                          r"onnxruntime, or export without --out"):
+        X.resolve_model(lone)
