@@ -13,7 +13,7 @@ from imgclf.bundle._bundle import (
     save_bundle,
     update_meta,
 )
-from imgclf.bundle._data import SPLITS, split_samples, training_source
+from imgclf.bundle._data import SPLITS, same_source, split_samples, training_source
 from imgclf.utils import publish
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "library_versions",
     "load_bundle",
     "read_meta",
+    "same_source",
     "save_bundle",
     "split_samples",
     "training_source",

@@ -30,12 +30,15 @@ def split_samples(meta: BundleMeta, source: str, split: str | None) -> tuple[D.S
     """The samples of ``split`` of ``source``, relabelled to the bundle's classes, the split's name, all splits.
 
     A flat folder is split with the seed, fractions and class cap the bundle was trained with, so ``test`` is the
-    same held-out part training used. ``split=None`` picks test, else val; ``all`` joins every split.
+    same held-out part training used. ``split=None`` picks test, else val, else train; but ``all`` when ``source``
+    is not the data the bundle records training on and comes without splits of its own (a flat folder, a CSV
+    without a split column): none of it was trained on, so every image is held out. ``all`` joins every split.
 
     >>> # samples, split, splits = split_samples(bundle.meta, "data/flowers", None)
     """
     data_cfg, train_cfg = meta.training.get("data", {}), meta.training.get("train", {})
-    cap = data_cfg.get("max_per_class") if _same(source, data_cfg.get("source")) else None
+    trained_on = same_source(source, data_cfg.get("source"))
+    cap = data_cfg.get("max_per_class") if trained_on else None
     splits = D.load_source(source, val_fraction=data_cfg.get("val_fraction", 0.1),
                            test_fraction=data_cfg.get("test_fraction", 0.1), seed=train_cfg.get("seed", 0),
                            max_per_class=cap, **_task_kwargs(meta))  # fmt: skip
@@ -44,6 +47,8 @@ def split_samples(meta: BundleMeta, source: str, split: str | None) -> tuple[D.S
         raise DataError(f"{source}: class(es) {', '.join(unknown)} are not among the model's classes "
                         f"({', '.join(meta.classes)}); evaluate on data with the model's classes")  # fmt: skip
     parts = {"train": splits.train, "val": splits.val, "test": splits.test}
+    if split is None and _never_trained_on(meta, trained_on, splits):
+        split = "all"
     if split is None:
         split = "test" if splits.test is not None else "val" if splits.val is not None else "train"
     if split not in SPLITS:
@@ -57,14 +62,37 @@ def split_samples(meta: BundleMeta, source: str, split: str | None) -> tuple[D.S
     return samples.relabel(remap, num_classes=len(meta.classes)), split, splits
 
 
+def _never_trained_on(meta: BundleMeta, trained_on: bool, splits: D.Splits) -> bool:
+    """Whether every image of ``splits`` is held out from the bundle: the bundle records other training data (by
+    resolved path) and the source has no splits of its own (split folders, a split column, an official test set);
+    all its splits were drawn here by the seed.
+
+    A source whose split fingerprint (relative file names and labels) equals the training data's counts as the
+    training data: a moved or copied training folder keeps its held-out split instead of being scored whole,
+    training images included. A new folder named exactly like the training one does too: the safe side, its
+    output names the split scored and ``--split all`` scores everything.
+    """
+    if trained_on or not meta.training.get("data", {}).get("source"):
+        return False
+    recorded = meta.data.get("fingerprint")
+    if recorded and recorded == splits.info.get("fingerprint"):
+        return False
+    made = [str(part.get("how", "")) for part in splits.info.get("splits", {}).values()]
+    return not any(how.startswith(("given", "official")) for how in made)
+
+
 def _task_kwargs(meta: BundleMeta) -> dict[str, str]:
     """How the source must be read for this bundle's task (a multi-label bundle reads multi-label targets)."""
     kind = meta.task.get("kind", "single")
     return {"task": "multilabel"} if kind == "multilabel" else {}
 
 
-def _same(a: str | None, b: str | None) -> bool:
-    """Whether two data sources name the same thing (paths compared resolved)."""
+def same_source(a: str | Path | None, b: str | Path | None) -> bool:
+    """Whether two data sources name the same thing (paths compared resolved); a missing one never matches.
+
+    >>> same_source("data", "./data"), same_source("digits", None)
+    (True, False)
+    """
     if not a or not b:
         return False
-    return a == b or Path(a).resolve() == Path(b).resolve()
+    return str(a) == str(b) or Path(a).resolve() == Path(b).resolve()

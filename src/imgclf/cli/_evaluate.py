@@ -12,12 +12,17 @@ from imgclf.cli._common import console, friendly_errors
 from imgclf.cli._hedge import MC_DROPOUT, TTA, hedged
 from imgclf.evaluation import bundle_name, compare_bundles, summary_rows
 
+SPLIT_HELP = ("test, val, train or all. Default: the held-out test split (else val) of the model's training data, "
+              "or of data with its own splits (train/val/test folders, a split column); all images of other data.")
+ALL_HELD_OUT = ("every image scored: {data} is not the model's training data and has no train/val/test split of its "
+                "own (pass --split to score one part)")
+
 
 @friendly_errors
 def evaluate_cmd(
     model: Path = typer.Argument(..., help="A bundle directory (RUN_DIR/bundle)."),
     data: str = typer.Argument(..., help="Image-folder tree, CSV manifest or built-in dataset name."),
-    split: str = typer.Option(None, "--split", help="test, val, train or all (default: test, else val)."),
+    split: str = typer.Option(None, "--split", help=SPLIT_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print every figure as JSON."),
     out: Path = typer.Option(None, "--out", help="Write evaluation.json and plots/ here."),
     groups: Path = typer.Option(None, "--groups", help="CSV path,group: adds per-group metrics and the worst gap."),
@@ -48,6 +53,8 @@ def evaluate_cmd(
     for name, value in summary_rows(ev):
         head.add_row(name, value)
     console.print(head)
+    if split is None and ev.split == "all":
+        console.print(ALL_HELD_OUT.format(data=data))
     per_class = ev.task_metrics.detail.get("per_class")
     if per_class:  # multi-label: per-class AP / precision / recall / F1
         per = Table("class", "AP", "precision", "recall", "F1", "support", title="per class")
@@ -117,7 +124,7 @@ def compare_cmd(
     model_a: Path = typer.Argument(..., help="First bundle."),
     model_b: Path = typer.Argument(..., help="Second bundle."),
     data: str = typer.Argument(..., help="Data both are evaluated on (same images)."),
-    split: str = typer.Option(None, "--split", help="test, val, train or all."),
+    split: str = typer.Option(None, "--split", help=SPLIT_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
 ) -> None:
     """Paired test of two models on the same images: exact McNemar and a paired bootstrap of the difference.

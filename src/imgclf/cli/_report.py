@@ -13,7 +13,8 @@ from imgclf.evaluation import audit, build_report
 @friendly_errors
 def report(
     run_dir: Path = typer.Argument(..., help="A run directory made by `imgclf train`."),
-    data: str = typer.Option(None, "--data", help="Evaluate on this data instead of the run's own."),
+    data: str = typer.Option(None, "--data", help="Evaluate on this data instead of the run's own: its test split "
+                             "(else val) when it has train/val/test folders or a split column, else every image."),
 ) -> None:
     """Write RUN_DIR/report.html (self-contained, opens offline) and RUN_DIR/model_card.md.
 
@@ -22,7 +23,9 @@ def report(
         imgclf report runs/images-resnet18-20260101-120000
     """
     res = build_report(run_dir, source=data)
-    console.print(f"report: {res.html}\nmodel card: {res.model_card}")
+    ev = res.evaluation
+    where = "" if ev is None else f"evaluated: {ev.n} images, split {ev.split}\n"
+    console.print(f"{where}report: {res.html}\nmodel card: {res.model_card}")
 
 
 @friendly_errors

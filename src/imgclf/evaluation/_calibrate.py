@@ -9,7 +9,7 @@ import numpy as np
 
 from imgclf import engine as E
 from imgclf import metrics as M
-from imgclf.bundle import Bundle, split_samples
+from imgclf.bundle import Bundle, same_source, split_samples
 from imgclf.errors import DataError
 from imgclf.tasks import fit_rejection, needs_features
 
@@ -63,7 +63,7 @@ def calibrate_bundle(bundle: Bundle, source: str, *, split: str = "val") -> Cali
         warnings.append(f"calibrating on the {split} split: its images are no longer held out, so later test "
                         "figures of this bundle are optimistic")  # fmt: skip
     trained_on = bundle.meta.training.get("data", {}).get("source")
-    if trained_on and str(trained_on) != str(source):
+    if trained_on and not same_source(source, trained_on):
         warnings.append(f"calibrating on {source}, not the training data {trained_on}: the temperature then fits "
                         "that data")  # fmt: skip
     before = after = None

@@ -91,7 +91,9 @@ class Evaluation:
     def report_fields(self) -> dict[str, Any]:
         """The :class:`~imgclf.evaluation.ReportData` fields this evaluation fills."""
         return {"metrics": self.metrics, "intervals": self.intervals, "split": self.split,
-                "calibration_before": self.calibration_raw, "calibration_after": self.calibration,
+                "calibration_before": self.calibration_raw,
+                # "after" only when a temperature was applied: else it is the same figure as "before"
+                "calibration_after": None if self.temperature is None else self.calibration,
                 "temperature": self.temperature if isinstance(self.temperature, float) else None,
                 "risk_coverage": self.risk, "confidence": self.confidence, "groups": self.groups,
                 "errors": self.errors, "task_kind": self.task, "task_metrics": self.task_metrics,

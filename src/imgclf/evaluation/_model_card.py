@@ -104,8 +104,14 @@ def _calibration(d: ReportData) -> list[str]:
     lines = ["## Calibration", ""]
     if d.temperature is not None:
         lines.append(f"Temperature scaling with T = {d.temperature:.3f} is applied to the logits by default.")
-    lines.append(f"- ECE before: {num(before.ece)} (NLL {num(before.nll)})")
-    if after is not None:
+    elif after is None:
+        why = f": {d.calibration_skipped}" if d.calibration_skipped else ""
+        lines += [f"Calibration was skipped{why}. No temperature scaling is applied: the probabilities are the "
+                  "model's raw softmax (`imgclf calibrate` fits a temperature on a validation split).", ""]
+    if after is None:
+        lines.append(f"- ECE: {num(before.ece)} (NLL {num(before.nll)})")
+    else:
+        lines.append(f"- ECE before: {num(before.ece)} (NLL {num(before.nll)})")
         lines.append(f"- ECE after temperature scaling: {num(after.ece)} (NLL {num(after.nll)})")
     return [*lines, ""]
 

@@ -31,7 +31,7 @@ class ReportData:
     - ``metrics``: the :class:`ClassificationReport`; ``intervals``: bootstrap :class:`Interval` per headline
       metric name (``accuracy``, ``macro_f1``, ``ece``...); ``split``: the name of the evaluated split.
     - ``calibration_before`` / ``calibration_after`` (with ``temperature``): calibration without and with
-      temperature scaling.
+      temperature scaling; ``calibration_skipped``: why no temperature was fitted (then there is no "after").
     - ``risk_coverage``, ``confidence``: selective-prediction curve and confidence histograms.
     - ``groups``: per-group metrics; ``errors``: top-loss gallery tiles; ``notes``: extra warnings to show.
     - ``task_kind`` / ``task_metrics``: the kind of label and its :class:`~imgclf.tasks.TaskMetrics` (mAP and
@@ -56,6 +56,7 @@ class ReportData:
     split: str | None = None
     calibration_before: CalibrationReport | None = None
     calibration_after: CalibrationReport | None = None
+    calibration_skipped: str | None = None
     temperature: float | None = None
     risk_coverage: RiskCoverage | None = None
     confidence: ConfidenceHistogram | None = None

@@ -308,6 +308,9 @@ def _calibration(d: ReportData, figs: Figures) -> Section | None:
         blocks.append(
             text("text", f"Fitted temperature T = {d.temperature:.3f} (probabilities = softmax(logits / T)).")
         )
+    elif d.calibration_skipped and after is None:
+        blocks.append(text("text", f"Calibration was skipped: {d.calibration_skipped}. No temperature scaling is "
+                                   "applied; the probabilities are the model's raw softmax."))  # fmt: skip
     return {"id": "calibration", "title": "Calibration", "blocks": blocks}
 
 

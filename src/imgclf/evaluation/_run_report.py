@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from imgclf import data as D
-from imgclf.bundle import Bundle, load_bundle, split_samples
+from imgclf.bundle import Bundle, BundleMeta, load_bundle, split_samples
 from imgclf.config import load_config
 from imgclf.errors import DataError
 from imgclf.evaluation._audit import audit_files
@@ -21,6 +21,7 @@ from imgclf.evaluation._label_issues_multilabel import find_multilabel_label_iss
 from imgclf.evaluation._model_card import render_model_card
 from imgclf.evaluation._report import render_report
 from imgclf.evaluation._report_data import ReportData
+from imgclf.tasks import MIN_CALIBRATION_IMAGES
 from imgclf.utils import atomic_write_text
 
 NEAR_DUPLICATE_LIMIT = 20_000  # pHash comparison above this many files is left to `imgclf audit`
@@ -105,6 +106,8 @@ def build_report(run_dir: str | Path, *, bundle: Bundle | None = None, source: s
     bundle = bundle or load_bundle(run / "bundle")
     source = source or cfg.data.source
     samples, split, loaded = split_samples(bundle.meta, source, evaluation.split if evaluation else None)
+    # split_samples chose all: data the model was not trained on, without split folders, is held out entirely
+    all_held_out = evaluation is None and split == "all"
     splits = splits or loaded
     ev = evaluation or evaluate_bundle(bundle, source, split=split, n_resamples=n_resamples)
     n_files = sum(len(s) for _, s in splits.items())
@@ -118,21 +121,45 @@ def build_report(run_dir: str | Path, *, bundle: Bundle | None = None, source: s
     if splits.skipped:
         notes.append(f"WARNING: {len(splits.skipped)} unreadable file(s) were skipped while scanning the data")
     temperature = bundle.meta.temperature
+    calibration_skipped = None if temperature is not None else _uncalibrated_reason(bundle.meta)
+    evaluated = f"{ev.split} ({ev.n} images)"
+    data_summary = {f"{k} images": len(s) for k, s in splits.items()}
+    if all_held_out:
+        evaluated = f"all ({ev.n} images: not the training data, and it has no train/val/test split of its own)"
+        data_summary = {"images (all evaluated)": n_files}
     data = ReportData(
         title=f"{Path(str(source)).name} · {bundle.meta.architecture}",
         facts={"model": bundle.meta.architecture, "task": bundle.task.kind, "classes": len(bundle.meta.classes),
-               "data": source, "evaluated split": f"{ev.split} ({ev.n} images)", "run": str(run),
-               "temperature": f"{temperature:.3f}" if isinstance(temperature, float) else str(temperature),
+               "data": source, "evaluated split": evaluated, "run": str(run),
+               "temperature": _temperature_fact(temperature, calibration_skipped),
                "rejection": _rejection_fact(bundle.meta.rejection), "created": bundle.meta.created,
                **_privacy_fact(bundle.meta.extra.get("privacy")),
                **_membership_fact(bundle.meta.extra.get("privacy_audit"))},
-        data_summary={f"{k} images": len(s) for k, s in splits.items()}, audit=audit_report,
+        data_summary=data_summary, audit=audit_report, calibration_skipped=calibration_skipped,
         label_issues=label_tiles, history=_history(run), notes=notes, search=_search(run), **ev.report_fields(),
     )  # fmt: skip
     html = render_report(data, run / "report.html", plots_dir=run / "plots")
     card = render_model_card(data, model_name=f"{bundle.meta.architecture} ({run.name})")
     card_path = atomic_write_text(run / "model_card.md", card)
     return ReportResult(html, card_path, ev)
+
+
+def _uncalibrated_reason(meta: BundleMeta) -> str:
+    """Why a bundle has no temperature, as far as its record tells (training prints the exact reason)."""
+    if meta.training.get("train", {}).get("calibrate") is False:
+        return "train.calibrate was off"
+    n_val = meta.data.get("splits", {}).get("val", {}).get("n") if meta.data else None
+    if meta.training and not n_val:
+        return "there was no validation split to fit a temperature on"
+    if n_val is not None and n_val < MIN_CALIBRATION_IMAGES:
+        return f"the validation split has {n_val} images and fitting a temperature needs {MIN_CALIBRATION_IMAGES}"
+    return "no temperature was fitted (the training log says why)"
+
+
+def _temperature_fact(temperature: Any, skipped: str | None) -> str:
+    if isinstance(temperature, float):
+        return f"{temperature:.3f}"
+    return f"none: calibration skipped ({skipped})" if temperature is None else str(temperature)
 
 
 def _privacy_fact(dp: dict[str, Any] | None) -> dict[str, str]:

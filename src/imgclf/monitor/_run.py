@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from imgclf.errors import DataError
-from imgclf.monitor._drift import MIN_WINDOW, DriftReport, check_window
+from imgclf.monitor._drift import MIN_WINDOW, DriftReport, Window, check_window
 from imgclf.monitor._log import read_audit_records, windows
 from imgclf.monitor._plots import plot_p_values, plot_window
 from imgclf.monitor._reference import check_reference
@@ -52,13 +54,33 @@ def monitor_log(reference: dict[str, Any], log: str | os.PathLike, *, window: in
     everything = read.records
     records = [r for r in everything if model is None or r.get("model") == model]
     wins = windows(records, window, class_names)
+    others = len(everything) - len(records)
     if not wins:
-        raise DataError(f"{log}: {len(records)} usable prediction record(s), fewer than one window "
-                        f"(at least {MIN_WINDOW}); wait for more traffic or lower --window")  # fmt: skip
+        usable = f"{len(records)} usable prediction record(s), fewer than the {MIN_WINDOW} a window needs"
+        if others:  # the log is (mostly) another model's: more traffic or a smaller window would not help
+            versions = sorted({str(r.get("model"))[:12] for r in everything if r.get("model") != model})
+            raise DataError(f"{log}: {usable}; {others} record(s) belong to another model version "
+                            f"({', '.join(versions[:3])}{', ...' if len(versions) > 3 else ''}; this bundle is "
+                            f"{str(model)[:12]}). Pass the bundle that served them, or --all-models to include "
+                            "them if that model is a retrain of this one")  # fmt: skip
+        raise DataError(f"{log}: {usable}; wait for more traffic")
+    _check_feature_width(ref, wins, log)
     reports = tuple(check_window(ref, w, alpha=alpha, permutations=permutations) for w in wins)
     plots: tuple[Path, ...] = ()
     if out_dir is not None:
         out = Path(out_dir)
         plots = (plot_p_values(reports, out / "drift_p_values.png"),
                  plot_window(ref, wins[-1], out / "drift_latest.png", class_names))  # fmt: skip
-    return MonitorResult(reports, len(records), len(everything) - len(records), plots, read.torn)
+    return MonitorResult(reports, len(records), others, plots, read.torn)
+
+
+def _check_feature_width(ref: dict[str, Any], wins: list[Window], log: str | os.PathLike) -> None:
+    """Logged features of another width than the reference's: the records came from a different model."""
+    if ref.get("features") is None:
+        return
+    width = np.asarray(ref["features"]["sample"]).shape[1]  # (S, k)
+    for w in wins:
+        if w.features is not None and w.features.shape[1] != width:
+            raise DataError(f"{log}: window {w.index} logged {w.features.shape[1]}-wide features but this bundle's "
+                            f"reference has {width}: these predictions come from a different model; pass the "
+                            "bundle that served them")  # fmt: skip

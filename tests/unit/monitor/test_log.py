@@ -96,8 +96,27 @@ def test_monitor_log_end_to_end_with_plots(tmp_path: Path) -> None:
     assert res.records == 400 and res.skipped_other_model == 50 and res.torn_lines == 1
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000 for p in res.plots)
     assert json.loads(json.dumps(res.to_dict()))["drifted"] is True
-    with pytest.raises(DataError, match="fewer than one window"):
+    with pytest.raises(DataError, match=r"450 record\(s\) belong to another model version \(abc, old; this bundle "
+                                        r"is nobody\).*--all-models"):  # fmt: skip
         monitor_log(ref, log, window=100, model="nobody")
+
+
+def test_a_log_of_another_model_says_so_and_names_the_option(tmp_path: Path) -> None:
+    ref = reference_stats(np.full((50, 3), 1 / 3), np.random.default_rng(0).normal(size=(50, 4)))
+    log = tmp_path / "audit.jsonl"
+    _write(log, [_rec(i, model="c3-weights-sha") for i in range(48)])
+    with pytest.raises(DataError) as info:
+        monitor_log(ref, log, window=200, model="m3-weights-sha")
+    msg = str(info.value)
+    assert "0 usable" in msg and "48 record(s) belong to another model version (c3-weights-s" in msg
+    assert "--all-models" in msg and "lower --window" not in msg  # a smaller window would not help
+    _write(log, [_rec(i, model="m3-weights-sha") for i in range(5)])
+    with pytest.raises(DataError, match="5 usable prediction record.*fewer than the 10 a window needs; wait for more"):
+        monitor_log(ref, log, model="m3-weights-sha")
+    # --all-models with another model's 2-wide features: named as another model, not a projection bug
+    _write(log, [_rec(i, model="c3-weights-sha") for i in range(48)])
+    with pytest.raises(DataError, match="logged 2-wide features but this bundle's reference has .*different model"):
+        monitor_log(ref, log, window=20)
 
 
 def test_p_value_plot_reaches_the_smallest_p_and_counts_whole_windows() -> None:
