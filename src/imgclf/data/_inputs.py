@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from imgclf.config import DataConfig
-from imgclf.data._decode import BadImageError, open_image, to_rgb
+from imgclf.data._decode import IMAGE_EXTENSIONS, BadImageError, open_image, to_rgb
 from imgclf.data._loader import IndexedDataset, collate_skip_bad
 from imgclf.data._scan import list_images
 from imgclf.data._transforms import build_eval_transform
@@ -27,7 +27,7 @@ from imgclf.errors import DataError
 def expand_inputs(inputs: Iterable[str | Path]) -> list[str]:
     """Files as given, folders walked recursively for images, globs expanded; order kept, duplicates dropped.
 
-    A name that matches nothing raises DataError naming it.
+    A name that matches nothing raises DataError naming it (a folder without image files adds nothing).
 
     >>> # expand_inputs(["photo.jpg", "more/"])  # -> ["photo.jpg", "more/a.png", "more/b.png"]
     """
@@ -48,10 +48,19 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[str]:
 
 def _array_to_image(arr: np.ndarray, where: str) -> Image.Image:
     """HWC / HW uint8 (or float in [0, 1]) -> PIL RGB; anything else is a BadImageError naming ``where``."""
+    if arr.size == 0:
+        raise BadImageError(where, f"empty image: array of shape {tuple(arr.shape)}")
     if arr.dtype != np.uint8:
         if not np.issubdtype(arr.dtype, np.floating):
             raise BadImageError(where, f"array of dtype {arr.dtype}; give uint8 (0-255) or float (0-1)")
-        arr = (np.clip(np.nan_to_num(arr), 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+        arr = np.nan_to_num(arr)
+        lo, hi = float(arr.min()), float(arr.max())
+        # 0-255 floats or normalised pixels are a mistake that clipping would hide; the slight overshoot of
+        # bicubic resampling of a [0, 1] image is not, and is clipped
+        if lo < -0.05 or hi > 1.05:
+            raise BadImageError(where, f"float array with values in [{lo:.4g}, {hi:.4g}]; float arrays must be in "
+                                       "[0, 1]: pass uint8 0-255 or divide by 255")  # fmt: skip
+        arr = (np.clip(arr, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
     if arr.ndim == 2:
@@ -66,6 +75,8 @@ def to_pil(item: Any, where: str = "input") -> Image.Image:
     if isinstance(item, (str, Path)):
         return open_image(item)
     if isinstance(item, Image.Image):
+        if 0 in item.size:
+            raise BadImageError(where, f"empty image: PIL image of size {item.size}")
         return to_rgb(item)
     if isinstance(item, torch.Tensor):
         t = item.detach().cpu()
@@ -80,8 +91,8 @@ def to_pil(item: Any, where: str = "input") -> Image.Image:
 class InputImages:
     """Predict inputs as a sample list: ``[i] -> (PIL RGB image, 0)``; unreadable ones raise BadImageError.
 
-    Strings and paths are expanded (folders, globs) by :func:`expand_inputs`; in-memory images are named
-    ``input[i]`` in results.
+    Strings and paths are expanded (folders, globs) by :func:`expand_inputs`; a folder without image files is a
+    DataError naming it. In-memory images are named ``input[i]`` in results.
 
     >>> imgs = InputImages([np.zeros((8, 8, 3), np.uint8)]); len(imgs), imgs.describe(0), imgs[0][0].size
     (1, 'input[0]', (8, 8))
@@ -96,6 +107,9 @@ class InputImages:
         for item in items:
             if isinstance(item, (str, Path)):
                 paths = expand_inputs([item])
+                if not paths:  # a folder without images (a name matching nothing has raised already)
+                    raise DataError(f"no images found in {item} (looked for {', '.join(IMAGE_EXTENSIONS)}, any "
+                                    "case, hidden files skipped); give a folder of images")  # fmt: skip
                 self._items += paths
                 self._names += paths
             else:

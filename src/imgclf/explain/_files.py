@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +53,9 @@ def explain_files(
     target: str | None = None, faithfulness: bool = False, batch_size: int = 16,
 ) -> ExplainReport:  # fmt: skip
     """Explain ``bundle``'s decision on images (paths, folders, globs, PIL images, arrays, tensors); writes
-    ``<stem>_<method>.png`` side-by-side overlays (``input_<i>_<method>.png`` for in-memory images).
+    ``<stem>_<method>.png`` side-by-side overlays (``input_<i>_<method>.png`` for in-memory images). Files whose
+    stems clash are named by their path below the clashing files' common folder (``cat/0000.jpg`` and
+    ``dog/0000.jpg`` -> ``cat_0000_<method>.png``, ``dog_0000_<method>.png``).
 
     ``target`` is a class name (default: each image's predicted class).
 
@@ -61,11 +65,12 @@ def explain_files(
     if target is not None and target not in meta.classes:
         raise ConfigError(f"--target {target!r} is not a class of this model.{closest(target, meta.classes)} "
                           f"Classes: {', '.join(meta.classes)}")  # fmt: skip
+    images = D.InputImages(inputs)  # first: a bad path or an empty folder leaves no output folder behind
+    stems = _overlay_stems(images.names)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     transform = D.build_eval_transform(meta.preprocessing)
     device = next(model.parameters()).device
-    images = D.InputImages(inputs)
     dataset = D.IndexedDataset(images, transform)
     readable, done, tiles = [], [], []
     for start in range(0, len(images), batch_size):
@@ -73,16 +78,16 @@ def explain_files(
         readable += batch.indices.tolist()
         if batch.images.shape[0] == 0:
             continue
-        chunk = [images.describe(int(i)) for i in batch.indices]
+        chunk = [(images.describe(int(i)), stems[int(i)]) for i in batch.indices]
         x = batch.images.to(device)  # (B, 3, H, W)
         tgt = None if target is None else [meta.classes.index(target)] * len(chunk)
         attr = explain(model, x, method=method, target=tgt)
         faith = deletion_insertion(model, x, attr.maps, target=list(attr.targets)) if faithfulness else None
-        for i, p in enumerate(chunk):
+        for i, (p, stem) in enumerate(chunk):
             image = to_display_image(x[i].cpu(), meta.preprocessing.mean, meta.preprocessing.std)
             label, tname = meta.classes[int(attr.predicted[i])], meta.classes[int(attr.targets[i])]
             title = f"{Path(p).name}: {label} {float(attr.scores[i]):.2f} (explaining {tname})"
-            png = save_side_by_side(image, attr.maps[i], out / f"{_stem(p)}_{method}.png", title)
+            png = save_side_by_side(image, attr.maps[i], out / f"{stem}_{method}.png", title)
             tiles.append(GalleryItem(image, attr.maps[i], f"{Path(p).name}: {label}"))
             done.append(ExplainedImage(
                 p, label, float(attr.scores[i]), tname, str(png),
@@ -98,3 +103,28 @@ def _stem(name: str) -> str:
     """A file stem for an input: the file's stem, or ``input_3`` for the in-memory ``input[3]``."""
     return name.replace("[", "_").rstrip("]") if name.startswith("input[") else Path(name).stem
 
+
+def _overlay_stems(names: list[str]) -> list[str]:
+    """One distinct overlay stem per input (compared ignoring case, as some file systems do): the file's stem, or,
+    for files whose stems clash, their path below the clashing files' common folder joined by ``_``; a counter
+    settles what still clashes (``a.jpg`` beside ``a.png``) and keeps clear of the gallery's name.
+
+    >>> _overlay_stems(["d/cat/0000.jpg", "d/dog/0000.jpg", "d/cat/0001.jpg", "input[3]"])
+    ['cat_0000', 'dog_0000', '0001', 'input_3']
+    """
+    stems = [_stem(n) for n in names]
+    count = Counter(s.lower() for s in stems)
+    clashing = [i for i, s in enumerate(stems) if count[s.lower()] > 1 and not names[i].startswith("input[")]
+    if clashing:
+        root = os.path.commonpath([os.path.dirname(os.path.abspath(names[i])) for i in clashing])
+        for i in clashing:
+            stems[i] = "_".join(Path(os.path.relpath(os.path.abspath(names[i]), root)).with_suffix("").parts)
+    used, out = {"gallery"}, []
+    for s in stems:
+        name, k = s, 1
+        while name.lower() in used:
+            k += 1
+            name = f"{s}_{k}"
+        used.add(name.lower())
+        out.append(name)
+    return out

@@ -48,7 +48,7 @@ class TestTimeAdapter(nn.Module):
         norms = [m for m in self.model.modules() if isinstance(m, _BN)]
         if not norms:
             raise ConfigError(
-                f"{type(model).__name__} has no BatchNorm layers, so '{method}' test-time adaptation has nothing to "
+                f"this model has no BatchNorm layers, so '{method}' test-time adaptation has nothing to "
                 "adapt; use a model with BatchNorm (e.g. resnet18) or leave --adapt off."
             )
         self.model.requires_grad_(False)
