@@ -22,9 +22,10 @@ def test_run_records_resolved_auto_values(tmp_path: Path) -> None:
     assert cfg.data.augment == "auto" and cfg.optim.lr == "auto"
     result = train_run(cfg)
     written = yaml.safe_load((result.run_dir / "config.yaml").read_text())
-    # 24-px images, 2 epochs, ~28 training images: no augmentation, AdamW 2e-3, EMA off (2 optimizer steps)
-    assert written["data"]["augment"] == "none"
-    assert written["optim"]["lr"] == pytest.approx(2e-3) and written["optim"]["warmup_epochs"] == pytest.approx(0.4)
+    # 24-px images, 2 epochs, 30 training images: no augmentation, batch 16 (the smallest auto batch), so AdamW
+    # 2e-3 * sqrt(16 / 64) = 1e-3, EMA off (4 optimizer steps)
+    assert written["data"]["augment"] == "none" and written["data"]["batch_size"] == 16
+    assert written["optim"]["lr"] == pytest.approx(1e-3) and written["optim"]["warmup_epochs"] == pytest.approx(0.4)
     assert written["train"]["ema"] is False and isinstance(written["train"]["ema_decay"], float)
     assert read_meta(result.bundle_dir).training["data"]["augment"] == "none"
     assert load_config(result.run_dir / "config.yaml") == result.config  # resolving again changes nothing

@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 from tests.integration._helpers import cli
 
+from imgclf import data as D
+from imgclf.api import Classifier
 from imgclf.bundle import read_meta
-from imgclf.errors import ConfigError
-from imgclf.workflows import load_space
+from imgclf.errors import ConfigError, ModelError
+from imgclf.workflows import load_space, tune
 
 ARGS = ["--model", "lenet5", "--epochs", "1", "--set", "data.max_per_class=40", "--set", "data.workers=0"]
 
@@ -90,7 +92,9 @@ def test_a_killed_search_resumes_and_finishes_the_same_number_of_trials(tmp_path
         else:  # the trial the kill cut short is marked failed and its parameters run once more, once
             assert state == "RUNNING" and after[n][0] == "FAIL"
             assert [t[1] for m, t in done.items() if m not in before].count(params) == 1
-    assert len(list((out / "trials").glob("trial-*"))) == len(after)  # one run folder per trial number
+    # one run folder per trial number that got as far as training (a run is claimed once its set-up has worked)
+    folders = {p.name for p in (out / "trials").glob("trial-*")}
+    assert {f"trial-{n:03d}" for n in done} <= folders <= {f"trial-{n:03d}" for n in after}
 
 
 def test_space_files_are_checked() -> None:
@@ -108,3 +112,23 @@ def load_space_from_text(text: str) -> dict:
         return load_space(f.name)
     finally:
         os.unlink(f.name)
+
+
+def test_a_mistyped_search_is_refused_before_its_folder_exists(tmp_path: Path) -> None:
+    src = D.make_synthetic_dataset(tmp_path / "d", per_class=6, size=16, layout="flat", seed=0)
+    out = tmp_path / "tune"
+
+    def search(space: dict | None = None, **kw: object) -> None:
+        cfg = Classifier(epochs=1, sets=["data.workers=0"], **kw).resolved_config(str(src))
+        tune(cfg, trials=1, out=out, space=space, retrain=False)
+
+    with pytest.raises(ModelError, match="unknown model 'nosuchmodel'"):
+        search(model="nosuchmodel")
+    with pytest.raises(ModelError, match="unknown model 'lenet55'"):
+        search({"model.name": {"type": "categorical", "choices": ["lenet5", "lenet55"]}}, model="lenet5")
+    with pytest.raises(ConfigError, match="optim.lrr"):
+        search({"optim.lrr": {"type": "float", "low": 1e-4, "high": 1e-2}}, model="lenet5")
+    assert not out.exists()  # nothing for a corrected command to trip over ("already holds a study")
+    with pytest.raises(ModelError, match="--img-size 8"):
+        search(model="lenet5", img_size=8)  # found by the default run, once the study exists: it is removed again
+    assert not out.exists()

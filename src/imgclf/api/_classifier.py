@@ -110,13 +110,20 @@ class Classifier:
         if cfg is not None and not cfg.data.source:
             raise DataError("no data given: pass a folder, a CSV manifest or a built-in name such as 'digits'")
         result = (train_classical(cfg, console) if cfg is not None and is_classical(cfg.model.name)
-                  else train_run(cfg, resume=Path(resume) if resume else None, console=console))  # fmt: skip
+                  else train_run(cfg, resume=Path(resume) if resume else None, console=console,
+                                 asked=self._asked() if resume else ()))  # fmt: skip
         self.result_ = result
         if result.bundle is not None:
             self.bundle_ = result.bundle
         elif result.bundle_dir.is_dir():  # another rank of a distributed run wrote it
             self.bundle_ = load_bundle(result.bundle_dir)
         return self
+
+    def _asked(self) -> list[str]:
+        """The settings given to this Classifier, as command-line options (what a resume cannot apply)."""
+        asked = [f"--{key.replace('_', '-')} {value}" for key, value in self.overrides.items()]
+        asked += [f"--set {item}" for item in self.sets]
+        return asked + (["--config"] if self.config is not None else [])
 
     # -- state --------------------------------------------------------------------------------------------
     def _bundle(self) -> Bundle:
@@ -177,15 +184,17 @@ class Classifier:
         if not self.adapt_:
             out = E.run_inference(bundle.model, images, bundle.meta.preprocessing, batch_size=batch_size,
                                   runner=runner or self._runner(features), features=features)  # fmt: skip
-            return images, out, images.unreadable(out.indices.tolist())
-        # An adapting model learns from each batch: feed it a seeded shuffle in batches of at least 256 (inputs
-        # often come sorted by class, which misleads batch statistics); answers go back in input order.
-        order = np.random.default_rng(0).permutation(len(images))
-        out = E.run_inference(bundle.model, _Reordered(images, order), bundle.meta.preprocessing,
-                              batch_size=max(batch_size, 256), features=features)  # fmt: skip
-        back = np.argsort(order[out.indices], kind="stable")
-        out = replace(out, logits=out.logits[back], labels=out.labels[back], indices=order[out.indices][back],
-                      features=None if out.features is None else out.features[back])  # fmt: skip
+        else:
+            # An adapting model learns from each batch: feed it a seeded shuffle in batches of at least 256 (inputs
+            # often come sorted by class, which misleads batch statistics); answers go back in input order.
+            order = np.random.default_rng(0).permutation(len(images))
+            out = E.run_inference(bundle.model, _Reordered(images, order), bundle.meta.preprocessing,
+                                  batch_size=max(batch_size, 256), features=features)  # fmt: skip
+            back = np.argsort(order[out.indices], kind="stable")
+            out = replace(out, logits=out.logits[back], labels=out.labels[back], indices=order[out.indices][back],
+                          features=None if out.features is None else out.features[back])  # fmt: skip
+        if not len(out.logits):  # nothing readable: (0, C) logits, so probabilities and answers come out empty
+            out = replace(out, logits=np.zeros((0, bundle.task.num_outputs), np.float32))
         return images, out, images.unreadable(out.indices.tolist())
 
     def predict_logits(self, inputs: Any, *, batch_size: int = 32
@@ -277,7 +286,8 @@ class Classifier:
     def evaluate(self, data: Any, *, split: str | None = None, raw: bool = False,
                  out_dir: str | Path | None = None, n_resamples: int = 1000,
                  groups_csv: str | Path | None = None) -> V.Evaluation:  # fmt: skip
-        """Every metric of the task on ``split`` (default test, else val) of ``data``, with bootstrap intervals.
+        """Every metric of the task on ``split`` of ``data``, with bootstrap intervals. Default: the training data's
+        held-out split (test, else val); every image of other data that has no train/val/test split of its own.
 
         >>> # ev = clf.evaluate("data/"); ev.to_dict()["accuracy"]
         """

@@ -20,11 +20,19 @@ from imgclf import export as X
 from imgclf import monitor
 from imgclf import privacy as P
 from imgclf import robustness as R
-from imgclf.api._run import claim_run_dir, write_run_files
+from imgclf.api._run import claim_run_dir, released_on_failure, write_run_files
 from imgclf.bundle import BUNDLE_FILE, WEIGHTS_FILE, Bundle, BundleMeta, load_bundle, read_meta, save_bundle
 from imgclf.config import DataConfig, RunConfig, load_config, load_hierarchy, resolve_auto, to_dict
 from imgclf.errors import ConfigError, DataError
-from imgclf.models import create_model, freeze_backbone, model_data_config, size_args, split_parameters
+from imgclf.models import (
+    check_input_size,
+    create_model,
+    freeze_backbone,
+    model_data_config,
+    patch_size,
+    size_args,
+    split_parameters,
+)
 from imgclf.optim import build_optimizer, build_scheduler
 from imgclf.tasks import FIT_IMAGES, Task, fit_rejection, fit_rejection_stats, make_task, needs_features
 from imgclf.utils import cpu_supports_bf16, seed_everything
@@ -47,8 +55,9 @@ class FitResult:
                 "config": to_dict(self.config)}
 
 
-def auto_img_size(samples: D.SampleList, default: int, pretrained: bool, console: Console) -> int:
-    """The model's size, unless the images are much smaller (and weights are not pretrained): then theirs."""
+def auto_img_size(samples: D.SampleList, default: int, pretrained: bool, console: Console, multiple: int = 8) -> int:
+    """The model's size, unless the images are much smaller (and weights are not pretrained): then theirs, rounded
+    up to a ``multiple`` (a ViT's patch size, so that its patches tile the image)."""
     if pretrained or len(samples) == 0:
         return default
     step = max(1, len(samples) // 32)
@@ -63,7 +72,7 @@ def auto_img_size(samples: D.SampleList, default: int, pretrained: bool, console
     median = statistics.median(sides)
     if median >= default / 2:
         return default
-    size = max(16, int(-(-median // 8) * 8))  # round up to a multiple of 8
+    size = max(16, int(-(-median // multiple) * multiple))  # round up to a multiple of 8 (or of the patch)
     console.print(f"img_size: {size} (images are about {median:.0f} px; the model's default is {default}). "
                   "Set --img-size to choose.")  # fmt: skip
     return size
@@ -74,7 +83,8 @@ def run_preprocessing(cfg: RunConfig, model: torch.nn.Module, splits: D.Splits, 
     start = pretrained_bundle(cfg)
     if start is not None and cfg.data.img_size is None:  # a pretrained backbone: the size and statistics it learnt at
         base = start[1].preprocessing
-    size = cfg.data.img_size or auto_img_size(splits.train, base.input_size, cfg.model.weights is not None, console)
+    size = cfg.data.img_size or auto_img_size(splits.train, base.input_size, cfg.model.weights is not None, console,
+                                              multiple=patch_size(model) or 8)  # fmt: skip
     if size == base.input_size and cfg.data.crop_pct is None:
         return base
     return base.with_size(size, cfg.data.crop_pct)
@@ -119,9 +129,13 @@ def _shared_run_dir(cfg: RunConfig, info: E.DistInfo) -> Path:
 
 
 def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | None = None,
-              callbacks: Sequence[E.Callback] = ()) -> FitResult:  # fmt: skip
+              callbacks: Sequence[E.Callback] = (), asked: Sequence[str] = ()) -> FitResult:  # fmt: skip
     """Train ``cfg`` (or continue the run in ``resume``) and write ``RUN_DIR/bundle``; ``callbacks`` join the
     built-in ones (e.g. a tuner's pruning callback, which reads the per-epoch validation metrics).
+
+    A resume continues the run exactly as its ``config.yaml`` records, so settings ``asked`` with it (e.g.
+    ``["--epochs 4"]``) are a ConfigError; a run that already finished (its bundle is written) is returned as it is,
+    its bundle never rewritten.
 
     >>> # train_run(load_config(None, {"data": {"source": "digits"}, "model": {"name": "lenet5"}}))
     """
@@ -129,6 +143,9 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
     resume = E.elastic_resume(cfg, resume)  # a worker group restarted by torchrun continues from checkpoints/last
     if resume is not None:
         resume = Path(resume)
+        finished = _finished_run(resume, asked, console)
+        if finished is not None:
+            return finished
         cfg = load_config(resume / "config.yaml")
     cfg = absolute_source(cfg)
     device = E.resolve_device(cfg.train.device)
@@ -148,6 +165,7 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
     built_for = cfg.data.img_size or model_data_config(model).input_size
     if not cfg.model.init and size_args(model, pre.input_size) and pre.input_size != built_for:
         model, extra = _initial_model(cfg, num_classes, resume, pre.input_size)  # for the size chosen from the images
+    check_input_size(model, cfg.model.name, pre.input_size)  # one 1-image forward pass, before any file is written
     cfg = replace(cfg, data=replace(cfg.data, img_size=pre.input_size))
     cfg = resolve_auto(cfg, train_size=len(splits.train), num_classes=num_classes, world_size=info.world_size)
     dp_layers: list[str] = []
@@ -156,11 +174,10 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
         P.check_dp_config(cfg, world_size=info.world_size)
         model, dp_layers = P.dp_compatible_model(model, console if info.is_main else None)
         extra = {**extra, "norm": "groupnorm"} if dp_layers else extra
-    run_dir = resume or _shared_run_dir(cfg, info)
     audit = None
     if info.is_main:
-        D.record_data(run_dir, splits, resume=resume is not None)  # split.json; a resume refuses changed data
-        write_run_files(run_dir, cfg, device, info)
+        if resume is not None:
+            D.record_data(resume, splits, resume=True)  # split.json: a resume refuses changed data
         summarise_data(splits, console)
         audit = audit_data(splits, console, near_duplicates=cfg.data.near_duplicates)
     if cfg.model.freeze == "backbone":
@@ -228,10 +245,17 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
     monitor = cfg.train.monitor if val_loader is not None else "train_loss"
     if cfg.train.patience and val_loader is not None:
         callbacks.append(E.EarlyStopping(cfg.train.monitor, cfg.train.patience))
+    run_dir = resume or _shared_run_dir(cfg, info)  # claimed once the steps before training have worked
     callbacks += [*extra_callbacks, E.MetricsLogger(run_dir), E.ProgressBar(console)]
-    checkpointer = E.fit_resumable(state, callbacks, run_dir, resume=resume is not None, command="imgclf train",
-                                   monitor=monitor, every_steps=cfg.train.save_every_steps,
-                                   say=console.print)  # fmt: skip
+    # a fresh run that fails before its first checkpoint gives its directory back: a retry may use the same --name
+    with released_on_failure(run_dir, claimed=resume is None and info.is_main):
+        if info.is_main:
+            if resume is None:
+                D.record_data(run_dir, splits, resume=False)  # split.json
+            write_run_files(run_dir, cfg, device, info)
+        checkpointer = E.fit_resumable(state, callbacks, run_dir, resume=resume is not None, command="imgclf train",
+                                       monitor=monitor, every_steps=cfg.train.save_every_steps,
+                                       say=console.print)  # fmt: skip
     if state.stop_reason and info.is_main:
         console.print(state.stop_reason)
     result = None
@@ -242,6 +266,32 @@ def train_run(cfg: RunConfig, *, resume: Path | None = None, console: Console | 
     E.barrier(info)
     E.cleanup_distributed(info)
     return result or FitResult(run_dir, run_dir / "bundle", {}, cfg)
+
+
+def _finished_run(run_dir: Path, asked: Sequence[str], console: Console) -> FitResult | None:
+    """The result of the finished run in ``run_dir`` (its bundle is written), said so; None for a run to continue.
+    A ConfigError when ``asked`` holds settings the resume cannot apply: a resume changes nothing, and a finished
+    run is not extended (its schedule has ended) -- a new run starts from its weights instead."""
+    bundle_dir = run_dir / "bundle"
+    given = ", ".join(asked)
+    if not (bundle_dir / BUNDLE_FILE).is_file():
+        if asked:
+            raise ConfigError(f"--resume continues {run_dir} exactly as its config.yaml records, so it cannot apply "
+                              f"{given}; drop {'it' if len(asked) == 1 else 'them'} to continue the run, or start "
+                              "a new run (another --name) with them")  # fmt: skip
+        return None
+    meta = read_meta(bundle_dir)
+    epochs = meta.metrics.get("epochs_run", meta.training.get("train", {}).get("epochs", "?"))
+    source = meta.training.get("data", {}).get("source") or "DATA"
+    again = (f"start a new run from its weights: imgclf train {source} --model {meta.architecture} "
+             f"--set model.init={bundle_dir} --epochs N")  # fmt: skip
+    done = f"{run_dir} is complete: it trained {epochs} epoch(s) and its bundle is {bundle_dir}"
+    if asked:
+        raise ConfigError(f"{done}; --resume cannot apply {given} to it (a finished run is not extended, and its "
+                          f"bundle is left as it is). To train further, {again}")  # fmt: skip
+    console.print(f"{done}; nothing to resume, the bundle is left as it is. To train further, {again}",
+                  highlight=False, soft_wrap=True)  # fmt: skip
+    return FitResult(run_dir, bundle_dir, meta.metrics, load_config(run_dir / "config.yaml"))
 
 
 def _initial_model(cfg: RunConfig, num_classes: int, resume: Path | None,

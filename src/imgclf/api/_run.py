@@ -6,7 +6,10 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -18,6 +21,10 @@ from imgclf.config import RunConfig, to_yaml
 from imgclf.engine import DistInfo
 from imgclf.errors import ConfigError
 from imgclf.utils import atomic_write_text
+
+#: What a run writes before its first checkpoint: a directory holding nothing else may be given back on failure.
+START_FILES = frozenset({"config.yaml", "env.json", "split.json", "metrics.jsonl", "metrics.csv", "tensorboard",
+                         "checkpoints"})  # fmt: skip
 
 
 def run_name(cfg: RunConfig) -> str:
@@ -56,6 +63,25 @@ def claim_run_dir(cfg: RunConfig, console: Console | None = None) -> Path:
             (console or Console(stderr=True)).print(note, highlight=False, soft_wrap=True)
         return candidate
     raise ConfigError(f"{out / name} and 998 numbered variants exist: clean up {out} or set --name")
+
+
+@contextmanager
+def released_on_failure(run_dir: Path, *, claimed: bool) -> Iterator[None]:
+    """Remove ``run_dir`` when the block fails before the run's first checkpoint, so that a retry with the same
+    ``--name`` is not refused: only a directory this process ``claimed`` (not a resumed one), holding nothing but
+    :data:`START_FILES` and no checkpoint. Anything else (a checkpoint, a file a person put there) keeps it all.
+
+    >>> # with released_on_failure(run_dir, claimed=True): write_run_files(...); train(...)
+    """
+    try:
+        yield
+    except BaseException:
+        if claimed and run_dir.is_dir():
+            checkpoints = run_dir / "checkpoints"
+            started = checkpoints.is_dir() and any(checkpoints.iterdir())
+            if not started and all(p.name in START_FILES for p in run_dir.iterdir()):
+                shutil.rmtree(run_dir, ignore_errors=True)
+        raise
 
 
 def git_sha() -> str | None:

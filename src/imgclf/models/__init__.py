@@ -20,7 +20,14 @@ from imgclf.models._ensemble import (
     mean_prob_logits,
     mutual_information,
 )
-from imgclf.models._factory import create_model, describe_model, list_models, size_args
+from imgclf.models._factory import (
+    check_input_size,
+    create_model,
+    describe_model,
+    list_models,
+    patch_size,
+    size_args,
+)
 from imgclf.models._inspect import count_parameters, freeze_backbone, model_data_config, split_parameters
 from imgclf.models._norm import batchnorm_to_groupnorm
 from imgclf.models._registry import ModelEntry, register_model
@@ -43,6 +50,7 @@ __all__ = [
     "TargetLayer",
     "TorchvisionAdapter",
     "batchnorm_to_groupnorm",
+    "check_input_size",
     "count_parameters",
     "create_model",
     "describe_model",
@@ -50,6 +58,7 @@ __all__ = [
     "list_models",
     "load_weights",
     "model_data_config",
+    "patch_size",
     "size_args",
     "register_model",
     "split_parameters",

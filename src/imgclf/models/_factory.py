@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import inspect
+import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ from imgclf.errors import ModelError
 from imgclf.models._adapters import build_torchvision, torchvision_data_config, torchvision_names
 from imgclf.models._classical import SPECS as CLASSICAL
 from imgclf.models._classical import build_classical, classical_names
+from imgclf.models._inspect import model_data_config
 from imgclf.models._registry import builtin_entry, builtin_names
 from imgclf.models._weights import PRETRAINED, load_weights_file, parse_weights, pretrained_error
 from imgclf.utils import closest
@@ -83,9 +85,6 @@ def _build_timm(name: str, arch: str, num_classes: int, pretrained: bool, drop_r
         kwargs["img_size"] = img_size
     try:
         model = _timm().create_model(arch, **kwargs)
-        if img_size is not None:
-            _probe(model, img_size)  # a patch larger than the image only fails in forward
-        return model
     except TypeError as exc:  # an architecture that does not take one of the arguments
         if img_size is not None and "img_size" in str(exc):  # a CNN: any input size
             return _build_timm(name, arch, num_classes, pretrained, drop_rate, None)
@@ -97,13 +96,56 @@ def _build_timm(name: str, arch: str, num_classes: int, pretrained: bool, drop_r
             raise ModelError(f"timm model {name} cannot be built for {img_size}-pixel images ({exc}); choose an "
                              "--img-size its patch and window sizes divide, or a CNN") from exc  # fmt: skip
         raise
+    if img_size is not None:
+        check_input_size(model, name, img_size)  # a patch larger than the image only fails in forward
+    return model
 
 
-def _probe(model: nn.Module, img_size: int) -> None:
+def patch_size(model: nn.Module) -> int | None:
+    """The side in pixels that an input must be a multiple of for ``model``'s patch embedding to cover it whole
+    (16 for ``vit_*_patch16_*``); None for a model without patches, or one that pads its input to whole patches.
+
+    >>> patch_size(create_model("vit_tiny_patch16_224", 3))  # doctest: +SKIP
+    16
+    """
+    embed = getattr(model, "patch_embed", None)
+    patch = getattr(embed, "patch_size", None)
+    if patch is None or getattr(embed, "dynamic_img_pad", False):
+        return None
+    sides = [int(p) for p in (patch if isinstance(patch, tuple | list) else (patch,))]
+    return math.lcm(*sides) if sides and min(sides) > 1 else None
+
+
+def check_input_size(model: nn.Module, name: str, img_size: int) -> None:
+    """Raise a :class:`~imgclf.errors.ModelError` naming ``--img-size`` unless ``model`` takes
+    ``img_size``-pixel images whole: its patches (see :func:`patch_size`) must tile them -- else the last rows and
+    columns are silently ignored -- and one forward pass of a 1-image batch must run (a kernel larger than the
+    feature map left by the downsampling only fails there). ``model`` is left as it was (mode, weights).
+
+    >>> check_input_size(create_model("lenet5", 3), "lenet5", 8)  # doctest: +SKIP
+    ModelError: lenet5 cannot be built for 8-pixel images (--img-size 8): ...; use a larger --img-size (...)
+    """
+    patch = patch_size(model)
+    if patch and img_size % patch:
+        below, above = img_size // patch * patch, (img_size // patch + 1) * patch
+        why = (f", so the last {img_size % patch} rows and columns would be ignored" if below
+               else " (one patch is larger than the image)")  # fmt: skip
+        sizes = f"{below} or {above}" if below else str(above)
+        raise ModelError(f"{name} cannot be built for {img_size}-pixel images (--img-size {img_size}): its "
+                         f"{patch}-pixel patches do not tile them{why}; use --img-size {sizes}")  # fmt: skip
     was_training = model.training
-    with torch.no_grad():
-        model.eval()(torch.zeros(1, 3, img_size, img_size))
-    model.train(was_training)
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, img_size, img_size))  # (1, C, H, W)
+    except (RuntimeError, AssertionError, ValueError) as exc:  # conv kernels, timm's size asserts, pooling
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        default = model_data_config(model).input_size
+        hint = (f"use a larger --img-size ({name} is made for {default})" if img_size < default
+                else f"use --img-size {default}, the size {name} is made for")  # fmt: skip
+        raise ModelError(f"{name} cannot be built for {img_size}-pixel images (--img-size {img_size}): "
+                         f"{reason}; {hint}") from exc  # fmt: skip
+    finally:
+        model.train(was_training)
 
 
 def size_args(model: nn.Module, img_size: int) -> dict[str, int]:

@@ -26,8 +26,9 @@ from imgclf import data as D
 from imgclf import engine as E
 from imgclf.api import train_run
 from imgclf.config import RunConfig, from_dict, to_dict, update
-from imgclf.errors import ConfigError, MissingDependencyError
+from imgclf.errors import ConfigError, MissingDependencyError, TrainingInterrupted
 from imgclf.evaluation import SEARCH_FILE
+from imgclf.models import describe_model
 from imgclf.utils import atomic_write_text
 
 STUDY_FILE = "study.journal"
@@ -339,15 +340,17 @@ def tune(cfg: RunConfig | None, *, trials: int = 20, timeout_min: float | None =
         raise ConfigError(f"--trials {trials} must be >= 1")
     for key, dist in space.items():
         _check_dist("the search space", key, dist)
-    out.mkdir(parents=True, exist_ok=True)
     state = _state(out)
-    if not state:
+    created = not out.exists()  # a folder this call makes is removed again if the search fails before it starts
+    if not state:  # a new search: what can be checked cheaply is, before its folder is written
+        _check_search(cfg, space)
         splits = D.load_source(cfg.data.source, val_fraction=cfg.data.val_fraction,
                                test_fraction=cfg.data.test_fraction, seed=cfg.train.seed,
                                max_per_class=cfg.data.max_per_class, task=cfg.data.task)  # fmt: skip
         if splits.val is None or not len(splits.val):
             raise ConfigError("tuning scores trials on the validation split, and this data has none; set "
                               "--set data.val_fraction=0.1")  # fmt: skip
+        out.mkdir(parents=True, exist_ok=True)
         manifest = _write_trial_data(splits, out)
         state = {"config": to_dict(cfg), "space": space, "sampler": sampler, "pruner": pruner, "trials": trials,
                  "manifest": str(manifest), "test_fingerprint_excluded": True}  # fmt: skip
@@ -363,7 +366,12 @@ def tune(cfg: RunConfig | None, *, trials: int = 20, timeout_min: float | None =
     if "default" not in state:
         console.print("[bold]default configuration[/bold] (for comparison)")
         _drop_partial(out / "trials" / "default")
-        res = train_run(update(base, {"train": {"name": "default"}}), console=console)
+        try:
+            res = train_run(update(base, {"train": {"name": "default"}}), console=console)
+        except Exception as exc:  # e.g. an --img-size the model cannot take: a corrected command may use this --out
+            if created and not isinstance(exc, TrainingInterrupted):  # (an interrupted search is resumed instead)
+                _drop_partial(out)
+            raise
         state["default"] = {"value": float(res.metrics.get("val", {}).get("acc", float("nan"))),
                             "data": res.bundle.meta.data if res.bundle else {}}  # fmt: skip
         _save_state(out, state)
@@ -393,6 +401,18 @@ def tune(cfg: RunConfig | None, *, trials: int = 20, timeout_min: float | None =
         study.optimize(objective, n_trials=remaining, timeout=timeout_min * 60 if timeout_min else None,
                        callbacks=[progress], catch=())  # fmt: skip
     return _finish_tune(study, state, base, cfg, out, trials, epochs, retrain, console)
+
+
+def _check_search(cfg: RunConfig, space: dict[str, dict[str, Any]]) -> None:
+    """A ModelError for a model name the search would build that does not exist (``--model``, or one of the
+    space's ``model.name`` choices), a ConfigError for a searched key that is no config key or a value it refuses
+    (each choice, each range's ends): raised before a study exists, which would replay them on ``--resume``."""
+    for name in {cfg.model.name, *space.get("model.name", {}).get("choices", ())}:
+        describe_model(name)  # unknown: close matches listed
+    for key, dist in space.items():
+        ends = dist["choices"] if dist["type"] == "categorical" else (dist["low"], dist["high"])
+        for value in ends:
+            _with_params(cfg, {key: int(value) if dist["type"] == "int" else value})
 
 
 def _drop_partial(run_dir: Path) -> None:

@@ -61,3 +61,31 @@ def test_a_generated_name_that_collides_gets_a_suffix_and_says_so(tmp_path: Path
         b = claim_run_dir(_cfg(tmp_path, None), console)
     assert a.name == "shapes-test_cnn-20260101-120000" and b.name == "shapes-test_cnn-20260101-120000-2"
     assert f"this run writes to {b}" in log.read_text()
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_gives_its_directory_back(tmp_path: Path) -> None:
+    from imgclf.api._run import released_on_failure
+
+    run = claim_run_dir(_cfg(tmp_path, "exp"))
+    with pytest.raises(RuntimeError), released_on_failure(run, claimed=True):
+        (run / "config.yaml").write_text("x")
+        (run / "tensorboard").mkdir()
+        raise RuntimeError("out of memory in the first batch")
+    assert not run.exists()
+    assert claim_run_dir(_cfg(tmp_path, "exp")) == run  # the same --name works again
+
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "last.safetensors").write_bytes(b"x")
+    with pytest.raises(RuntimeError), released_on_failure(run, claimed=True):
+        raise RuntimeError("NaN loss")
+    assert (run / "checkpoints" / "last.safetensors").is_file()  # a checkpoint keeps it: --resume can continue
+
+    other = claim_run_dir(_cfg(tmp_path, "mine"))
+    (other / "notes.txt").write_text("a person's file")
+    with pytest.raises(RuntimeError), released_on_failure(other, claimed=True):
+        raise RuntimeError("boom")
+    assert (other / "notes.txt").read_text() == "a person's file"
+    with pytest.raises(RuntimeError), released_on_failure(run.parent / "resumed", claimed=False):
+        (run.parent / "resumed").mkdir()
+        raise RuntimeError("a resumed run's directory is never removed")
+    assert (run.parent / "resumed").is_dir()

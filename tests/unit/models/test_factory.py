@@ -9,7 +9,15 @@ from torch import nn
 
 from imgclf.config import DataConfig
 from imgclf.errors import ModelError
-from imgclf.models import TorchvisionAdapter, create_model, describe_model, list_models, register_model
+from imgclf.models import (
+    TorchvisionAdapter,
+    check_input_size,
+    create_model,
+    describe_model,
+    list_models,
+    patch_size,
+    register_model,
+)
 
 
 def test_timm_models_come_back_unwrapped_with_drop_rate() -> None:
@@ -123,3 +131,21 @@ def test_registered_builder_receives_arguments_and_data_config() -> None:
     assert "_unit_test_net" in list_models("_unit_test")
     with torch.no_grad():
         assert model.eval()(torch.zeros(1, 3, 48, 48)).shape == (1, 6)
+
+
+def test_a_vit_size_its_patches_do_not_tile_is_refused_with_the_nearest_sizes() -> None:
+    with pytest.raises(ModelError, match="--img-size 40") as err:
+        create_model("vit_tiny_patch16_224", 3, img_size=40)  # 16-pixel patches: 8 rows and columns would be lost
+    assert "16-pixel patches" in str(err.value) and "use --img-size 32 or 48" in str(err.value)
+    assert create_model("vit_tiny_patch16_224", 3, img_size=48).patch_embed.img_size == (48, 48)
+    assert patch_size(create_model("test_vit", 3)) is None  # pads its input to whole patches: any size works
+
+
+def test_a_size_too_small_for_the_kernels_is_one_error_naming_the_flag() -> None:
+    model = create_model("lenet5", 3).train()
+    with pytest.raises(ModelError) as err:
+        check_input_size(model, "lenet5", 8)  # two 5x5 convolutions and two poolings need more than 8 pixels
+    msg = str(err.value)
+    assert "lenet5" in msg and "--img-size 8" in msg and "larger --img-size" in msg and "\n" not in msg
+    assert model.training  # the probe leaves the mode as it was
+    check_input_size(model, "lenet5", 32)
