@@ -22,7 +22,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from imgclf.errors import ConfigError, DataError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 IMAGE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
 """The image formats decoded by default (Pillow's names); every other format is refused unparsed."""
 
@@ -91,18 +91,31 @@ class BadImageError(DataError):
         return type(self), (self.path, self.reason)
 
 
-def _bomb_reason(exc: Exception) -> str:
+def _bomb_reason(exc: Exception, max_pixels: int | None = None) -> str:
     match = _BOMB_SIZE.search(str(exc))
     if not match:
         return f"decompression bomb: {exc}"
+    pixels = int(match.group(1))
+    if max_pixels is not None:  # the caller's limit, unless only Pillow's hard limit (2x its warning level) was hit
+        return too_many_pixels(pixels, max_pixels if pixels > max_pixels else int(match.group(2)))
     # The warning threshold is MAX_IMAGE_PIXELS; it is treated as the limit because the warning is an error here.
     limit = Image.MAX_IMAGE_PIXELS or int(match.group(2))
-    return f"decompression bomb: {int(match.group(1)):,} pixels > limit of {limit:,}"
+    return f"decompression bomb: {pixels:,} pixels > limit of {limit:,}"
 
 
-def _reason(exc: BaseException) -> str:
+def too_many_pixels(pixels: int, limit: int, size: tuple[int, int] | None = None) -> str:
+    """The one wording of an image over a pixel limit (``size``: its width and height, when known).
+
+    >>> too_many_pixels(52_000_000, 40_000_000, (10_000, 5_200))
+    '10000x5200 = 52,000,000 pixels > limit of 40,000,000'
+    """
+    shown = f"{size[0]}x{size[1]} = " if size else ""
+    return f"{shown}{pixels:,} pixels > limit of {limit:,}"
+
+
+def _reason(exc: BaseException, max_pixels: int | None = None) -> str:
     if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
-        return _bomb_reason(exc)
+        return _bomb_reason(exc, max_pixels)
     if isinstance(exc, UnidentifiedImageError):
         return "not an image (cannot identify format)"
     text = str(exc)
@@ -168,18 +181,21 @@ def _open(fp: str | os.PathLike | IO[bytes], label: str, allowed: tuple[str, ...
         raise BadImageError(label, f"format {other} is not accepted (accepted: {', '.join(allowed)})") from None
 
 
-def probe_image(source: Source, *, formats: Iterable[str] | None = None, name: str | None = None) -> ImageInfo:
+def probe_image(source: Source, *, formats: Iterable[str] | None = None, name: str | None = None,
+                max_pixels: int | None = None) -> ImageInfo:  # fmt: skip
     """Read only the header of ``source`` (a path or the file's bytes): its format and stored size.
 
-    The file must be non-empty, in one of ``formats`` (default :data:`IMAGE_FORMATS`) and within Pillow's
-    decompression-bomb limit; otherwise :class:`BadImageError` (``name`` labels bytes in the message).
+    The file must be non-empty, in one of ``formats`` (default :data:`IMAGE_FORMATS`) and within ``max_pixels``
+    (width x height; default: Pillow's decompression-bomb limit); otherwise :class:`BadImageError` (``name``
+    labels bytes in the message). A ``max_pixels`` above Pillow's hard limit (twice its warning level) cannot
+    lift it.
 
     >>> # probe_image(png_bytes, name="upload.png")
     >>> # ImageInfo(format='PNG', width=40, height=32)
     """
     allowed = image_formats(formats)
     fp, label = _source(source, name)
-    with bomb_warnings_are_errors():
+    with bomb_warnings_are_errors(max_pixels):
         try:
             with _open(fp, label, allowed) as im:
                 fmt = _ALIASES.get(str(im.format), str(im.format))
@@ -187,7 +203,8 @@ def probe_image(source: Source, *, formats: Iterable[str] | None = None, name: s
         except BadImageError:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure inside Pillow is the file's fault
-            raise BadImageError(label, _reason(exc)) from exc
+            raise BadImageError(label, _reason(exc, max_pixels)) from exc
+    _check_pixels(label, (width, height), max_pixels)
     if fmt not in allowed:  # a plugin may hand back another format (e.g. a JPEG factory's MPO)
         raise BadImageError(label, f"format {fmt} is not accepted (accepted: {', '.join(allowed)})")
     return ImageInfo(fmt, int(width), int(height))
@@ -205,11 +222,17 @@ def check_image(path: Source, *, formats: Iterable[str] | None = None) -> None:
 
 
 @contextmanager
-def bomb_warnings_are_errors() -> Iterator[None]:
-    """Inside this context Pillow's DecompressionBombWarning is raised instead of printed."""
+def bomb_warnings_are_errors(max_pixels: int | None = None) -> Iterator[None]:
+    """Inside this context Pillow's DecompressionBombWarning is raised instead of printed; with the caller's own
+    ``max_pixels`` (checked by the caller on the header's size) it is silenced instead: that limit replaces it."""
     with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        warnings.simplefilter("error" if max_pixels is None else "ignore", Image.DecompressionBombWarning)
         yield
+
+
+def _check_pixels(label: str, size: tuple[int, int], max_pixels: int | None) -> None:
+    if max_pixels is not None and size[0] * size[1] > max_pixels:
+        raise BadImageError(label, too_many_pixels(size[0] * size[1], max_pixels, size))
 
 
 def probe_header(path: str | os.PathLike) -> None:
@@ -250,14 +273,16 @@ def _exif_upright(im: Image.Image) -> Image.Image:
         return im
 
 
-def open_image(source: Source, *, formats: Iterable[str] | None = None, name: str | None = None) -> Image.Image:
+def open_image(source: Source, *, formats: Iterable[str] | None = None, name: str | None = None,
+               max_pixels: int | None = None) -> Image.Image:  # fmt: skip
     """Decode ``source`` (a path or the file's bytes) into a fully loaded RGB image, upright by its EXIF tag.
 
     Every Pillow mode is converted (alpha and palette transparency are composited on white; 16-bit images
     are scaled to 8 bits, not clipped); animated files give their first frame. Only ``formats`` (default
-    :data:`IMAGE_FORMATS`) are parsed. Pillow's decompression-bomb limit stays on and its warning counts as an
-    error. Raises :class:`BadImageError` naming the file (``name`` for bytes) and the reason for empty,
-    truncated, corrupt, refused-format or non-image files; no other exception escapes Pillow.
+    :data:`IMAGE_FORMATS`) are parsed. The pixel limit is ``max_pixels`` (width x height, checked on the header
+    before decoding) or by default Pillow's decompression-bomb limit, whose warning counts as an error. Raises
+    :class:`BadImageError` naming the file (``name`` for bytes) and the reason for empty, truncated, corrupt,
+    refused-format, too large or non-image files; no other exception escapes Pillow.
 
     >>> # open_image("photo.jpg").mode
     >>> # 'RGB'
@@ -266,18 +291,19 @@ def open_image(source: Source, *, formats: Iterable[str] | None = None, name: st
     if isinstance(source, (str, os.PathLike)):
         source = Path(source)
     fp, label = _source(source, name)
-    with bomb_warnings_are_errors():
+    with bomb_warnings_are_errors(max_pixels):
         try:
             with _open(fp, label, allowed) as im:
                 fmt = _ALIASES.get(str(im.format), str(im.format))
                 if fmt not in allowed:
                     raise BadImageError(label, f"format {fmt} is not accepted (accepted: {', '.join(allowed)})")
+                _check_pixels(label, im.size, max_pixels)
                 im.load()  # the first frame of animated files; raises on truncated data
                 return to_rgb(_exif_upright(im))
         except BadImageError:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure inside Pillow is the file's fault
-            raise BadImageError(label, _reason(exc)) from exc
+            raise BadImageError(label, _reason(exc, max_pixels)) from exc
 
 
 def is_image_file(path: str | os.PathLike) -> bool:

@@ -20,7 +20,7 @@ from imgclf.errors import DataError
 def list_images(folder: str | os.PathLike) -> list[Path]:
     """Image files under ``folder`` (recursively), hidden files and folders ignored, in sorted order.
 
-    Extensions: .jpg .jpeg .png .bmp .gif .tif .tiff .webp, any case.
+    Extensions: .jpg .jpeg .jfif .jpe .png .bmp .gif .tif .tiff .webp, any case.
 
     >>> # list_images("data/cats")[:2]
     >>> # [PosixPath('data/cats/001.jpg'), PosixPath('data/cats/002.jpg')]

@@ -28,6 +28,7 @@ from imgclf.serve._page import APP_JS, INDEX_HTML, STYLE_CSS
 from imgclf.serve._predictor import ImageResult, Predictor
 from imgclf.serve._requests import (
     IMAGES_BODY,
+    PREDICT_RESPONSES,
     REQUEST_HEADERS,
     ApiError,
     LateError,
@@ -150,8 +151,9 @@ def _record(state: ServerState, img: Upload, res: ImageResult, request_id: str, 
 def create_app(bundle_dir: str | Path, settings: ServeSettings | None = None) -> Any:
     """A FastAPI app serving the bundle in ``bundle_dir`` (loaded now; warmed up when the app starts).
 
-    Routes: ``POST /v1/predict``, ``GET /v1/model``, ``GET /healthz``, ``GET /readyz``, ``GET /metrics`` and the
-    web page at ``/``. Nothing is ever loaded from a request. See :class:`ServeSettings` for the limits.
+    Routes: ``POST /v1/predict``, ``GET /v1/model``, ``GET /healthz``, ``GET /readyz``, ``GET /metrics``,
+    ``GET /openapi.json`` (the request and answer schemas) and the web page at ``/``. Nothing is ever loaded from
+    a request. See :class:`ServeSettings` for the limits.
 
     >>> # app = create_app("runs/x/bundle", ServeSettings(token="s3cret"))  # then: uvicorn.run(app)
     """
@@ -186,6 +188,8 @@ def build_app(predictor: Predictor, settings: ServeSettings) -> Any:
             # Uvicorn has finished the in-flight requests by now; drain whatever is still queued.
             await asyncio.get_running_loop().run_in_executor(None, state.close, settings.shutdown_timeout_s)
 
+    # No Swagger UI or ReDoc: they load their scripts from a CDN, which the Content-Security-Policy (default-src
+    # 'self') blocks. The OpenAPI document is served below, behind the token like /v1/model (it names the version).
     app = fastapi.FastAPI(title="imgclf", version=predictor.version[:12], lifespan=lifespan, docs_url=None,
                           redoc_url=None, openapi_url=None)  # fmt: skip
     app.state.imgclf = state
@@ -235,6 +239,11 @@ def build_app(predictor: Predictor, settings: ServeSettings) -> Any:
         state.metrics.explain_queue_depth.set(state.explain_batcher.queued)
         state.metrics.ready.set(1.0 if state.ready else 0.0)
         return Response(state.metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.get("/openapi.json", dependencies=protected, include_in_schema=False)
+    async def openapi_document() -> Any:
+        """The OpenAPI document: routes, request bodies and headers, and the answer schema of ``/v1/predict``."""
+        return JSONResponse(app.openapi())
 
     @app.get("/v1/model", dependencies=protected)
     async def model_info() -> Any:
@@ -286,7 +295,8 @@ def build_app(predictor: Predictor, settings: ServeSettings) -> Any:
             raise ApiError(503, code, str(exc), {"Retry-After": "1"}) from None
 
     @app.post("/v1/predict", dependencies=protected,
-              openapi_extra={"requestBody": IMAGES_BODY, "parameters": REQUEST_HEADERS})  # fmt: skip
+              openapi_extra={"requestBody": IMAGES_BODY, "parameters": REQUEST_HEADERS,
+                             "responses": PREDICT_RESPONSES})  # fmt: skip
     async def predict(request: Request) -> Any:
         start = time.perf_counter()
         request_id = safe_name(request.headers.get("x-request-id"), 0)[:64] if request.headers.get(

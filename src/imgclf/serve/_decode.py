@@ -36,7 +36,7 @@ class DecodedImage:
 
 
 def _status_of(reason: str) -> tuple[int, str]:
-    if reason.startswith("decompression bomb"):
+    if " pixels > limit of " in reason:  # the configured max_pixels (imgclf.data's one wording of it)
         return 413, "too_many_pixels"
     if reason.startswith("not an image"):
         return 415, "not_an_image"
@@ -59,20 +59,18 @@ def probe_upload(data: bytes, *, max_pixels: int, max_aspect: float = 100.0, nam
     """The upload's header (format and size), refused with an :class:`UploadError` before any pixel is decoded.
 
     Refused: an empty file (422), an unrecognised (415) or not accepted format (415, ``formats`` default
-    :data:`imgclf.data.IMAGE_FORMATS`), ``width * height > max_pixels`` or Pillow's bomb limit (413), and a
+    :data:`imgclf.data.IMAGE_FORMATS`), ``width * height > max_pixels`` (413 naming that limit, which replaces
+    Pillow's decompression-bomb warning level), and a
     sliver whose sides differ more than ``max_aspect`` times (422: resizing its short side to the model's input
     would blow up the long one). ``name`` starts the reason.
     """
     if not data:
         raise UploadError(422, "empty_image", f"{name}: empty file")
     try:
-        info = D.probe_image(data, formats=formats, name=name)
+        info = D.probe_image(data, formats=formats, name=name, max_pixels=max_pixels)
     except D.BadImageError as exc:
         raise _refuse(exc, name) from None
     width, height = info.width, info.height
-    if info.pixels > max_pixels:
-        raise UploadError(413, "too_many_pixels",
-                          f"{name}: {width}x{height} = {info.pixels:,} pixels > limit of {max_pixels:,}")  # fmt: skip
     if max(width, height) > max_aspect * max(1, min(width, height)):
         why = f"{name}: {width}x{height} has an aspect ratio beyond {max_aspect:g}:1; crop it first"
         raise UploadError(422, "extreme_aspect_ratio", why)
@@ -91,7 +89,7 @@ def decode_upload(data: bytes, *, max_pixels: int, max_aspect: float = 100.0, na
     """
     probe_upload(data, max_pixels=max_pixels, max_aspect=max_aspect, name=name, formats=formats)
     try:
-        image = D.open_image(data, formats=formats, name=name)
+        image = D.open_image(data, formats=formats, name=name, max_pixels=max_pixels)
     except D.BadImageError as exc:
         raise _refuse(exc, name) from None
     return DecodedImage(image, *image.size, sha256_bytes(data), len(data))  # size upright, after EXIF

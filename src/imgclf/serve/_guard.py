@@ -21,8 +21,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 log = logging.getLogger("imgclf.serve")
 
-ROUTES = ("/", "/v1/predict", "/v1/explain", "/v1/model", "/healthz", "/readyz", "/metrics", "/ui/app.js",
-          "/ui/style.css")  # fmt: skip
+ROUTES = ("/", "/v1/predict", "/v1/explain", "/v1/model", "/healthz", "/readyz", "/metrics", "/openapi.json",
+          "/ui/app.js", "/ui/style.css")  # fmt: skip
 HEALTH_ROUTES = ("/healthz", "/readyz")  # probes come with the pod's address as Host; they reveal nothing
 CLIENT_CLOSED = 499  # nginx's "client closed request": counted, never a 5xx
 SECURITY_HEADERS = [

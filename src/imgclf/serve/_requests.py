@@ -124,6 +124,30 @@ REQUEST_HEADERS = [
     {"name": "X-Timeout-Ms", "in": "header", "required": False, "schema": {"type": "string"}},
     {"name": "X-Request-ID", "in": "header", "required": False, "schema": {"type": "string"}},
 ]
+_NUMBER, _STRING, _STRINGS = {"type": "number"}, {"type": "string"}, {"type": "array", "items": {"type": "string"}}
+_ANSWER = {  # imgclf.tasks.Answer.to_dict() (the schema of `predict --json`) plus the upload's facts
+    "type": "object",
+    "required": ["index", "name", "label", "score", "topk", "unknown", "confidence", "width", "height", "sha256",
+                 "latency_ms"],
+    "properties": {
+        "index": {"type": "integer", "description": "position of the image in the request, from 0"},
+        "name": {"type": "string", "description": "the upload's file name, else 'image <index>'"},
+        "label": {"type": "string", "description": "the answer; 'unknown' when the rejection rule refuses the image; "
+                                                   "multi-label: the labels joined by ';'"},
+        "score": _NUMBER,
+        "topk": {"type": "array", "items": {"type": "object", "properties": {"label": _STRING, "score": _NUMBER}}},
+        "unknown": {"type": "boolean"}, "ood_score": _NUMBER, "reason": _STRING,
+        "labels": _STRINGS, "scores": {"type": "object", "additionalProperties": _NUMBER},  # multi-label
+        "ancestors": _STRINGS, "leaf": _STRING,  # hierarchies
+        "confidence": _NUMBER, "uncertainty": _NUMBER, "width": {"type": "integer"}, "height": {"type": "integer"},
+        "sha256": _STRING, "latency_ms": _NUMBER,
+    },
+}
+PREDICT_RESPONSES = {"200": {"description": "One answer per image, in request order.", "content": {
+    "application/json": {"schema": {"type": "object", "required": ["model", "request_id", "latency_ms", "predictions"],
+                                    "properties": {"model": {"type": "string", "description": "weights sha256"},
+                                                   "request_id": _STRING, "latency_ms": _NUMBER,
+                                                   "predictions": {"type": "array", "items": _ANSWER}}}}}}}
 
 
 

@@ -8,6 +8,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image
+
 from imgclf import data as D
 from imgclf.errors import ConfigError
 
@@ -115,6 +117,10 @@ class ServeSettings:
         object.__setattr__(self, "cors_origins", origins)
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port {self.port} is not a TCP port (0-65535)")
+        ceiling = 2 * (Image.MAX_IMAGE_PIXELS or 0)  # Pillow refuses larger images whatever the caller allows
+        if ceiling and self.max_pixels > ceiling:
+            raise ConfigError(f"--max-megapixels {self.max_pixels / 1e6:g} is above Pillow's decompression-bomb limit "
+                              f"({ceiling / 1e6:.1f} MP), which cannot be lifted; pass at most that")  # fmt: skip
         if self.drift_window < 10:
             raise ConfigError(f"drift_window={self.drift_window}: a drift window needs at least 10 predictions")
         if self.token is not None and not self.token.strip():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgclf.data import BadImageError, check_image, open_image
+from imgclf.data import BadImageError, check_image, open_image, probe_image
 from imgclf.errors import DataError
 
 
@@ -124,3 +124,13 @@ def test_image_is_fully_loaded_and_detached_from_the_file(tmp_path: Path) -> Non
     image = open_image(path)
     path.unlink()
     assert image.getpixel((2, 2)) == (9, 8, 7)
+
+
+def test_a_callers_pixel_limit_replaces_pillows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    Image.new("RGB", (40, 40)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 1,600 pixels: above Pillow's warning level
+    assert open_image(tmp_path / "big.png", max_pixels=2000).size == (40, 40)
+    assert probe_image(tmp_path / "big.png", max_pixels=2000).pixels == 1600
+    for call in (open_image, probe_image):
+        with pytest.raises(BadImageError, match=r"big.png: 40x40 = 1,600 pixels > limit of 1,500\."):
+            call(tmp_path / "big.png", max_pixels=1500)

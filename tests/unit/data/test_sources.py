@@ -71,13 +71,14 @@ def test_scan_is_sorted_case_insensitive_and_ignores_hidden_and_non_images(make_
     root = make_tree({"cat": 2, "dog": 2, "cat/nested": 1})
     Image.fromarray(noise(8, 8)).save(root / "dog" / "UPPER.PNG")
     Image.fromarray(noise(8, 8)).save(root / "dog" / ".hidden.png")
+    Image.fromarray(noise(8, 8)).save(root / "dog" / "web.jfif", format="JPEG")  # a JPEG as browsers save it
     (root / "dog" / "notes.txt").write_text("x")
     (root / ".cache").mkdir()
     Image.fromarray(noise(8, 8)).save(root / ".cache" / "junk.png")
     found = D.list_images(root / "dog")
-    assert [p.name for p in found] == ["UPPER.PNG", "img_00.png", "img_01.png"]
+    assert [p.name for p in found] == ["UPPER.PNG", "img_00.png", "img_01.png", "web.jfif"]
     splits = D.load_source(root, val_fraction=0, test_fraction=0)
-    assert splits.classes == ("cat", "dog") and len(splits.train) == 6  # nested image counts for its class
+    assert splits.classes == ("cat", "dog") and len(splits.train) == 7  # nested image counts for its class
     assert splits.val is None and splits.test is None
 
 

@@ -281,3 +281,22 @@ def test_explain_returns_a_gradcam_overlay_png(client) -> None:
     assert picture.size[0] > 0 and picture.mode == "RGB"
     assert client.post("/v1/explain", files=_files(png_bytes(1), png_bytes(2))).status_code == 422
     assert client.post("/v1/explain", files=_files(b"not an image")).status_code in (415, 422)
+
+
+def test_openapi_document_is_served_with_the_answer_schema_predict_gives(client) -> None:
+    res = client.get("/openapi.json")
+    assert res.status_code == 200, res.text
+    doc = res.json()
+    assert {"/v1/predict", "/v1/explain", "/v1/model", "/healthz"} <= set(doc["paths"])
+    answer = doc["paths"]["/v1/predict"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    item = answer["properties"]["predictions"]["items"]
+    body = client.post("/v1/predict", files=_files(png_bytes(1))).json()
+    assert set(answer["required"]) <= set(body) and set(body) <= set(answer["properties"])
+    assert set(item["required"]) <= set(body["predictions"][0]) <= set(item["properties"])
+    assert "path" not in item["properties"]  # REST answers name the upload (`name`, `index`), not a path
+
+
+def test_openapi_document_is_behind_the_token_like_the_model_info(base_bundle: Path) -> None:
+    with client_for(create_app(base_bundle, ServeSettings(token="s3cret"))) as c:
+        assert c.get("/openapi.json").status_code == 401
+        assert c.get("/openapi.json", headers={"Authorization": "Bearer s3cret"}).json()["info"]["title"] == "imgclf"

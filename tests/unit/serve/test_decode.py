@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from imgclf.serve import UploadError, decode_upload
+from imgclf.serve._decode import probe_upload
 
 from .conftest import png_bytes
 
@@ -52,3 +53,20 @@ def test_refusals_carry_status_code_and_reason(data: bytes, status: int, code: s
         decode_upload(data, max_pixels=1_000_000, name="up.png")
     assert (info.value.status, info.value.code) == (status, code)
     assert reason in info.value.reason and info.value.reason.startswith("up.png: ")
+
+
+@pytest.mark.parametrize(("width", "height"), [(10_000, 9_000), (10_000, 5_200), (20_000, 20_000)])
+def test_the_configured_pixel_limit_is_the_one_named_for_any_size(width: int, height: int) -> None:
+    # 90 MP lies between Pillow's bomb warning level (89.5 MP) and its hard limit (179 MP), 52 MP below both and
+    # 400 MP above both: the server's own limit is the one reported each time, never Pillow's.
+    with pytest.raises(UploadError) as info:
+        decode_upload(huge_png_header(width, height), max_pixels=40_000_000, name="up.png")
+    assert (info.value.status, info.value.code) == (413, "too_many_pixels")
+    assert info.value.reason.endswith(f"{width * height:,} pixels > limit of 40,000,000")
+    assert "decompression bomb" not in info.value.reason and "89,478,485" not in info.value.reason
+
+
+def test_a_limit_above_pillows_warning_level_is_enforced_instead_of_it() -> None:
+    # 90 MP with --max-megapixels 100: the header passes (Pillow's warning level does not refuse it first)
+    info = probe_upload(huge_png_header(10_000, 9_000), max_pixels=100_000_000)
+    assert (info.width, info.height) == (10_000, 9_000)

@@ -33,3 +33,9 @@ def test_new_limits_and_allow_lists_are_validated() -> None:
         with pytest.raises(ConfigError):
             ServeSettings(**bad)
     assert ServeSettings(cors_origins=("https://App.example/",)).cors_origins == ("https://app.example",)
+
+
+def test_a_pixel_limit_pillow_cannot_honour_is_refused_at_start() -> None:
+    with pytest.raises(ConfigError, match="--max-megapixels 500 is above Pillow's decompression-bomb limit"):
+        ServeSettings(max_pixels=500_000_000)
+    assert ServeSettings(max_pixels=150_000_000).max_pixels == 150_000_000
