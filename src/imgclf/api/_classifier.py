@@ -20,7 +20,7 @@ from imgclf import monitor
 from imgclf import robustness as R
 from imgclf.api._classical import train_classical
 from imgclf.api._fit import FitResult, pretrained_bundle, train_run
-from imgclf.bundle import Bundle, BundleMeta, load_bundle, save_bundle, training_source, update_meta
+from imgclf.bundle import Bundle, BundleMeta, load_bundle, same_source, save_bundle, training_source, update_meta
 from imgclf.config import RunConfig, load_config, parse_set, update
 from imgclf.errors import ConfigError, DataError, NotFittedError
 from imgclf.models import is_classical
@@ -111,7 +111,7 @@ class Classifier:
             raise DataError("no data given: pass a folder, a CSV manifest or a built-in name such as 'digits'")
         result = (train_classical(cfg, console) if cfg is not None and is_classical(cfg.model.name)
                   else train_run(cfg, resume=Path(resume) if resume else None, console=console,
-                                 asked=self._asked() if resume else ()))  # fmt: skip
+                                 asked=self._asked(data, resume) if resume else ()))  # fmt: skip
         self.result_ = result
         if result.bundle is not None:
             self.bundle_ = result.bundle
@@ -119,10 +119,14 @@ class Classifier:
             self.bundle_ = load_bundle(result.bundle_dir)
         return self
 
-    def _asked(self) -> list[str]:
-        """The settings given to this Classifier, as command-line options (what a resume cannot apply)."""
+    def _asked(self, data: Any, resume: str | Path) -> list[str]:
+        """The settings given to this Classifier, as command-line options, and ``data`` when it is not the data
+        the run in ``resume`` trains on: what a resume cannot apply."""
         asked = [f"--{key.replace('_', '-')} {value}" for key, value in self.overrides.items()]
         asked += [f"--set {item}" for item in self.sets]
+        recorded = Path(resume) / "config.yaml"  # (a folder without it is refused by the resume itself)
+        if data is not None and recorded.is_file() and not same_source(str(data), load_config(recorded).data.source):
+            asked.append(f"DATA {data}")
         return asked + (["--config"] if self.config is not None else [])
 
     # -- state --------------------------------------------------------------------------------------------

@@ -89,3 +89,33 @@ def test_a_run_that_fails_before_its_first_checkpoint_gives_its_directory_back(t
         (run.parent / "resumed").mkdir()
         raise RuntimeError("a resumed run's directory is never removed")
     assert (run.parent / "resumed").is_dir()
+
+
+def test_resume_refuses_other_data_and_accepts_the_recorded_data(tmp_path: Path, monkeypatch) -> None:
+    """`train OTHER --resume RUN` silently continued on the recorded data; the data it trains on, however spelt
+    (relative here, absolute in config.yaml), is accepted."""
+    import imgclf
+    from imgclf.api import _classifier
+    from imgclf.config import to_yaml
+
+    data = tmp_path / "data"
+    data.mkdir()
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(to_yaml(update(_cfg(tmp_path, "run"), {"data": {"source": str(data)}})))
+    with pytest.raises(ConfigError, match=r"cannot apply DATA .*other"):
+        imgclf.Classifier().fit(tmp_path / "other", resume=run)
+    seen = {}
+
+    class Reached(Exception):
+        pass
+
+    def train_run(cfg, **kw):  # noqa: ANN001, ANN003 - stands in for training
+        seen.update(kw)
+        raise Reached
+
+    monkeypatch.setattr(_classifier, "train_run", train_run)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(Reached):
+        imgclf.Classifier().fit("data", resume=run)
+    assert seen["asked"] == [] and seen["resume"] == run  # nothing to refuse: the run's own data
