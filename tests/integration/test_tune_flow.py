@@ -132,3 +132,8 @@ def test_a_mistyped_search_is_refused_before_its_folder_exists(tmp_path: Path) -
     with pytest.raises(ModelError, match="--img-size 8"):
         search(model="lenet5", img_size=8)  # found by the default run, once the study exists: it is removed again
     assert not out.exists()
+    out.mkdir()  # a folder that was there keeps what it held, and loses only what the failed search wrote
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ModelError, match="--img-size 8"):
+        search(model="lenet5", img_size=8)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]

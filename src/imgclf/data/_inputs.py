@@ -8,6 +8,7 @@ evaluation. :func:`sample_tensors` is the small eager variant for capabilities t
 from __future__ import annotations
 
 import glob
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,8 @@ from imgclf.errors import DataError
 def expand_inputs(inputs: Iterable[str | Path]) -> list[str]:
     """Files as given, folders walked recursively for images, globs expanded; order kept, duplicates dropped.
 
-    A name that matches nothing raises DataError naming it (a folder without image files adds nothing).
+    A name that matches nothing raises DataError naming it; a folder without image files adds nothing, with a
+    warning naming it (a mistyped or still-empty folder among several inputs is not passed over in silence).
 
     >>> # expand_inputs(["photo.jpg", "more/"])  # -> ["photo.jpg", "more/a.png", "more/b.png"]
     """
@@ -36,6 +38,8 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[str]:
         p = Path(item)
         if p.is_dir():
             found = list_images(p)
+            if not found:
+                warnings.warn(f"{item}: no image files in this folder; it adds nothing", stacklevel=2)
         elif p.exists():
             found = [p]
         else:

@@ -342,6 +342,7 @@ def tune(cfg: RunConfig | None, *, trials: int = 20, timeout_min: float | None =
         _check_dist("the search space", key, dist)
     state = _state(out)
     created = not out.exists()  # a folder this call makes is removed again if the search fails before it starts
+    started = not state  # (in a folder that was there, only the files it wrote are)
     if not state:  # a new search: what can be checked cheaply is, before its folder is written
         _check_search(cfg, space)
         splits = D.load_source(cfg.data.source, val_fraction=cfg.data.val_fraction,
@@ -369,8 +370,9 @@ def tune(cfg: RunConfig | None, *, trials: int = 20, timeout_min: float | None =
         try:
             res = train_run(update(base, {"train": {"name": "default"}}), console=console)
         except Exception as exc:  # e.g. an --img-size the model cannot take: a corrected command may use this --out
-            if created and not isinstance(exc, TrainingInterrupted):  # (an interrupted search is resumed instead)
-                _drop_partial(out)
+            if started and not isinstance(exc, TrainingInterrupted):  # (an interrupted search is resumed instead)
+                for name in ("",) if created else (STATE_FILE, STUDY_FILE, TRIAL_DATA, "trial-images", "trials"):
+                    _drop_partial(out / name)
             raise
         state["default"] = {"value": float(res.metrics.get("val", {}).get("acc", float("nan"))),
                             "data": res.bundle.meta.data if res.bundle else {}}  # fmt: skip
@@ -415,12 +417,14 @@ def _check_search(cfg: RunConfig, space: dict[str, dict[str, Any]]) -> None:
             _with_params(cfg, {key: int(value) if dist["type"] == "int" else value})
 
 
-def _drop_partial(run_dir: Path) -> None:
-    """Remove the run directory a killed search left half-written (it is trained again)."""
-    if run_dir.is_dir():
+def _drop_partial(path: Path) -> None:
+    """Remove what a killed or failed search left half-written: a run directory (it is trained again) or a file."""
+    if path.is_dir():
         import shutil
 
-        shutil.rmtree(run_dir)
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _finished(study: Any) -> int:

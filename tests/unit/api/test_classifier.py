@@ -39,6 +39,9 @@ def test_expand_inputs_files_folders_globs(tmp_path: Path) -> None:
     assert len(files) == 4 and len(set(files)) == 4
     with pytest.raises(DataError, match="missing.png"):
         expand_inputs([str(tmp_path / "missing.png")])
+    (tmp_path / "empty").mkdir()
+    with pytest.warns(UserWarning, match="empty: no image files"):
+        assert expand_inputs([str(root / "red"), str(tmp_path / "empty")]) == files[:2]
 
 
 def test_auto_img_size_follows_small_images() -> None:
