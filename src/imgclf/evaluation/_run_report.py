@@ -29,11 +29,14 @@ NEAR_DUPLICATE_LIMIT = 20_000  # pHash comparison above this many files is left 
 SEARCH_FILE = "search.json"
 
 
-def audit_splits(splits: D.Splits, *, near_duplicates: bool = True) -> AuditReport | None:
-    """Audit the file-backed splits of a source (None for in-memory built-ins)."""
+def audit_splits(splits: D.Splits, *, near_duplicates: bool = True, whole: bool = False) -> AuditReport | None:
+    """Audit the file-backed splits of a source (None for in-memory built-ins); ``whole``: as one split ``all``
+    (data held out entirely, whose seeded splits mean nothing: no leakage between them to report)."""
     parts = dict(splits.items())
     if any(s.paths is None for s in parts.values()):
         return None
+    if whole:
+        parts = {"all": D.SampleList.concat(list(parts.values()))}
     return audit_files({k: s.paths for k, s in parts.items()}, {k: s.labels for k, s in parts.items()},
                        splits.classes, near_duplicates=near_duplicates, skipped=splits.skipped)  # fmt: skip
 
@@ -112,7 +115,7 @@ def build_report(run_dir: str | Path, *, bundle: Bundle | None = None, source: s
     ev = evaluation or evaluate_bundle(bundle, source, split=split, n_resamples=n_resamples)
     n_files = sum(len(s) for _, s in splits.items())
     if audit_report is None:
-        audit_report = audit_splits(splits, near_duplicates=n_files <= NEAR_DUPLICATE_LIMIT)
+        audit_report = audit_splits(splits, near_duplicates=n_files <= NEAR_DUPLICATE_LIMIT, whole=all_held_out)
     issues = label_issues_of(ev, samples, bundle.meta.classes)
     label_tiles = [] if issues is None else [ErrorExample(p, g, s, 1 - c) for p, g, s, c in issues.rows()[:20]]
     notes = []

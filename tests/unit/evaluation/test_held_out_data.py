@@ -92,6 +92,7 @@ def test_report_on_other_data_and_a_model_card_without_temperature(world: dict) 
     card = res.model_card.read_text()
     assert "**evaluated split**: all (36 images: not the training data" in card
     assert "train images" not in card  # none of these images was trained on
+    assert "- split `all`: 36 files" in card and "split `train`" not in card  # audited as one, not seeded splits
     # no temperature was fitted (a validation split of 3 images): the card says so and shows no "after" figure
     assert "after temperature scaling" not in card and "ECE before" not in card
     assert "Calibration was skipped: the validation split has 3 images and fitting a temperature needs 30" in card
