@@ -75,6 +75,12 @@ class LabelIssues:
         return {"issues": records}
 
 
+#: cleanlab's worker count. Its default forks a multiprocessing pool (fork start method on Linux before Python
+#: 3.14) from a process that holds threads (torch's pools, a TensorBoard writer, a server): a child forked while
+#: one of them holds a lock waits for it forever, and the caller with it (a training run hung in its report).
+NO_FORK = 1
+
+
 def find_label_issues(probs: Any, labels: Any, class_names: Sequence[str] | None = None) -> LabelIssues:
     """Find likely label errors with cleanlab (``imgclf[eval]``) from out-of-fold or held-out probabilities
     ``(N, C)``: never use probabilities of a model trained on these same rows, it has memorised their labels.
@@ -88,7 +94,8 @@ def find_label_issues(probs: Any, labels: Any, class_names: Sequence[str] | None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "too few examples in class k": fine, the result says what it found
         idx = np.asarray(
-            cleanlab_filter.find_label_issues(y, p, return_indices_ranked_by="self_confidence"), dtype=np.int64
+            cleanlab_filter.find_label_issues(y, p, return_indices_ranked_by="self_confidence", n_jobs=NO_FORK),
+            dtype=np.int64,
         )
     return LabelIssues(
         indices=idx,

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from imgclf.evaluation._label_issues import LabelIssues
+from imgclf.evaluation._label_issues import NO_FORK, LabelIssues
 from imgclf.metrics import check_multilabel
 from imgclf.utils import optional_import
 
@@ -77,7 +77,9 @@ def find_multilabel_label_issues(probs: Any, targets: Any, classes: Sequence[str
         pred_probs = p[:, used]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "too few examples in class k": fine, the result says what it found
-            ranked = ml_filter.find_label_issues(labels, pred_probs, return_indices_ranked_by="self_confidence")
+            ranked = ml_filter.find_label_issues(
+                labels, pred_probs, return_indices_ranked_by="self_confidence", n_jobs=NO_FORK
+            )
             idx = np.asarray(ranked, dtype=np.int64)
             quality = np.asarray(ml_rank.get_label_quality_scores(labels, pred_probs), dtype=np.float64)
     return MultilabelLabelIssues(
