@@ -197,7 +197,7 @@ def _base_frame(bundle: Bundle, base: str | Path, shrinkage: float, unit: bool, 
     except DataError:
         if not Path(base).is_dir():
             raise
-        paths = D.expand_inputs([base])
+        paths = [str(p) for p in D.list_images(Path(base))]
         if len(paths) < 2:
             raise DataError(f"--base {base} holds {len(paths)} images; give the backbone's training images (class "
                             "folders, a CSV or loose files)") from None  # fmt: skip

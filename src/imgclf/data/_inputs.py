@@ -8,7 +8,6 @@ evaluation. :func:`sample_tensors` is the small eager variant for capabilities t
 from __future__ import annotations
 
 import glob
-import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,8 +27,8 @@ from imgclf.errors import DataError
 def expand_inputs(inputs: Iterable[str | Path]) -> list[str]:
     """Files as given, folders walked recursively for images, globs expanded; order kept, duplicates dropped.
 
-    A name that matches nothing raises DataError naming it; a folder without image files adds nothing, with a
-    warning naming it (a mistyped or still-empty folder among several inputs is not passed over in silence).
+    A name that matches nothing, or a folder without image files, raises DataError naming it (a mistyped or
+    still-empty folder among several inputs is not passed over in silence).
 
     >>> # expand_inputs(["photo.jpg", "more/"])  # -> ["photo.jpg", "more/a.png", "more/b.png"]
     """
@@ -39,7 +38,8 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[str]:
         if p.is_dir():
             found = list_images(p)
             if not found:
-                warnings.warn(f"{item}: no image files in this folder; it adds nothing", stacklevel=2)
+                raise DataError(f"no images found in {item} (looked for {', '.join(IMAGE_EXTENSIONS)}, any case, "
+                                "hidden files skipped); give a folder of images")  # fmt: skip
         elif p.exists():
             found = [p]
         else:
@@ -111,9 +111,6 @@ class InputImages:
         for item in items:
             if isinstance(item, (str, Path)):
                 paths = expand_inputs([item])
-                if not paths:  # a folder without images (a name matching nothing has raised already)
-                    raise DataError(f"no images found in {item} (looked for {', '.join(IMAGE_EXTENSIONS)}, any "
-                                    "case, hidden files skipped); give a folder of images")  # fmt: skip
                 self._items += paths
                 self._names += paths
             else:

@@ -78,10 +78,7 @@ def _load_images(cfg: PretrainConfig) -> tuple[D.SampleList, D.SampleList | None
     except DataError:
         if not source.is_dir():
             raise
-        paths = D.expand_inputs([source])
-        if not paths:
-            raise DataError(f"{source} holds no images ({', '.join(D.IMAGE_EXTENSIONS)}); point DATA at a folder "
-                            "of images") from None  # fmt: skip
+        paths = D.expand_inputs([source])  # a folder without images is an error naming it
         return D.SampleList.from_paths(paths, [0] * len(paths)), None, ()
     if splits.task == "multilabel":
         return splits.train, None, ()  # labels ignored; kNN needs one class per image

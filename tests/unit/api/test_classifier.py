@@ -40,8 +40,8 @@ def test_expand_inputs_files_folders_globs(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="missing.png"):
         expand_inputs([str(tmp_path / "missing.png")])
     (tmp_path / "empty").mkdir()
-    with pytest.warns(UserWarning, match="empty: no image files"):
-        assert expand_inputs([str(root / "red"), str(tmp_path / "empty")]) == files[:2]
+    with pytest.raises(DataError, match=r"no images found in .*empty \(looked for \.jpg"):
+        expand_inputs([str(root / "red"), str(tmp_path / "empty")])  # not passed over in silence among others
 
 
 def test_auto_img_size_follows_small_images() -> None:

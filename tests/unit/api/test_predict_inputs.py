@@ -61,7 +61,7 @@ def test_a_folder_without_images_is_a_clear_error(tmp_path: Path, content: str |
     folder.mkdir()
     if content:
         (folder / content).write_text("hi")
-    with pytest.raises(DataError, match=r"no images found in .*nothing \(looked for \.jpg, \.jpeg, \.png"):
+    with pytest.raises(DataError, match=r"no images found in .*nothing \(looked for \.jpg, \.jpeg, .*\.png"):
         InputImages([folder])
 
 
