@@ -94,9 +94,9 @@ class MicroBatcher(Generic[T, R]):
 
     @property
     def ready(self) -> bool:
-        """Warmed up, worker alive and taking items."""
+        """Warmed up, worker alive and taking items (a worker that has died is not, while its thread still logs)."""
         alive = self._thread is not None and self._thread.is_alive()
-        return self._ready.is_set() and alive and not self._stopping
+        return self._ready.is_set() and alive and self.died is None and not self._stopping
 
     @property
     def crashed(self) -> bool:

@@ -246,17 +246,36 @@ class DyingPredictor(Predictor):
         raise Fatal("the inference thread is gone")
 
 
+class HoldLog(logging.Handler):
+    """Blocks whoever logs until released: keeps a dying worker's thread alive while the test looks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.go.wait(10)
+
+
 def test_a_dead_inference_worker_shows_in_health_and_refuses_fast(base_bundle: Path) -> None:
     pred = DyingPredictor(imgclf.load(base_bundle))
     pred.warmup = lambda: None  # type: ignore[method-assign]
-    with client_for(build_app(pred, ServeSettings(timeout_s=60))) as c:
-        first = c.post("/v1/predict", files=_files(png_bytes(1)))  # the request whose batch killed the worker
-        assert first.status_code == 503 and first.json()["code"] == "worker_dead"
-        health = c.get("/healthz")
-        assert health.status_code == 503 and "inference worker" in health.json()["error"]
-        assert c.get("/readyz").status_code == 503
-        later = c.post("/v1/predict", files=_files(png_bytes(2)))
-        assert later.status_code == 503 and later.json()["code"] == "worker_dead"
+    hold, logger = HoldLog(), logging.getLogger("imgclf.serve")
+    logger.addHandler(hold)  # the worker's thread is still alive (logging its death) while it is probed
+    try:
+        with client_for(build_app(pred, ServeSettings(timeout_s=60))) as c:
+            first = c.post("/v1/predict", files=_files(png_bytes(1)))  # the request whose batch killed the worker
+            assert first.status_code == 503 and first.json()["code"] == "worker_dead"
+            health = c.get("/healthz")
+            assert health.status_code == 503 and "inference worker" in health.json()["error"]
+            assert c.get("/readyz").status_code == 503  # was 200 in that window: readiness asked the thread only
+            hold.go.set()
+            later = c.post("/v1/predict", files=_files(png_bytes(2)))
+            assert later.status_code == 503 and later.json()["code"] == "worker_dead"
+            assert c.get("/readyz").status_code == 503
+    finally:
+        hold.go.set()
+        logger.removeHandler(hold)
 
 
 def test_draining_turns_readiness_off_while_requests_are_still_served(client) -> None:
