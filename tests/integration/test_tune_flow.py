@@ -134,6 +134,8 @@ def test_a_mistyped_search_is_refused_before_its_folder_exists(tmp_path: Path) -
     assert not out.exists()
     out.mkdir()  # a folder that was there keeps what it held, and loses only what the failed search wrote
     (out / "notes.txt").write_text("mine")
+    (out / "trials").mkdir()  # even one named like the search's own
+    (out / "trials" / "keep.txt").write_text("mine")
     with pytest.raises(ModelError, match="--img-size 8"):
         search(model="lenet5", img_size=8)
-    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["notes.txt", "trials", "trials/keep.txt"]

@@ -343,6 +343,7 @@ def tune(cfg: RunConfig | None, *, trials: int = 20, timeout_min: float | None =
     state = _state(out)
     created = not out.exists()  # a folder this call makes is removed again if the search fails before it starts
     started = not state  # (in a folder that was there, only the files it wrote are)
+    written = [n for n in (STATE_FILE, STUDY_FILE, TRIAL_DATA, "trial-images", "trials") if not (out / n).exists()]
     if not state:  # a new search: what can be checked cheaply is, before its folder is written
         _check_search(cfg, space)
         splits = D.load_source(cfg.data.source, val_fraction=cfg.data.val_fraction,
@@ -371,7 +372,7 @@ def tune(cfg: RunConfig | None, *, trials: int = 20, timeout_min: float | None =
             res = train_run(update(base, {"train": {"name": "default"}}), console=console)
         except Exception as exc:  # e.g. an --img-size the model cannot take: a corrected command may use this --out
             if started and not isinstance(exc, TrainingInterrupted):  # (an interrupted search is resumed instead)
-                for name in ("",) if created else (STATE_FILE, STUDY_FILE, TRIAL_DATA, "trial-images", "trials"):
+                for name in [""] if created else written:
                     _drop_partial(out / name)
             raise
         state["default"] = {"value": float(res.metrics.get("val", {}).get("acc", float("nan"))),
