@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from imgclf.evaluation._report_data import ReportData
+from imgclf.evaluation._report_data import ReportData, calibration_skipped_text
 from imgclf.evaluation._report_sections import METRIC_NAMES, num
 
 DEFAULT_USE = (
@@ -105,9 +105,8 @@ def _calibration(d: ReportData) -> list[str]:
     if d.temperature is not None:
         lines.append(f"Temperature scaling with T = {d.temperature:.3f} is applied to the logits by default.")
     elif after is None:
-        why = f": {d.calibration_skipped}" if d.calibration_skipped else ""
-        lines += [f"Calibration was skipped{why}. No temperature scaling is applied: the probabilities are the "
-                  "model's raw softmax (`imgclf calibrate` fits a temperature on a validation split).", ""]
+        lines += [f"{calibration_skipped_text(d.calibration_skipped)} `imgclf calibrate` fits a temperature on a "
+                  "validation split.", ""]
     if after is None:
         lines.append(f"- ECE: {num(before.ece)} (NLL {num(before.nll)})")
     else:

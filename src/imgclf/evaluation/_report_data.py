@@ -68,3 +68,10 @@ class ReportData:
     probs: Any = None
     targets: Any = None
     search: Mapping[str, Any] | None = None
+
+
+def calibration_skipped_text(reason: str | None) -> str:
+    """The one sentence of the report and the model card for a bundle without a temperature (``reason``: why)."""
+    why = f": {reason}" if reason else ""
+    return (f"Calibration was skipped{why}. No temperature scaling is applied: the probabilities are the model's "
+            "raw softmax.")  # fmt: skip

@@ -12,7 +12,7 @@ from typing import Any
 from imgclf.evaluation import _plots as P
 from imgclf.evaluation._gallery import plot_error_gallery
 from imgclf.evaluation._pair_gallery import plot_pair_gallery
-from imgclf.evaluation._report_data import ReportData
+from imgclf.evaluation._report_data import ReportData, calibration_skipped_text
 from imgclf.evaluation._report_task import task_section
 from imgclf.metrics import most_confused
 
@@ -309,8 +309,7 @@ def _calibration(d: ReportData, figs: Figures) -> Section | None:
             text("text", f"Fitted temperature T = {d.temperature:.3f} (probabilities = softmax(logits / T)).")
         )
     elif d.calibration_skipped and after is None:
-        blocks.append(text("text", f"Calibration was skipped: {d.calibration_skipped}. No temperature scaling is "
-                                   "applied; the probabilities are the model's raw softmax."))  # fmt: skip
+        blocks.append(text("text", calibration_skipped_text(d.calibration_skipped)))
     return {"id": "calibration", "title": "Calibration", "blocks": blocks}
 
 

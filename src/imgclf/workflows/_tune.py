@@ -341,9 +341,11 @@ def tune(cfg: RunConfig | None, *, trials: int = 20, timeout_min: float | None =
     for key, dist in space.items():
         _check_dist("the search space", key, dist)
     state = _state(out)
-    created = not out.exists()  # a folder this call makes is removed again if the search fails before it starts
-    started = not state  # (in a folder that was there, only the files it wrote are)
-    written = [n for n in (STATE_FILE, STUDY_FILE, TRIAL_DATA, "trial-images", "trials") if not (out / n).exists()]
+    # a new search whose default run fails removes what it wrote: its folder when it made it, else only the names
+    # it created there
+    created = not out.exists()
+    written = [] if state else [n for n in (STATE_FILE, STUDY_FILE, TRIAL_DATA, "trial-images", "trials")
+                                if not (out / n).exists()]  # fmt: skip
     if not state:  # a new search: what can be checked cheaply is, before its folder is written
         _check_search(cfg, space)
         splits = D.load_source(cfg.data.source, val_fraction=cfg.data.val_fraction,
@@ -371,7 +373,7 @@ def tune(cfg: RunConfig | None, *, trials: int = 20, timeout_min: float | None =
         try:
             res = train_run(update(base, {"train": {"name": "default"}}), console=console)
         except Exception as exc:  # e.g. an --img-size the model cannot take: a corrected command may use this --out
-            if started and not isinstance(exc, TrainingInterrupted):  # (an interrupted search is resumed instead)
+            if written and not isinstance(exc, TrainingInterrupted):  # (an interrupted search is resumed instead)
                 for name in [""] if created else written:
                     _drop_partial(out / name)
             raise
